@@ -1,0 +1,91 @@
+//! The tracer and the metric instruments one [`crate::JobMonitor`] records with.
+
+use std::borrow::Cow;
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+
+use crate::semconv;
+
+/// The tracer and instruments, built once per monitor.
+pub(crate) struct Instruments {
+    pub(crate) tracer: BoxedTracer,
+    pub(crate) duration: Histogram<f64>,
+    pub(crate) queue_time: Histogram<f64>,
+    pub(crate) consumed: Counter<u64>,
+    pub(crate) outcomes: Counter<u64>,
+    pub(crate) active: UpDownCounter<i64>,
+}
+
+/// The instrumentation scope jobsight records under: crate name and version.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(semconv::SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+impl Instruments {
+    /// Builds the instruments from `tracer` and `meter`, or from the global
+    /// providers where they are not given.
+    pub(crate) fn new(tracer: Option<BoxedTracer>, meter: Option<Meter>) -> Self {
+        let tracer = tracer.unwrap_or_else(|| global::tracer_with_scope(scope()));
+        let meter = meter.unwrap_or_else(|| global::meter_with_scope(scope()));
+        Self {
+            tracer,
+            duration: meter
+                .f64_histogram(semconv::METRIC_PROCESS_DURATION)
+                .with_unit("s")
+                .with_description("Duration of processing one attempt of a job.")
+                .with_boundaries(semconv::DURATION_BUCKETS.to_vec())
+                .build(),
+            queue_time: meter
+                .f64_histogram(semconv::METRIC_QUEUE_TIME)
+                .with_unit("s")
+                .with_description("Time a job waited between becoming due and starting.")
+                .with_boundaries(semconv::QUEUE_TIME_BUCKETS.to_vec())
+                .build(),
+            consumed: meter
+                .u64_counter(semconv::METRIC_CONSUMED_MESSAGES)
+                .with_unit("{message}")
+                .with_description("Jobs taken from a queue and processed, per attempt.")
+                .build(),
+            outcomes: meter
+                .u64_counter(semconv::METRIC_OUTCOMES)
+                .with_unit("{attempt}")
+                .with_description("Job attempts by outcome.")
+                .build(),
+            active: meter
+                .i64_up_down_counter(semconv::METRIC_ACTIVE)
+                .with_unit("{job}")
+                .with_description("Jobs running now.")
+                .build(),
+        }
+    }
+}
+
+/// Interns `text` for the life of the process. Used for span names, which the
+/// tracing API wants as `Cow<'static, str>`: interning once per job kind
+/// keeps the per-job path free of string copies. Bounded by the number of
+/// job kinds, which the monitor caps.
+pub(crate) fn intern(text: String) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut names = match names.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = names.get(text.as_str()) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// `Cow` from an interned name.
+pub(crate) fn interned_cow(text: String) -> Cow<'static, str> {
+    Cow::Borrowed(intern(text))
+}

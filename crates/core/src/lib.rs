@@ -1,0 +1,68 @@
+//! Runner-agnostic job transaction semantics for OpenTelemetry.
+//!
+//! `jobsight-core` knows what a background job is — its system, queue, name,
+//! id, attempt, enqueue and run-at times ([`JobMeta`]) — and records one
+//! attempt of it as a [`Transaction`]: a CONSUMER span `process {queue}`
+//! following the OpenTelemetry messaging conventions, plus per-queue
+//! metrics. It talks only to the `opentelemetry` API crate; the application
+//! chooses the SDK (see `jobsight-otel`).
+//!
+//! # Layout
+//! - [`job`]: [`JobMeta`], the facts about one attempt.
+//! - [`monitor`]: [`JobMonitor`], which holds the tracer, instruments and
+//!   configuration and starts transactions.
+//! - [`transaction`]: [`Transaction`], when each span and metric point is
+//!   recorded, and what retries and dropped jobs look like.
+//! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that decides which
+//!   errors are ignored, retried or final.
+//! - [`error`]: [`ErrorRecord`], a low-cardinality `error.type` and a
+//!   bounded message for any Rust error.
+//! - [`propagation`]: links between the code that enqueued a job and its run.
+//! - [`semconv`]: every attribute and metric name.
+//!
+//! # Using it by hand
+//! Any runner can record its jobs: start a transaction, run the job inside
+//! its context, finish it with the result.
+//!
+//! ```
+//! use jobsight_core::{JobMeta, JobMonitor};
+//! # fn send_email(_: &str) -> Result<(), std::io::Error> { Ok(()) }
+//! let monitor = JobMonitor::new();
+//! let tx = monitor.start(
+//!     JobMeta::builder("my-runner", "emails").name("welcome").id("job-1").attempt(1).build(),
+//! );
+//! let result = {
+//!     let _guard = tx.context().clone().attach();
+//!     send_email("ada@example.com")
+//! };
+//! match &result {
+//!     Ok(()) => tx.succeed(),
+//!     Err(e) => {
+//!         tx.fail(e);
+//!     }
+//! }
+//! ```
+//!
+//! # Metrics and cardinality
+//! Metric attributes are `messaging.system`, `messaging.destination.name`,
+//! `job.name`, and `error.type` on failure (`job.outcome` on `job.outcomes`):
+//! nothing per job id or argument. Distinct (queue, name) pairs are capped
+//! per monitor ([`JobMonitorBuilder::max_kinds`]); past the cap new names
+//! are recorded as `_other`.
+#![warn(missing_docs)]
+
+pub mod error;
+mod instruments;
+pub mod job;
+pub mod monitor;
+pub mod outcome;
+pub mod propagation;
+pub mod semconv;
+pub mod transaction;
+
+pub use error::ErrorRecord;
+pub use job::{JobMeta, JobMetaBuilder};
+pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
+pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
+pub use propagation::Propagation;
+pub use transaction::Transaction;

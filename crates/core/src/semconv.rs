@@ -1,0 +1,94 @@
+//! Every attribute and metric name jobsight puts on the wire, in one place.
+//!
+//! Names under `messaging.*` and `error.type` follow the OpenTelemetry
+//! semantic conventions for messaging (status: development). Names under
+//! `job.*` are jobsight's own: the conventions have no words yet for a job's
+//! attempt, queue time or outcome, so we add them in a namespace of our own
+//! and document each one in the README's table.
+
+/// Instrumentation scope name used for the tracer and the meter.
+pub const SCOPE_NAME: &str = "jobsight";
+
+// ---- span and metric attributes: OpenTelemetry messaging conventions ----
+
+/// `messaging.system`: the job runner or broker (`apalis`, `task`, …).
+pub const MESSAGING_SYSTEM: &str = "messaging.system";
+/// `messaging.operation.name`: always `process` on the consumer span.
+pub const MESSAGING_OPERATION_NAME: &str = "messaging.operation.name";
+/// `messaging.operation.type`: always `process` on the consumer span.
+pub const MESSAGING_OPERATION_TYPE: &str = "messaging.operation.type";
+/// `messaging.destination.name`: the queue.
+pub const MESSAGING_DESTINATION_NAME: &str = "messaging.destination.name";
+/// `messaging.message.id`: the job's (task's) id.
+pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
+/// `error.type`: low-cardinality class of the error a job ended with.
+pub const ERROR_TYPE: &str = "error.type";
+
+// ---- jobsight's own job attributes ----
+
+/// `job.name`: the job's kind (a Rust type name or a given name).
+pub const JOB_NAME: &str = "job.name";
+/// `job.attempt`: 1 for the first run, 2 for the first retry, …
+pub const JOB_ATTEMPT: &str = "job.attempt";
+/// `job.max_attempts`: how many attempts the runner allows, when known.
+pub const JOB_MAX_ATTEMPTS: &str = "job.max_attempts";
+/// `job.queue_time`: seconds from enqueue (or run-at, when later) to start.
+pub const JOB_QUEUE_TIME: &str = "job.queue_time";
+/// `job.scheduled_at`: unix seconds at which the job was due to run.
+pub const JOB_SCHEDULED_AT: &str = "job.scheduled_at";
+/// `job.enqueued_at`: unix seconds at which the job was enqueued.
+pub const JOB_ENQUEUED_AT: &str = "job.enqueued_at";
+/// `job.priority`: the runner's priority value, when it has one.
+pub const JOB_PRIORITY: &str = "job.priority";
+/// `job.outcome`: `succeeded`, `failed`, `retried`, `panicked`, `abandoned` or `ignored`.
+pub const JOB_OUTCOME: &str = "job.outcome";
+
+// ---- exception event (OpenTelemetry exception conventions) ----
+
+/// Name of the span event recorded for an error worth reporting.
+pub const EXCEPTION_EVENT: &str = "exception";
+/// `exception.type` on the exception event.
+pub const EXCEPTION_TYPE: &str = "exception.type";
+/// `exception.message` on the exception event.
+pub const EXCEPTION_MESSAGE: &str = "exception.message";
+/// `exception.stacktrace` on the exception event, when the runner has one.
+pub const EXCEPTION_STACKTRACE: &str = "exception.stacktrace";
+
+// ---- values ----
+
+/// Value of `messaging.operation.name` and `messaging.operation.type` on consumer spans.
+pub const OPERATION_PROCESS: &str = "process";
+/// `error.type` for a job whose code panicked.
+pub const ERROR_TYPE_PANIC: &str = "panic";
+/// `error.type` for a job dropped before it finished (timeout, shutdown).
+pub const ERROR_TYPE_ABANDONED: &str = "abandoned";
+/// `error.type` when no low-cardinality name can be found for an error.
+pub const ERROR_TYPE_OTHER: &str = "_OTHER";
+
+// ---- metrics ----
+
+/// Histogram (s): how long a job ran, per attempt. OTel messaging convention.
+pub const METRIC_PROCESS_DURATION: &str = "messaging.process.duration";
+/// Counter: jobs taken from a queue and processed. OTel messaging convention.
+pub const METRIC_CONSUMED_MESSAGES: &str = "messaging.client.consumed.messages";
+/// Histogram (s): how long a job waited in its queue before it started.
+pub const METRIC_QUEUE_TIME: &str = "job.queue_time";
+/// Counter: attempts by `job.outcome`.
+pub const METRIC_OUTCOMES: &str = "job.outcomes";
+/// Up-down counter: jobs running now.
+pub const METRIC_ACTIVE: &str = "job.active";
+
+/// Default bucket boundaries (s) for `messaging.process.duration`: from 5 ms
+/// to one hour, so that both quick jobs and ten-minute jobs land in a bucket
+/// of their own (the conventions' advisory buckets stop at 10 s).
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0, 1800.0, 3600.0,
+];
+
+/// Default bucket boundaries (s) for `job.queue_time`: from 5 ms to one day,
+/// since scheduled and backed-up jobs can wait for hours.
+pub const QUEUE_TIME_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
+    1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
+];

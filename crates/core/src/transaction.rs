@@ -1,0 +1,288 @@
+//! [`Transaction`]: one attempt of a job, from start to finish, as a span and
+//! a set of metric points.
+//!
+//! # When things happen
+//! - [`JobMonitor::start`] opens the CONSUMER span `process {queue}` with
+//!   every attribute known at start (so samplers see them), adds 1 to
+//!   `job.active` and records `job.queue_time` when the due time is known.
+//! - The job runs. Code that runs inside [`Transaction::context`] (attached
+//!   by the runner around each poll) creates child spans of the process span.
+//! - A finishing call ([`succeed`](Transaction::succeed),
+//!   [`fail`](Transaction::fail), [`panicked`](Transaction::panicked),
+//!   [`finish`](Transaction::finish)) sets `job.outcome`, `error.type`, the
+//!   status and the `exception` event as the classifier decides, ends the
+//!   span, and records `messaging.process.duration`,
+//!   `messaging.client.consumed.messages` and `job.outcomes`.
+//! - A transaction **dropped** before any of these finishes as
+//!   [`Outcome::Abandoned`]: status Error, `error.type` = `abandoned`. That
+//!   is what a job cut off by a timeout or by shutdown looks like.
+//!
+//! # What a retry looks like
+//! Each attempt is a transaction and a span of its own with its
+//! `job.attempt`. An attempt that fails while attempts are left finishes
+//! with `job.outcome` = `retried` and `error.type` set, but no Error status
+//! and no exception event (unless the classifier reports retries); the
+//! attempt that finally fails is an error event.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+
+use crate::error::ErrorRecord;
+use crate::job::JobMeta;
+use crate::monitor::{JobKind, JobMonitor};
+use crate::outcome::{ErrorClass, Outcome};
+use crate::propagation::Propagation;
+use crate::semconv;
+
+/// Status message of an abandoned job.
+const ABANDONED_MESSAGE: &str =
+    "the job was dropped before it finished (cancelled, timed out or shut down)";
+
+/// One attempt of a job, open until it is finished or dropped.
+///
+/// ```
+/// use jobsight_core::{JobMeta, JobMonitor};
+/// let monitor = JobMonitor::new();
+/// let meta = JobMeta::builder("my-runner", "emails").name("welcome").attempt(1).build();
+/// let tx = monitor.start(meta);
+/// let result: Result<(), std::io::Error> = Ok(()); // run the job here
+/// match result {
+///     Ok(()) => tx.succeed(),
+///     Err(e) => { tx.fail(&e); }
+/// }
+/// ```
+#[must_use = "a transaction dropped without finishing is recorded as abandoned"]
+pub struct Transaction {
+    monitor: JobMonitor,
+    kind: Arc<JobKind>,
+    meta: JobMeta,
+    cx: Context,
+    started: Instant,
+    error: Option<ErrorRecord>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("meta", &self.meta)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn start(monitor: &JobMonitor, kind: Arc<JobKind>, meta: JobMeta) -> Self {
+        let instruments = monitor.instruments();
+        let now = SystemTime::now();
+        let queue_time = meta.queue_time_at(now);
+
+        let mut attrs = Vec::with_capacity(kind.base.len() + 9);
+        attrs.extend(kind.base.iter().cloned());
+        attrs.push(KeyValue::new(semconv::MESSAGING_OPERATION_NAME, semconv::OPERATION_PROCESS));
+        attrs.push(KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, semconv::OPERATION_PROCESS));
+        if let Some(id) = meta.id() {
+            attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
+        }
+        if let Some(attempt) = meta.attempt() {
+            attrs.push(KeyValue::new(semconv::JOB_ATTEMPT, i64::from(attempt)));
+        }
+        if let Some(max) = meta.max_attempts() {
+            attrs.push(KeyValue::new(semconv::JOB_MAX_ATTEMPTS, i64::from(max)));
+        }
+        if let Some(waited) = queue_time {
+            attrs.push(KeyValue::new(semconv::JOB_QUEUE_TIME, waited));
+        }
+        if let Some(at) = meta.scheduled_at().and_then(unix_seconds) {
+            attrs.push(KeyValue::new(semconv::JOB_SCHEDULED_AT, at));
+        }
+        if let Some(at) = meta.enqueued_at().and_then(unix_seconds) {
+            attrs.push(KeyValue::new(semconv::JOB_ENQUEUED_AT, at));
+        }
+        if let Some(priority) = meta.priority() {
+            attrs.push(KeyValue::new(semconv::JOB_PRIORITY, priority));
+        }
+
+        let mut builder = SpanBuilder::from_name(kind.span_name.clone())
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attrs);
+        let parent = match (monitor.propagation(), meta.creation_context()) {
+            (Propagation::Link, Some(creation)) => {
+                builder = builder.with_links(vec![Link::with_context(creation.clone())]);
+                Context::new()
+            }
+            (Propagation::Child, Some(creation)) => {
+                Context::new().with_remote_span_context(creation.clone())
+            }
+            _ => Context::current(),
+        };
+        let span = instruments.tracer.build_with_context(builder, &parent);
+        let cx = parent.with_span(span);
+
+        instruments.active.add(1, &kind.base);
+        if let Some(waited) = queue_time {
+            instruments.queue_time.record(waited, &kind.base);
+        }
+
+        Self {
+            monitor: monitor.clone(),
+            kind,
+            meta,
+            cx,
+            started: Instant::now(),
+            error: None,
+            finished: false,
+        }
+    }
+
+    /// The context holding the process span. Attach it while the job's code
+    /// runs (`cx.attach()`, or `FutureExt::with_context` for futures) so the
+    /// spans that code creates are children of the process span.
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// The job this transaction records.
+    pub fn meta(&self) -> &JobMeta {
+        &self.meta
+    }
+
+    /// Time since the transaction started.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Adds a span event to the process span (cheap when the span is not
+    /// sampled).
+    pub fn event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
+        self.cx.span().add_event(name, attributes);
+    }
+
+    /// Remembers `error` as the error the job failed with; used by
+    /// [`finish`](Self::finish) with a `Failed` outcome.
+    pub fn record_error(&mut self, error: ErrorRecord) {
+        self.error = Some(error);
+    }
+
+    /// Finishes the attempt as succeeded.
+    pub fn succeed(mut self) {
+        self.complete(Outcome::Succeeded, false);
+    }
+
+    /// Finishes the attempt as failed with `error`, classified by the
+    /// monitor's classifier. Returns the outcome recorded.
+    pub fn fail(self, error: &(dyn StdError + 'static)) -> Outcome {
+        let class = self.monitor.classifier().classify(error, &self.meta);
+        self.fail_with(ErrorRecord::from_error(error), class)
+    }
+
+    /// Finishes the attempt as failed with an error the runner has already
+    /// recorded and classified (for runners that unwrap their own error
+    /// types first). Returns the outcome recorded.
+    pub fn fail_with(mut self, record: ErrorRecord, class: ErrorClass) -> Outcome {
+        let report = self.monitor.classifier().report(class, &self.meta);
+        let outcome = match class {
+            ErrorClass::Ignore => Outcome::Ignored,
+            ErrorClass::Retry => Outcome::Failed { retryable: true },
+            ErrorClass::Fail => Outcome::Failed { retryable: false },
+        };
+        self.error = Some(record);
+        self.complete(outcome, report);
+        outcome
+    }
+
+    /// Finishes the attempt as panicked with the panic's message.
+    pub fn panicked(mut self, message: &str) {
+        self.error = Some(ErrorRecord::new(semconv::ERROR_TYPE_PANIC, message));
+        self.complete(Outcome::Panicked, true);
+    }
+
+    /// Finishes the attempt with `outcome` as given, using the error recorded
+    /// with [`record_error`](Self::record_error) for failures. Failed (final),
+    /// panicked and abandoned outcomes are error events; the others are not.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.complete(outcome, outcome.is_error());
+    }
+
+    fn complete(&mut self, outcome: Outcome, report: bool) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let error_type: Option<Cow<'static, str>> = match outcome {
+            Outcome::Succeeded | Outcome::Ignored => None,
+            Outcome::Failed { .. } => Some(
+                self.error
+                    .as_ref()
+                    .map(|e| e.error_type_cow().clone())
+                    .unwrap_or(Cow::Borrowed(semconv::ERROR_TYPE_OTHER)),
+            ),
+            Outcome::Panicked => Some(Cow::Borrowed(semconv::ERROR_TYPE_PANIC)),
+            Outcome::Abandoned => Some(Cow::Borrowed(semconv::ERROR_TYPE_ABANDONED)),
+        };
+
+        let span = self.cx.span();
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new(semconv::JOB_OUTCOME, outcome.as_str()));
+            if let Some(error_type) = &error_type {
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
+            }
+            if report {
+                match (&self.error, outcome) {
+                    (_, Outcome::Abandoned) => span.set_status(Status::error(ABANDONED_MESSAGE)),
+                    (Some(record), _) => {
+                        span.set_status(Status::error(record.message().to_owned()));
+                        let mut event = vec![
+                            KeyValue::new(semconv::EXCEPTION_TYPE, record.error_type_cow().clone()),
+                            KeyValue::new(semconv::EXCEPTION_MESSAGE, record.message().to_owned()),
+                        ];
+                        if let Some(trace) = record.stacktrace() {
+                            event.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, trace.to_owned()));
+                        }
+                        span.add_event(semconv::EXCEPTION_EVENT, event);
+                    }
+                    (None, _) => span.set_status(Status::error(outcome.as_str())),
+                }
+            }
+        }
+        span.end();
+
+        let instruments = self.monitor.instruments();
+        let kind = &self.kind;
+        match error_type {
+            None => {
+                instruments.duration.record(elapsed, &kind.base);
+                instruments.consumed.add(1, &kind.base);
+            }
+            Some(error_type) => {
+                let mut attrs = Vec::with_capacity(kind.base.len() + 1);
+                attrs.extend(kind.base.iter().cloned());
+                attrs.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
+                instruments.duration.record(elapsed, &attrs);
+                instruments.consumed.add(1, &attrs);
+            }
+        }
+        instruments.outcomes.add(1, &kind.by_outcome[outcome.index()]);
+        instruments.active.add(-1, &kind.base);
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.complete(Outcome::Abandoned, true);
+        }
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> Option<i64> {
+    at.duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+}

@@ -1,0 +1,81 @@
+//! OTLP/gRPC front end: a tonic server with `TraceService` and `MetricsService`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use super::receiver::{Mode, State, grpc_code_for};
+
+#[derive(Clone)]
+struct Svc {
+    state: Arc<State>,
+}
+
+async fn answer<T: Default>(mode: Mode) -> Result<Response<T>, Status> {
+    match mode {
+        Mode::Accept => Ok(Response::new(T::default())),
+        Mode::Delay(d) => {
+            tokio::time::sleep(d).await;
+            Ok(Response::new(T::default()))
+        }
+        Mode::Reject(http) => Err(Status::new(
+            grpc_code_for(http),
+            format!("rejected by test receiver (as HTTP {http})"),
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Svc {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mode = self.state.on_traces(request.into_inner());
+        answer(mode).await
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Svc {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let mode = self.state.on_metrics(request.into_inner());
+        answer(mode).await
+    }
+}
+
+/// Serves until `signal` resolves. Compressed (grpc-encoding: gzip) requests are
+/// refused by tonic with UNIMPLEMENTED: no compression feature is enabled.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    signal: impl Future<Output = ()> + Send + 'static,
+) {
+    let svc = Svc { state };
+    let result = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(svc.clone()))
+        .add_service(MetricsServiceServer::new(svc))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
+        .await;
+    if let Err(e) = result {
+        eprintln!("test OTLP gRPC receiver stopped with an error: {e}");
+    }
+}

@@ -1,0 +1,354 @@
+//! The `Receiver` handle shared by the gRPC and HTTP front ends.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::model::{MetricPoint, Span, flatten_metrics, flatten_spans};
+
+/// Poll interval of the `wait_for_*` helpers.
+const POLL: Duration = Duration::from_millis(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+/// How the receiver answers an export request of one signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Keep the request and answer success.
+    #[default]
+    Accept,
+    /// Count the request, do not keep it, answer with this HTTP status.
+    /// The gRPC front end maps it with gRPC's HTTP-to-gRPC table (see `grpc_code_for`):
+    /// 429/502/503/504 -> UNAVAILABLE (retryable for the OTLP exporter, like the HTTP codes),
+    /// 404 -> UNIMPLEMENTED, 401 -> UNAUTHENTICATED, 403 -> PERMISSION_DENIED,
+    /// 400 -> INTERNAL, anything else -> UNKNOWN (all non-retryable).
+    Reject(u16),
+    /// Keep the request on arrival, then wait this long before answering success
+    /// (for exporter-timeout tests: the data is on the wire even if the client gave up).
+    Delay(Duration),
+}
+
+/// gRPC's standard HTTP-status-to-gRPC-code mapping
+/// (grpc/doc/http-grpc-status-mapping.md).
+pub fn grpc_code_for(http_status: u16) -> tonic::Code {
+    match http_status {
+        400 => tonic::Code::Internal,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::Unimplemented,
+        429 | 502 | 503 | 504 => tonic::Code::Unavailable,
+        _ => tonic::Code::Unknown,
+    }
+}
+
+/// What `wait_for_spans` waits for: a count (`>=`) or a predicate over everything seen so far.
+/// Closures need their argument type spelled out: `|s: &[Span]| s.iter().any(..)`.
+pub trait Until<T> {
+    fn done(&self, items: &[T]) -> bool;
+}
+
+impl<T> Until<T> for usize {
+    fn done(&self, items: &[T]) -> bool {
+        items.len() >= *self
+    }
+}
+
+impl<T, F: Fn(&[T]) -> bool> Until<T> for F {
+    fn done(&self, items: &[T]) -> bool {
+        self(items)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    traces: Vec<ExportTraceServiceRequest>,
+    metrics: Vec<ExportMetricsServiceRequest>,
+    trace_requests: usize,
+    metric_requests: usize,
+    trace_mode: Mode,
+    metric_mode: Mode,
+}
+
+/// State shared between the `Receiver` handle and the server task.
+#[derive(Default)]
+pub(crate) struct State {
+    inner: Mutex<Inner>,
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panicking test thread must not hide the data from the others.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts the request and returns the mode to answer it with; keeps the
+    /// request unless the mode rejects it.
+    pub(crate) fn on_traces(&self, req: ExportTraceServiceRequest) -> Mode {
+        let mut g = self.lock();
+        g.trace_requests += 1;
+        let mode = g.trace_mode;
+        if !matches!(mode, Mode::Reject(_)) {
+            g.traces.push(req);
+        }
+        mode
+    }
+
+    pub(crate) fn on_metrics(&self, req: ExportMetricsServiceRequest) -> Mode {
+        let mut g = self.lock();
+        g.metric_requests += 1;
+        let mode = g.metric_mode;
+        if !matches!(mode, Mode::Reject(_)) {
+            g.metrics.push(req);
+        }
+        mode
+    }
+
+    /// Counts a request that could not even be decoded (bad content type, encoding, body).
+    pub(crate) fn count_undecodable(&self, signal: Signal) {
+        let mut g = self.lock();
+        match signal {
+            Signal::Traces => g.trace_requests += 1,
+            Signal::Metrics => g.metric_requests += 1,
+        }
+    }
+}
+
+/// An in-process OTLP receiver (traces and metrics). Shuts its server down when dropped.
+pub struct Receiver {
+    transport: Transport,
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// A tonic server on 127.0.0.1:0 (`TraceService` + `MetricsService`).
+    pub async fn grpc() -> Receiver {
+        Self::start(Transport::Grpc).await
+    }
+
+    /// An axum server on 127.0.0.1:0 (`POST /v1/traces`, `POST /v1/metrics`, protobuf).
+    pub async fn http() -> Receiver {
+        Self::start(Transport::Http).await
+    }
+
+    pub async fn start(transport: Transport) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(State::default());
+        let (tx, rx) = oneshot::channel::<()>();
+        let signal = async move {
+            // Resolves on send or when the sender is dropped.
+            let _ = rx.await;
+        };
+        let task = match transport {
+            Transport::Grpc => tokio::spawn(super::grpc::serve(listener, state.clone(), signal)),
+            Transport::Http => tokio::spawn(super::http::serve(listener, state.clone(), signal)),
+        };
+        Receiver {
+            transport,
+            addr,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT` (no path).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What to pass to an exporter's `with_endpoint` for traces: the bare endpoint
+    /// for gRPC, `{endpoint}/v1/traces` for HTTP (an endpoint set in code is used verbatim).
+    pub fn traces_endpoint(&self) -> String {
+        match self.transport {
+            Transport::Grpc => self.endpoint(),
+            Transport::Http => format!("{}/v1/traces", self.endpoint()),
+        }
+    }
+
+    /// Like `traces_endpoint`, for metrics (`{endpoint}/v1/metrics` for HTTP).
+    pub fn metrics_endpoint(&self) -> String {
+        match self.transport {
+            Transport::Grpc => self.endpoint(),
+            Transport::Http => format!("{}/v1/metrics", self.endpoint()),
+        }
+    }
+
+    pub fn set_mode(&self, signal: Signal, mode: Mode) {
+        let mut g = self.state.lock();
+        match signal {
+            Signal::Traces => g.trace_mode = mode,
+            Signal::Metrics => g.metric_mode = mode,
+        }
+    }
+
+    pub fn mode(&self, signal: Signal) -> Mode {
+        let g = self.state.lock();
+        match signal {
+            Signal::Traces => g.trace_mode,
+            Signal::Metrics => g.metric_mode,
+        }
+    }
+
+    /// `true`: metrics export requests fail (gRPC UNIMPLEMENTED, HTTP 404); `false`: accept.
+    pub fn reject_metrics(&self, reject: bool) {
+        let mode = if reject {
+            Mode::Reject(404)
+        } else {
+            Mode::Accept
+        };
+        self.set_mode(Signal::Metrics, mode);
+    }
+
+    /// Every export request that arrived for the signal, rejected or undecodable ones included
+    /// (so retries show up here).
+    pub fn request_count(&self, signal: Signal) -> usize {
+        let g = self.state.lock();
+        match signal {
+            Signal::Traces => g.trace_requests,
+            Signal::Metrics => g.metric_requests,
+        }
+    }
+
+    /// The trace requests that were kept (not rejected), in arrival order.
+    pub fn raw_traces(&self) -> Vec<ExportTraceServiceRequest> {
+        self.state.lock().traces.clone()
+    }
+
+    /// The metric requests that were kept (not rejected), in arrival order.
+    pub fn raw_metrics(&self) -> Vec<ExportMetricsServiceRequest> {
+        self.state.lock().metrics.clone()
+    }
+
+    pub fn spans(&self) -> Vec<Span> {
+        flatten_spans(&self.state.lock().traces)
+    }
+
+    pub fn metrics(&self) -> Vec<MetricPoint> {
+        flatten_metrics(&self.state.lock().metrics)
+    }
+
+    /// The points of one metric, in arrival order (cumulative streams repeat per export).
+    pub fn metric(&self, name: &str) -> Vec<MetricPoint> {
+        self.metrics()
+            .into_iter()
+            .filter(|m| m.name == name)
+            .collect()
+    }
+
+    /// Forgets kept requests and counts (modes are kept).
+    pub fn clear(&self) {
+        let mut g = self.state.lock();
+        g.traces.clear();
+        g.metrics.clear();
+        g.trace_requests = 0;
+        g.metric_requests = 0;
+    }
+
+    /// Polls until `until` holds for all spans seen so far or `timeout` passes;
+    /// returns the spans either way (the caller asserts).
+    pub async fn wait_for_spans(&self, until: impl Until<Span>, timeout: Duration) -> Vec<Span> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let spans = self.spans();
+            if until.done(&spans) || Instant::now() >= deadline {
+                return spans;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for the first span with this name.
+    pub async fn wait_for_span(&self, name: &str, timeout: Duration) -> Option<Span> {
+        self.wait_for_spans(|s: &[Span]| s.iter().any(|s| s.name == name), timeout)
+            .await
+            .into_iter()
+            .find(|s| s.name == name)
+    }
+
+    /// Polls until at least one point of metric `name` arrived or `timeout` passes;
+    /// returns that metric's points (empty on timeout).
+    pub async fn wait_for_metric(&self, name: &str, timeout: Duration) -> Vec<MetricPoint> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let points = self.metric(name);
+            if !points.is_empty() || Instant::now() >= deadline {
+                return points;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Polls until `until` holds for all metric points seen so far or `timeout` passes.
+    pub async fn wait_for_metrics(
+        &self,
+        until: impl Until<MetricPoint>,
+        timeout: Duration,
+    ) -> Vec<MetricPoint> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let points = self.metrics();
+            if until.done(&points) || Instant::now() >= deadline {
+                return points;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Stops the server and waits for it to finish (the listening port is closed on return).
+    /// Dropping the receiver does the same without waiting.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Graceful shutdown waits for open connections to drain; don't hang a test on it.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // The server task finishes on its own once connections drain; it does not
+        // need to be joined (and it dies with the test's runtime anyway).
+        drop(self.task.take());
+    }
+}
