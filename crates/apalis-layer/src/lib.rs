@@ -1,1 +1,61 @@
-//! placeholder
+//! Tower layers that make [apalis](https://docs.rs/apalis) workers observable
+//! with OpenTelemetry.
+//!
+//! # Quick start
+//! ```no_run
+//! use apalis::prelude::*;
+//! use jobsight_apalis::MonitorLayer;
+//!
+//! async fn send_email(to: String) -> Result<(), BoxDynError> { Ok(()) }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let _telemetry = jobsight_otel::init()?; // OTLP from OTEL_* variables
+//! WorkerBuilder::new("email-sender")
+//!     .backend(MemoryStorage::<String>::new())
+//!     .layer(MonitorLayer::new())
+//!     .build(send_email)
+//!     .run()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Tracing
+//! Each call of the worker's service is one attempt: a CONSUMER span
+//! `process {queue}` that starts when the worker calls the job and ends when
+//! the job's future completes, panics or is dropped. See
+//! [`jobsight_core::transaction`] for what a retry, a failure and an
+//! abandoned job look like, and [`task_meta`] for which apalis field feeds
+//! which attribute.
+//!
+//! # Metrics
+//! `messaging.process.duration`, `messaging.client.consumed.messages`,
+//! `job.queue_time`, `job.outcomes` and `job.active`, per
+//! `messaging.destination.name` and `job.name` (see the README's table).
+//!
+//! # What apalis does not tell us
+//! - apalis-redis keeps neither the queue nor the run-at on the task; the
+//!   queue defaults to the `Args` type's path (apalis-redis's default queue
+//!   name) unless set with [`MonitorLayer::queue`], and queue time comes from
+//!   the ULID task id or from a [`traced`] task's stamp.
+//! - apalis-redis retries failed jobs up to 25 times whatever
+//!   `max_attempts` says, so `job.max_attempts` is what the task asked for,
+//!   not always what the backend does.
+//!
+//! # Producers
+//! [`traced`] stamps a task with its enqueue time and the current trace
+//! context, so the job's span links back to the code that enqueued it.
+#![warn(missing_docs)]
+
+pub mod carrier;
+mod errors;
+mod future;
+mod layer;
+pub mod producer;
+mod service;
+pub mod task_meta;
+
+pub use errors::JobPanicked;
+pub use future::MonitorFuture;
+pub use layer::MonitorLayer;
+pub use producer::{Stamp, traced, traced_builder};
+pub use service::MonitorService;

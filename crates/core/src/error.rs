@@ -168,7 +168,10 @@ impl fmt::Write for Bounded {
 }
 
 fn bounded_with(max: usize, render: impl FnOnce(&mut Bounded) -> fmt::Result) -> String {
-    let mut sink = Bounded { out: String::new(), max };
+    let mut sink = Bounded {
+        out: String::new(),
+        max,
+    };
     let rendered = catch_unwind(AssertUnwindSafe(|| {
         // A formatting error only means the sink is full or the impl gave
         // up part-way: either way what was written so far is kept.

@@ -34,6 +34,7 @@ pub struct JobMeta {
     enqueued_at: Option<SystemTime>,
     scheduled_at: Option<SystemTime>,
     priority: Option<i64>,
+    consumer: Option<Arc<str>>,
     creation_context: Option<SpanContext>,
 }
 
@@ -54,6 +55,7 @@ impl JobMeta {
                 enqueued_at: None,
                 scheduled_at: None,
                 priority: None,
+                consumer: None,
                 creation_context: None,
             },
         }
@@ -107,6 +109,11 @@ impl JobMeta {
     /// The runner's priority value, when it has one.
     pub fn priority(&self) -> Option<i64> {
         self.priority
+    }
+
+    /// The worker (consumer group) running the job, when known.
+    pub fn consumer(&self) -> Option<&Arc<str>> {
+        self.consumer.as_ref()
     }
 
     /// The trace context of the code that created the job, when it was propagated.
@@ -195,6 +202,13 @@ impl JobMetaBuilder {
         self
     }
 
+    /// The worker or consumer group running the job
+    /// (`messaging.consumer.group.name`). Defaults to none.
+    pub fn consumer(mut self, consumer: impl Into<Arc<str>>) -> Self {
+        self.meta.consumer = Some(consumer.into());
+        self
+    }
+
     /// The trace context of the code that created the job (see
     /// [`crate::propagation`]). Defaults to none: the job starts a new trace.
     pub fn creation_context(mut self, cx: SpanContext) -> Self {
@@ -268,17 +282,27 @@ mod tests {
     fn queue_time_is_absent_when_unknown_or_far_in_the_future() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(JobMeta::builder("t", "q").build().queue_time_at(t0), None);
-        let meta = JobMeta::builder("t", "q").scheduled_at(t0 + Duration::from_secs(30)).build();
+        let meta = JobMeta::builder("t", "q")
+            .scheduled_at(t0 + Duration::from_secs(30))
+            .build();
         assert_eq!(meta.queue_time_at(t0), None);
-        let meta = JobMeta::builder("t", "q").scheduled_at(t0 + Duration::from_millis(200)).build();
+        let meta = JobMeta::builder("t", "q")
+            .scheduled_at(t0 + Duration::from_millis(200))
+            .build();
         assert_eq!(meta.queue_time_at(t0), Some(0.0));
     }
 
     #[test]
     fn attempts_left() {
-        let m = JobMeta::builder("t", "q").attempt(1).max_attempts(3).build();
+        let m = JobMeta::builder("t", "q")
+            .attempt(1)
+            .max_attempts(3)
+            .build();
         assert_eq!(m.has_attempts_left(), Some(true));
-        let m = JobMeta::builder("t", "q").attempt(3).max_attempts(3).build();
+        let m = JobMeta::builder("t", "q")
+            .attempt(3)
+            .max_attempts(3)
+            .build();
         assert_eq!(m.has_attempts_left(), Some(false));
         let m = JobMeta::builder("t", "q").attempt(3).build();
         assert_eq!(m.has_attempts_left(), None);

@@ -262,7 +262,9 @@ impl JobMonitorBuilder {
         P::Tracer: Send + Sync + 'static,
         <P::Tracer as opentelemetry::trace::Tracer>::Span: Send + Sync + 'static,
     {
-        self.tracer = Some(BoxedTracer::new(Box::new(provider.tracer_with_scope(scope()))));
+        self.tracer = Some(BoxedTracer::new(Box::new(
+            provider.tracer_with_scope(scope()),
+        )));
         self
     }
 

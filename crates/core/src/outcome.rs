@@ -163,7 +163,8 @@ impl DefaultClassifier {
     /// Ignores errors of type `E` anywhere in the source chain.
     #[must_use]
     pub fn ignore<E: StdError + 'static>(mut self) -> Self {
-        self.ignored.push(Arc::new(|e: &(dyn StdError + 'static)| e.is::<E>()));
+        self.ignored
+            .push(Arc::new(|e: &(dyn StdError + 'static)| e.is::<E>()));
         self
     }
 
@@ -292,7 +293,10 @@ mod tests {
     }
 
     fn meta(attempt: u32, max: u32) -> JobMeta {
-        JobMeta::builder("t", "q").attempt(attempt).max_attempts(max).build()
+        JobMeta::builder("t", "q")
+            .attempt(attempt)
+            .max_attempts(max)
+            .build()
     }
 
     #[test]
@@ -308,14 +312,23 @@ mod tests {
     #[test]
     fn ignores_by_type_anywhere_in_the_chain() {
         let c = DefaultClassifier::new().ignore::<NotFound>();
-        assert_eq!(c.classify(&Wrapped(NotFound), &meta(3, 3)), ErrorClass::Ignore);
-        assert_eq!(c.classify(&std::io::Error::other("x"), &meta(3, 3)), ErrorClass::Fail);
+        assert_eq!(
+            c.classify(&Wrapped(NotFound), &meta(3, 3)),
+            ErrorClass::Ignore
+        );
+        assert_eq!(
+            c.classify(&std::io::Error::other("x"), &meta(3, 3)),
+            ErrorClass::Fail
+        );
     }
 
     #[test]
     fn ignores_by_type_name_and_predicate() {
         let c = DefaultClassifier::new().ignore_type_name("Wrapped");
-        assert_eq!(c.classify(&Wrapped(NotFound), &meta(1, 1)), ErrorClass::Ignore);
+        assert_eq!(
+            c.classify(&Wrapped(NotFound), &meta(1, 1)),
+            ErrorClass::Ignore
+        );
         let c = DefaultClassifier::new().ignore_if(|e| e.to_string() == "not found");
         assert_eq!(c.classify(&NotFound, &meta(1, 1)), ErrorClass::Ignore);
     }
@@ -340,7 +353,10 @@ mod tests {
     #[test]
     fn closures_classify() {
         let c = |_: &(dyn StdError + 'static), _: &JobMeta| ErrorClass::Ignore;
-        assert_eq!(Classify::classify(&c, &NotFound, &meta(1, 1)), ErrorClass::Ignore);
+        assert_eq!(
+            Classify::classify(&c, &NotFound, &meta(1, 1)),
+            ErrorClass::Ignore
+        );
         assert!(!Classify::report(&c, ErrorClass::Retry, &meta(1, 1)));
     }
 
@@ -349,7 +365,14 @@ mod tests {
         let names: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(
             names,
-            ["succeeded", "failed", "retried", "panicked", "abandoned", "ignored"]
+            [
+                "succeeded",
+                "failed",
+                "retried",
+                "panicked",
+                "abandoned",
+                "ignored"
+            ]
         );
         for (i, o) in Outcome::ALL.iter().enumerate() {
             assert_eq!(o.index(), i);

@@ -21,6 +21,8 @@ pub const MESSAGING_OPERATION_TYPE: &str = "messaging.operation.type";
 pub const MESSAGING_DESTINATION_NAME: &str = "messaging.destination.name";
 /// `messaging.message.id`: the job's (task's) id.
 pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
+/// `messaging.consumer.group.name`: the worker that runs the job.
+pub const MESSAGING_CONSUMER_GROUP_NAME: &str = "messaging.consumer.group.name";
 /// `error.type`: low-cardinality class of the error a job ended with.
 pub const ERROR_TYPE: &str = "error.type";
 
@@ -82,8 +84,8 @@ pub const METRIC_ACTIVE: &str = "job.active";
 /// to one hour, so that both quick jobs and ten-minute jobs land in a bucket
 /// of their own (the conventions' advisory buckets stop at 10 s).
 pub const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-    600.0, 1800.0, 3600.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0, 3600.0,
 ];
 
 /// Default bucket boundaries (s) for `job.queue_time`: from 5 ms to one day,

@@ -82,12 +82,24 @@ impl Transaction {
         let now = SystemTime::now();
         let queue_time = meta.queue_time_at(now);
 
-        let mut attrs = Vec::with_capacity(kind.base.len() + 9);
+        let mut attrs = Vec::with_capacity(kind.base.len() + 10);
         attrs.extend(kind.base.iter().cloned());
-        attrs.push(KeyValue::new(semconv::MESSAGING_OPERATION_NAME, semconv::OPERATION_PROCESS));
-        attrs.push(KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, semconv::OPERATION_PROCESS));
+        attrs.push(KeyValue::new(
+            semconv::MESSAGING_OPERATION_NAME,
+            semconv::OPERATION_PROCESS,
+        ));
+        attrs.push(KeyValue::new(
+            semconv::MESSAGING_OPERATION_TYPE,
+            semconv::OPERATION_PROCESS,
+        ));
         if let Some(id) = meta.id() {
             attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
+        }
+        if let Some(consumer) = meta.consumer() {
+            attrs.push(KeyValue::new(
+                semconv::MESSAGING_CONSUMER_GROUP_NAME,
+                consumer.clone(),
+            ));
         }
         if let Some(attempt) = meta.attempt() {
             attrs.push(KeyValue::new(semconv::JOB_ATTEMPT, i64::from(attempt)));
@@ -150,6 +162,11 @@ impl Transaction {
     /// The job this transaction records.
     pub fn meta(&self) -> &JobMeta {
         &self.meta
+    }
+
+    /// The classifier of the monitor that started this transaction.
+    pub fn classifier(&self) -> &dyn crate::outcome::Classify {
+        self.monitor.classifier()
     }
 
     /// Time since the transaction started.
@@ -243,7 +260,10 @@ impl Transaction {
                             KeyValue::new(semconv::EXCEPTION_MESSAGE, record.message().to_owned()),
                         ];
                         if let Some(trace) = record.stacktrace() {
-                            event.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, trace.to_owned()));
+                            event.push(KeyValue::new(
+                                semconv::EXCEPTION_STACKTRACE,
+                                trace.to_owned(),
+                            ));
                         }
                         span.add_event(semconv::EXCEPTION_EVENT, event);
                     }
@@ -268,7 +288,9 @@ impl Transaction {
                 instruments.consumed.add(1, &attrs);
             }
         }
-        instruments.outcomes.add(1, &kind.by_outcome[outcome.index()]);
+        instruments
+            .outcomes
+            .add(1, &kind.by_outcome[outcome.index()]);
         instruments.active.add(-1, &kind.base);
     }
 }
@@ -285,4 +307,258 @@ fn unix_seconds(at: SystemTime) -> Option<i64> {
     at.duration_since(UNIX_EPOCH)
         .ok()
         .and_then(|d| i64::try_from(d.as_secs()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::DefaultClassifier;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use std::time::Duration;
+
+    struct Harness {
+        spans: InMemorySpanExporter,
+        tracer_provider: SdkTracerProvider,
+        metrics: InMemoryMetricExporter,
+        meter_provider: SdkMeterProvider,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let spans = InMemorySpanExporter::default();
+            let tracer_provider = SdkTracerProvider::builder()
+                .with_simple_exporter(spans.clone())
+                .build();
+            let metrics = InMemoryMetricExporter::default();
+            let meter_provider = SdkMeterProvider::builder()
+                .with_reader(PeriodicReader::builder(metrics.clone()).build())
+                .build();
+            Self {
+                spans,
+                tracer_provider,
+                metrics,
+                meter_provider,
+            }
+        }
+
+        fn monitor(&self, classifier: DefaultClassifier) -> JobMonitor {
+            JobMonitor::builder()
+                .classifier(classifier)
+                .tracer_provider(&self.tracer_provider)
+                .meter_provider(&self.meter_provider)
+                .build()
+        }
+
+        fn finished(&self) -> Vec<SpanData> {
+            self.spans.get_finished_spans().unwrap()
+        }
+    }
+
+    fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a opentelemetry::Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    fn meta(attempt: u32, max: u32) -> JobMeta {
+        let now = SystemTime::now();
+        JobMeta::builder("test", "emails")
+            .name("welcome")
+            .id("job-7")
+            .attempt(attempt)
+            .max_attempts(max)
+            .enqueued_at(now - Duration::from_secs(2))
+            .build()
+    }
+
+    #[test]
+    fn success_is_a_consumer_span_with_the_messaging_attributes() {
+        let h = Harness::new();
+        h.monitor(DefaultClassifier::new())
+            .start(meta(1, 3))
+            .succeed();
+        let spans = h.finished();
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!(s.name, "process emails");
+        assert_eq!(s.span_kind, SpanKind::Consumer);
+        assert_eq!(attr(s, "messaging.system").unwrap().as_str(), "test");
+        assert_eq!(
+            attr(s, "messaging.operation.name").unwrap().as_str(),
+            "process"
+        );
+        assert_eq!(
+            attr(s, "messaging.operation.type").unwrap().as_str(),
+            "process"
+        );
+        assert_eq!(
+            attr(s, "messaging.destination.name").unwrap().as_str(),
+            "emails"
+        );
+        assert_eq!(attr(s, "messaging.message.id").unwrap().as_str(), "job-7");
+        assert_eq!(attr(s, "job.name").unwrap().as_str(), "welcome");
+        assert_eq!(attr(s, "job.attempt"), Some(&opentelemetry::Value::I64(1)));
+        assert_eq!(
+            attr(s, "job.max_attempts"),
+            Some(&opentelemetry::Value::I64(3))
+        );
+        assert_eq!(attr(s, "job.outcome").unwrap().as_str(), "succeeded");
+        match attr(s, "job.queue_time") {
+            Some(opentelemetry::Value::F64(v)) => assert!((1.9..10.0).contains(v), "{v}"),
+            other => panic!("queue time missing: {other:?}"),
+        }
+        assert_eq!(s.status, Status::Unset);
+        assert!(attr(s, "error.type").is_none());
+    }
+
+    #[test]
+    fn final_failure_is_an_error_event() {
+        let h = Harness::new();
+        let err = std::io::Error::other("smtp down");
+        let outcome = h
+            .monitor(DefaultClassifier::new())
+            .start(meta(3, 3))
+            .fail(&err);
+        assert_eq!(outcome, Outcome::Failed { retryable: false });
+        let s = &h.finished()[0];
+        assert_eq!(s.status, Status::error("smtp down"));
+        assert_eq!(attr(s, "error.type").unwrap().as_str(), "std::io::Error");
+        assert_eq!(attr(s, "job.outcome").unwrap().as_str(), "failed");
+        let ev = s
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .expect("exception event");
+        let get = |k: &str| {
+            ev.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.as_str().into_owned())
+        };
+        assert_eq!(get("exception.type").as_deref(), Some("std::io::Error"));
+        assert_eq!(get("exception.message").as_deref(), Some("smtp down"));
+    }
+
+    #[test]
+    fn retried_failure_is_visible_but_not_an_error_event() {
+        let h = Harness::new();
+        let err = std::io::Error::other("flaky");
+        let outcome = h
+            .monitor(DefaultClassifier::new())
+            .start(meta(1, 3))
+            .fail(&err);
+        assert_eq!(outcome, Outcome::Failed { retryable: true });
+        let s = &h.finished()[0];
+        assert_eq!(s.status, Status::Unset);
+        assert_eq!(attr(s, "job.outcome").unwrap().as_str(), "retried");
+        assert_eq!(attr(s, "error.type").unwrap().as_str(), "std::io::Error");
+        assert!(s.events.iter().all(|e| e.name != "exception"));
+    }
+
+    #[test]
+    fn ignored_error_leaves_no_error_marks() {
+        let h = Harness::new();
+        let monitor = h.monitor(DefaultClassifier::new().ignore::<std::io::Error>());
+        let outcome = monitor
+            .start(meta(3, 3))
+            .fail(&std::io::Error::other("gone"));
+        assert_eq!(outcome, Outcome::Ignored);
+        let s = &h.finished()[0];
+        assert_eq!(s.status, Status::Unset);
+        assert_eq!(attr(s, "job.outcome").unwrap().as_str(), "ignored");
+        assert!(attr(s, "error.type").is_none());
+    }
+
+    #[test]
+    fn dropped_transaction_is_abandoned() {
+        let h = Harness::new();
+        let tx = h.monitor(DefaultClassifier::new()).start(meta(1, 1));
+        drop(tx);
+        let s = &h.finished()[0];
+        assert!(matches!(s.status, Status::Error { .. }));
+        assert_eq!(attr(s, "error.type").unwrap().as_str(), "abandoned");
+        assert_eq!(attr(s, "job.outcome").unwrap().as_str(), "abandoned");
+    }
+
+    #[test]
+    fn panic_is_recorded_with_its_message() {
+        let h = Harness::new();
+        h.monitor(DefaultClassifier::new())
+            .start(meta(1, 1))
+            .panicked("index out of bounds");
+        let s = &h.finished()[0];
+        assert_eq!(s.status, Status::error("index out of bounds"));
+        assert_eq!(attr(s, "error.type").unwrap().as_str(), "panic");
+        assert_eq!(attr(s, "job.outcome").unwrap().as_str(), "panicked");
+    }
+
+    #[test]
+    fn link_by_default_child_on_request() {
+        let creation = SpanContext::new(
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let h = Harness::new();
+        let m = JobMeta::builder("test", "q")
+            .creation_context(creation.clone())
+            .build();
+        h.monitor(DefaultClassifier::new())
+            .start(m.clone())
+            .succeed();
+        let child_monitor = JobMonitor::builder()
+            .propagation(Propagation::Child)
+            .tracer_provider(&h.tracer_provider)
+            .meter_provider(&h.meter_provider)
+            .build();
+        child_monitor.start(m).succeed();
+        let spans = h.finished();
+        let (linked, child) = (&spans[0], &spans[1]);
+        assert_ne!(linked.span_context.trace_id(), creation.trace_id());
+        assert_eq!(
+            linked.links.links[0].span_context.span_id(),
+            creation.span_id()
+        );
+        assert_eq!(child.span_context.trace_id(), creation.trace_id());
+        assert_eq!(child.parent_span_id, creation.span_id());
+    }
+
+    #[test]
+    fn metrics_carry_queue_and_error_type() {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let h = Harness::new();
+        let monitor = h.monitor(DefaultClassifier::new());
+        monitor.start(meta(1, 1)).succeed();
+        monitor.start(meta(1, 1)).fail(&std::io::Error::other("x"));
+        h.meter_provider.force_flush().unwrap();
+        let exported = h.metrics.get_finished_metrics().unwrap();
+        let mut saw_error_point = false;
+        let mut saw_ok_point = false;
+        for rm in &exported {
+            for sm in rm.scope_metrics() {
+                for m in sm.metrics() {
+                    if m.name() != semconv::METRIC_PROCESS_DURATION {
+                        continue;
+                    }
+                    if let AggregatedMetrics::F64(MetricData::Histogram(hist)) = m.data() {
+                        for p in hist.data_points() {
+                            let has = |k: &str| p.attributes().any(|kv| kv.key.as_str() == k);
+                            assert!(has("messaging.destination.name") && has("job.name"));
+                            if has("error.type") {
+                                saw_error_point = true;
+                            } else {
+                                saw_ok_point = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(saw_error_point && saw_ok_point);
+    }
 }

@@ -1,0 +1,99 @@
+//! apalis's own error wrappers, seen through, and the error a caught panic
+//! becomes.
+
+use std::error::Error as StdError;
+
+use apalis_core::error::{AbortError, DeferredError, RetryAfterError};
+
+/// The error a job's panic becomes when [`crate::MonitorLayer`] catches it
+/// (the default). It reaches the worker wrapped in apalis's `AbortError`,
+/// the same shape apalis's own `catch_panic` layer produces, so the job is
+/// not retried and the worker keeps running.
+#[derive(Debug, thiserror::Error)]
+#[error("job panicked: {message}")]
+pub struct JobPanicked {
+    /// The panic's message.
+    pub message: String,
+}
+
+/// What the layer learns from an error before classifying it.
+pub(crate) struct Unwrapped<'a> {
+    /// The error to report: the source of apalis's wrappers, or the error.
+    pub(crate) error: &'a (dyn StdError + 'static),
+    /// The job aborted: apalis will not retry it.
+    pub(crate) aborted: bool,
+    /// The panic message, when the error is a panic caught inside us
+    /// (apalis's `catch_panic` layer, or another `MonitorLayer`).
+    pub(crate) panic: Option<String>,
+}
+
+/// Sees through `AbortError`, `RetryAfterError` and `DeferredError`, and
+/// recognises panics caught by apalis's `catch_panic` layer.
+pub(crate) fn unwrap<'a>(error: &'a (dyn StdError + 'static)) -> Unwrapped<'a> {
+    let mut aborted = false;
+    let mut inner = error;
+    if error.is::<AbortError>() {
+        aborted = true;
+        inner = error.source().unwrap_or(error);
+    } else if error.is::<RetryAfterError>() || error.is::<DeferredError>() {
+        inner = error.source().unwrap_or(error);
+    }
+    let panic = if let Some(p) = inner.downcast_ref::<JobPanicked>() {
+        Some(p.message.clone())
+    } else if error_type_name_is(inner, "PanicError") {
+        Some(panic_text(inner))
+    } else {
+        None
+    };
+    Unwrapped {
+        error: inner,
+        aborted,
+        panic,
+    }
+}
+
+/// apalis's `PanicError` lives in the `apalis` crate, which this crate does
+/// not depend on; it is recognised by its `Debug` form, `PanicError(..)`.
+fn error_type_name_is(error: &(dyn StdError + 'static), name: &str) -> bool {
+    jobsight_core::error::type_of(error) == name
+}
+
+fn panic_text(error: &(dyn StdError + 'static)) -> String {
+    let record = jobsight_core::ErrorRecord::from_error(error);
+    let message = record.message();
+    message
+        .strip_prefix("PanicError: ")
+        .unwrap_or(message)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_through_abort() {
+        let err = AbortError::new(std::io::Error::other("bad input"));
+        let u = unwrap(&err);
+        assert!(u.aborted);
+        assert!(u.error.is::<std::io::Error>());
+        assert!(u.panic.is_none());
+    }
+
+    #[test]
+    fn recognises_our_panics() {
+        let err = AbortError::new(JobPanicked {
+            message: "boom".into(),
+        });
+        let u = unwrap(&err);
+        assert_eq!(u.panic.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn plain_errors_pass() {
+        let err = std::io::Error::other("x");
+        let u = unwrap(&err);
+        assert!(!u.aborted);
+        assert!(u.error.is::<std::io::Error>());
+    }
+}

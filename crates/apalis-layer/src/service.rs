@@ -1,0 +1,118 @@
+//! [`MonitorService`]: the Tower service that wraps each job in a transaction.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use apalis_core::error::BoxDynError;
+use apalis_core::task::Task;
+use apalis_core::worker::context::WorkerContext;
+use jobsight_core::error::short_type_name;
+use jobsight_core::{JobKind, JobMonitor};
+use tower_service::Service;
+
+use crate::future::MonitorFuture;
+use crate::layer::Settings;
+use crate::task_meta::{SYSTEM, job_meta};
+
+/// Service built by [`crate::MonitorLayer`]: records every call as a job
+/// transaction and returns the inner service's result unchanged (errors are
+/// converted into apalis's `BoxDynError`, which the worker does anyway).
+#[derive(Clone)]
+pub struct MonitorService<S> {
+    inner: S,
+    monitor: JobMonitor,
+    settings: Arc<Settings>,
+    /// Last job kind used by this service, so that a worker whose jobs all
+    /// go to one queue skips the monitor's shared table.
+    last: Option<(Arc<str>, Arc<JobKind>)>,
+    consumer: Option<Arc<str>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for MonitorService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorService")
+            .field("inner", &self.inner)
+            .field("monitor", &self.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> MonitorService<S> {
+    pub(crate) fn new(inner: S, monitor: JobMonitor, settings: Arc<Settings>) -> Self {
+        Self {
+            inner,
+            monitor,
+            settings,
+            last: None,
+            consumer: None,
+        }
+    }
+}
+
+/// The job kind for `queue` and `name`: the one used last when the queue is
+/// the same, else looked up in the monitor's shared table and remembered.
+fn cached_kind(
+    last: &mut Option<(Arc<str>, Arc<JobKind>)>,
+    monitor: &JobMonitor,
+    queue: &str,
+    name: &'static str,
+) -> (Arc<str>, Arc<JobKind>) {
+    if let Some((q, kind)) = last {
+        if **q == *queue {
+            return (q.clone(), kind.clone());
+        }
+    }
+    let queue: Arc<str> = Arc::from(queue);
+    let kind = monitor.kind(SYSTEM, &queue, name);
+    *last = Some((queue.clone(), kind.clone()));
+    (queue, kind)
+}
+
+impl<S, Args, E> Service<Task<Args>> for MonitorService<S>
+where
+    S: Service<Task<Args>, Error = E>,
+    E: Into<BoxDynError>,
+{
+    type Response = S::Response;
+    type Error = BoxDynError;
+    type Future = MonitorFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, task: Task<Args>) -> Self::Future {
+        let ctx = task.ctx().clone();
+        let name = self
+            .settings
+            .job_name
+            .unwrap_or_else(|| short_type_name(std::any::type_name::<Args>()));
+        let catch_panics = self.settings.catch_panics;
+        let queue: &str = match (ctx.queue(), &self.settings.queue) {
+            (Some(q), _) => q.as_ref(),
+            (None, Some(q)) => q,
+            (None, None) => std::any::type_name::<Args>(),
+        };
+        let (queue, kind) = cached_kind(&mut self.last, &self.monitor, queue, name);
+        if self.consumer.is_none() {
+            self.consumer = task
+                .data()
+                .get::<WorkerContext>()
+                .map(|w| Arc::from(w.name()));
+        }
+        let meta = job_meta(
+            &ctx,
+            queue,
+            name,
+            self.consumer.clone(),
+            self.monitor.propagation(),
+            self.settings.max_attempts,
+        );
+        let tx = self.monitor.start_with_kind(kind, meta);
+        let fut = {
+            let _attached = tx.context().clone().attach();
+            self.inner.call(task)
+        };
+        MonitorFuture::new(fut, tx, ctx, catch_panics)
+    }
+}

@@ -1,0 +1,157 @@
+//! Reading a [`JobMeta`] from an apalis task.
+//!
+//! | jobsight | apalis source |
+//! |---|---|
+//! | system | `apalis` |
+//! | queue | the task's `queue()`; else the queue given to [`crate::MonitorLayer::queue`]; else the `Args` type's full path (apalis-redis's default queue name) |
+//! | job name | the name given to [`crate::MonitorLayer::job_name`]; else the `Args` type's short name |
+//! | id | `task_id()` |
+//! | attempt | `attempt() + 1` (apalis counts earlier runs when the layer is called) |
+//! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayer::max_attempts`] |
+//! | run-at | `run_at()` (unix seconds), when the backend keeps it |
+//! | enqueued-at | metadata `jobsight.enqueued_at` (unix ms, set by [`crate::traced`]); else the timestamp of a ULID task id (apalis-redis); first attempt only |
+//! | priority | `priority()` |
+//! | consumer | the worker's name |
+//! | creation context | metadata `traceparent` / `tracestate` |
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use apalis_core::task::ExecutionContext;
+use jobsight_core::{JobMeta, Propagation};
+
+use crate::carrier::MetadataExtractor;
+
+/// The `messaging.system` value for apalis jobs.
+pub const SYSTEM: &str = "apalis";
+
+/// Metadata key holding the enqueue time in unix milliseconds.
+pub const ENQUEUED_AT_KEY: &str = "jobsight.enqueued_at";
+
+/// W3C trace context key, checked before the propagator is asked.
+const TRACEPARENT: &str = "traceparent";
+
+pub(crate) fn job_meta(
+    ctx: &ExecutionContext,
+    queue: Arc<str>,
+    name: &'static str,
+    consumer: Option<Arc<str>>,
+    propagation: Propagation,
+    default_max_attempts: Option<u32>,
+) -> JobMeta {
+    let attempt = u32::try_from(ctx.attempt().saturating_add(1)).unwrap_or(u32::MAX);
+    let mut builder = JobMeta::builder(SYSTEM, queue)
+        .name(name)
+        .attempt(attempt)
+        .maybe_max_attempts(
+            ctx.max_attempts()
+                .map(|m| u32::try_from(m).unwrap_or(u32::MAX))
+                .or(default_max_attempts),
+        )
+        .maybe_scheduled_at(ctx.run_at().map(|s| UNIX_EPOCH + Duration::from_secs(s)))
+        .maybe_priority(ctx.priority().map(|p| i64::try_from(p).unwrap_or(i64::MAX)));
+    if let Some(id) = ctx.task_id() {
+        builder = builder.id(id.to_string());
+    }
+    if attempt == 1 {
+        builder = builder.maybe_enqueued_at(enqueued_at(ctx));
+    }
+    if let Some(consumer) = consumer {
+        builder = builder.consumer(consumer);
+    }
+    if propagation != Propagation::None && ctx.metadata().contains_key(TRACEPARENT) {
+        if let Some(cx) = jobsight_core::propagation::extract(&MetadataExtractor(ctx.metadata())) {
+            builder = builder.creation_context(cx);
+        }
+    }
+    builder.build()
+}
+
+fn enqueued_at(ctx: &ExecutionContext) -> Option<SystemTime> {
+    if let Some(ms) = ctx
+        .metadata()
+        .get(ENQUEUED_AT_KEY)
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Some(UNIX_EPOCH + Duration::from_millis(ms));
+    }
+    let ulid = ctx.task_id()?.as_ulid()?;
+    Some(UNIX_EPOCH + Duration::from_millis(ulid.timestamp_ms()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apalis_core::task::builder::TaskBuilder;
+    use apalis_core::task::metadata::MetadataStore;
+    use apalis_core::task::task_id::TaskId;
+
+    #[test]
+    fn reads_the_apalis_fields() {
+        let mut md = MetadataStore::new();
+        md.insert(ENQUEUED_AT_KEY, "1700000000000").unwrap();
+        let task = TaskBuilder::new(())
+            .task_id(TaskId::from_int(42))
+            .max_attempts(5)
+            .priority(3)
+            .run_at_timestamp(1_700_000_060)
+            .with_metadata(md)
+            .build();
+        let meta = job_meta(
+            task.ctx(),
+            Arc::from("emails"),
+            "Email",
+            None,
+            Propagation::Link,
+            None,
+        );
+        assert_eq!(meta.id(), Some("42"));
+        assert_eq!(meta.attempt(), Some(1));
+        assert_eq!(meta.max_attempts(), Some(5));
+        assert_eq!(meta.priority(), Some(3));
+        assert_eq!(
+            meta.enqueued_at(),
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_000))
+        );
+        assert_eq!(
+            meta.scheduled_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_060))
+        );
+        assert!(meta.creation_context().is_none());
+    }
+
+    #[test]
+    fn ulid_ids_give_the_enqueue_time() {
+        let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let task = TaskBuilder::new(()).task_id(ulid).build();
+        let meta = job_meta(
+            task.ctx(),
+            Arc::from("q"),
+            "J",
+            None,
+            Propagation::Link,
+            None,
+        );
+        let at = meta.enqueued_at().expect("enqueue time from ULID");
+        assert_eq!(
+            at.duration_since(UNIX_EPOCH).unwrap().as_millis(),
+            1_469_922_850_259
+        );
+    }
+
+    #[test]
+    fn retries_do_not_claim_the_original_enqueue_time() {
+        let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let task = TaskBuilder::new(()).task_id(ulid).attempt(1).build();
+        let meta = job_meta(
+            task.ctx(),
+            Arc::from("q"),
+            "J",
+            None,
+            Propagation::Link,
+            None,
+        );
+        assert_eq!(meta.attempt(), Some(2));
+        assert!(meta.enqueued_at().is_none());
+    }
+}
