@@ -1,0 +1,363 @@
+//! [`Builder`]: what to install, and installing it.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::global;
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+use crate::config::EnvConfig;
+use crate::export_failures::FailureCounter;
+use crate::export_target::ExportTarget;
+use crate::guard::Active;
+use crate::providers::Plan;
+use crate::summary::{Summary, SummaryReader};
+use crate::{Error, Protocol, Signal, Telemetry, endpoint, resource};
+
+/// The default [`Builder::shutdown_timeout`].
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configures and installs telemetry. Settings made here override the
+/// corresponding `OTEL_*` environment variables; everything else comes from
+/// the environment (see the [crate docs](crate#environment-variables)).
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let telemetry = jobsight_otel::Builder::default()
+///     .service_name("email-worker")
+///     .shutdown_timeout(Duration::from_secs(3))
+///     .install()?;
+/// # drop(telemetry);
+/// # Ok::<(), jobsight_otel::Error>(())
+/// ```
+#[must_use]
+pub struct Builder {
+    service_name: Option<String>,
+    endpoint: Option<String>,
+    protocol: Option<Protocol>,
+    shutdown_timeout: Duration,
+    summary: Option<bool>,
+    summary_writer: Option<Box<dyn Write + Send>>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            service_name: None,
+            endpoint: None,
+            protocol: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            summary: None,
+            summary_writer: None,
+        }
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("service_name", &self.service_name)
+            .field("endpoint", &self.endpoint.as_deref().map(endpoint::redact))
+            .field("protocol", &self.protocol)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("summary", &self.summary)
+            .field("summary_writer", &self.summary_writer.is_some())
+            .finish()
+    }
+}
+
+impl Builder {
+    /// A builder with every default; the same as [`Builder::default`].
+    pub fn new() -> Self {
+        Builder::default()
+    }
+
+    /// The `service.name` resource attribute. Defaults to `OTEL_SERVICE_NAME`,
+    /// then `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, then
+    /// `unknown_service:<executable>`.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// The OTLP endpoint for both signals, e.g. `http://localhost:4318`
+    /// (OTLP/HTTP: `/v1/traces` and `/v1/metrics` are appended) or
+    /// `http://localhost:4317` (gRPC: used as given). Overrides
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and the per-signal endpoint variables.
+    /// Defaults to those variables; with none set, nothing is exported over
+    /// OTLP.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The OTLP transport for both signals. Overrides
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` and its per-signal variants. Defaults to
+    /// those variables, then [`Protocol::HttpProtobuf`].
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// How long flush and shutdown may take before they give up. Defaults to
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether to print the per-queue summary (jobs, failures, queue time
+    /// and duration percentiles) at shutdown. Defaults to on exactly when no
+    /// OTLP endpoint is configured.
+    pub fn summary(mut self, on: bool) -> Self {
+        self.summary = Some(on);
+        self
+    }
+
+    /// Where the summary is written. Defaults to stderr.
+    pub fn summary_writer(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.summary_writer = Some(Box::new(writer));
+        self
+    }
+
+    /// Reads and validates the `OTEL_*` environment, builds the tracer and
+    /// meter providers and installs them as the global providers, with the
+    /// W3C TraceContext and Baggage propagators as the global propagator.
+    ///
+    /// With `OTEL_SDK_DISABLED=true` nothing is installed and the returned
+    /// guard does nothing. No exporter connects before its first export.
+    pub fn install(self) -> Result<Telemetry, Error> {
+        let env = EnvConfig::from_process_env()?;
+        self.install_with(&env)
+    }
+
+    /// [`install`](Self::install) with an already-read environment.
+    pub(crate) fn install_with(self, env: &EnvConfig) -> Result<Telemetry, Error> {
+        let failures = Arc::new(FailureCounter::default());
+        if env.disabled {
+            return Ok(Telemetry::new(None, failures));
+        }
+        if let Some(url) = &self.endpoint {
+            endpoint::validate(url).map_err(|reason| Error::InvalidEndpoint { reason })?;
+        }
+        let [traces, metrics] = Signal::ALL.map(|signal| {
+            ExportTarget::resolve(env, signal, self.endpoint.as_deref(), self.protocol)
+        });
+        let endpoint_configured = self.endpoint.is_some() || env.has_endpoint();
+        let summary_reader = self
+            .summary
+            .unwrap_or(!endpoint_configured)
+            .then(SummaryReader::new);
+        let providers = Plan {
+            env,
+            resource: resource::build(self.service_name.as_deref(), env),
+            traces,
+            metrics,
+            summary: summary_reader.clone(),
+        }
+        .build(&failures)?;
+
+        global::set_tracer_provider(providers.tracer_provider.clone());
+        global::set_meter_provider(providers.meter_provider.clone());
+        global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]));
+
+        let summary = summary_reader.map(|reader| {
+            let writer = self
+                .summary_writer
+                .unwrap_or_else(|| Box::new(std::io::stderr()));
+            Summary::new(reader, writer)
+        });
+        Ok(Telemetry::new(
+            Some(Active {
+                tracer_provider: providers.tracer_provider,
+                meter_provider: providers.meter_provider,
+                runtime: providers.runtime,
+                summary,
+                shutdown_timeout: self.shutdown_timeout,
+                otlp_signals: providers.otlp_signals,
+            }),
+            failures,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry::{InstrumentationScope, KeyValue};
+
+    use super::*;
+    use crate::test_support::{Captured, closed_port, env, global_providers};
+
+    fn record_one_job(queue: &str) {
+        let scope = InstrumentationScope::builder("jobsight").build();
+        let meter = global::meter_with_scope(scope.clone());
+        let attributes = [KeyValue::new(
+            "messaging.destination.name",
+            queue.to_owned(),
+        )];
+        meter
+            .f64_histogram("messaging.process.duration")
+            .build()
+            .record(0.25, &attributes);
+        meter
+            .f64_histogram("job.queue_time")
+            .build()
+            .record(1.5, &attributes);
+        global::tracer_provider()
+            .tracer_with_scope(scope)
+            .in_span(format!("process {queue}"), |_| {});
+    }
+
+    #[test]
+    fn no_endpoint_builds_no_exporter_and_prints_the_summary() {
+        let _lock = global_providers();
+        let captured = Captured::default();
+        let telemetry = Builder::default()
+            .summary_writer(captured.clone())
+            .install_with(&env(&[]))
+            .unwrap();
+        assert!(telemetry.otlp_signals().is_empty());
+        assert!(!telemetry.has_export_runtime());
+        assert!(telemetry.tracer_provider().is_some());
+        record_one_job("local-queue");
+        telemetry.shutdown().unwrap();
+        let text = captured.text();
+        assert!(text.contains("local-queue"), "{text}");
+        assert!(text.contains("250ms"), "{text}");
+        assert!(text.contains("1.50s"), "{text}");
+    }
+
+    #[test]
+    fn summary_reads_what_jobsight_core_records() {
+        use jobsight_core::{JobMeta, JobMonitor};
+
+        let _lock = global_providers();
+        let captured = Captured::default();
+        let telemetry = Builder::default()
+            .summary_writer(captured.clone())
+            .install_with(&env(&[]))
+            .unwrap();
+        let monitor = JobMonitor::new();
+        for attempt in 1..=3 {
+            let meta = JobMeta::builder("test-runner", "emails")
+                .name("welcome")
+                .attempt(attempt)
+                .build();
+            let transaction = monitor.start(meta);
+            if attempt == 3 {
+                transaction.fail(&std::io::Error::other("smtp down"));
+            } else {
+                transaction.succeed();
+            }
+        }
+        telemetry.shutdown().unwrap();
+        let text = captured.text();
+        let row = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("emails"))
+            .unwrap_or_else(|| panic!("no row for the queue: {text}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cells[..3], ["emails", "3", "1"], "{text}");
+    }
+
+    #[test]
+    fn summary_can_be_turned_off() {
+        let _lock = global_providers();
+        let captured = Captured::default();
+        let telemetry = Builder::default()
+            .summary(false)
+            .summary_writer(captured.clone())
+            .install_with(&env(&[]))
+            .unwrap();
+        record_one_job("quiet");
+        drop(telemetry);
+        assert_eq!(captured.text(), "");
+    }
+
+    #[test]
+    fn an_endpoint_turns_the_summary_off_by_default_and_summary_true_keeps_both() {
+        let _lock = global_providers();
+        let endpoint = format!("http://127.0.0.1:{}", closed_port());
+        let env = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+        let captured = Captured::default();
+        let telemetry = Builder::default()
+            .summary_writer(captured.clone())
+            .shutdown_timeout(Duration::from_secs(3))
+            .install_with(&env)
+            .unwrap();
+        assert_eq!(telemetry.otlp_signals(), [Signal::Traces, Signal::Metrics]);
+        assert!(!telemetry.has_export_runtime(), "HTTP needs no runtime");
+        drop(telemetry);
+        assert_eq!(captured.text(), "");
+
+        let captured = Captured::default();
+        let telemetry = Builder::default()
+            .summary(true)
+            .summary_writer(captured.clone())
+            .shutdown_timeout(Duration::from_secs(3))
+            .install_with(&env)
+            .unwrap();
+        assert_eq!(telemetry.otlp_signals().len(), 2);
+        record_one_job("both");
+        let _ = telemetry.shutdown();
+        assert!(captured.text().contains("both"), "{}", captured.text());
+    }
+
+    #[test]
+    fn grpc_starts_the_export_runtime() {
+        let _lock = global_providers();
+        let telemetry = Builder::default()
+            .endpoint(format!("http://127.0.0.1:{}", closed_port()))
+            .protocol(Protocol::Grpc)
+            .shutdown_timeout(Duration::from_secs(3))
+            .install_with(&env(&[]))
+            .unwrap();
+        assert!(telemetry.has_export_runtime());
+        assert!(telemetry.shutdown().is_ok());
+    }
+
+    #[test]
+    fn sdk_disabled_installs_nothing_but_returns_a_guard() {
+        let _lock = global_providers();
+        let captured = Captured::default();
+        let telemetry = Builder::default()
+            .endpoint("http://127.0.0.1:1")
+            .summary(true)
+            .summary_writer(captured.clone())
+            .install_with(&env(&[("OTEL_SDK_DISABLED", "true")]))
+            .unwrap();
+        assert!(telemetry.tracer_provider().is_none());
+        assert!(telemetry.meter_provider().is_none());
+        assert!(telemetry.otlp_signals().is_empty());
+        assert!(telemetry.force_flush().is_ok());
+        assert!(telemetry.shutdown().is_ok());
+        assert_eq!(captured.text(), "");
+    }
+
+    #[test]
+    fn a_bad_builder_endpoint_is_an_error() {
+        let _lock = global_providers();
+        let error = Builder::default()
+            .endpoint("localhost:4317")
+            .install_with(&env(&[]))
+            .unwrap_err();
+        assert!(matches!(error, Error::InvalidEndpoint { .. }), "{error}");
+        assert!(error.to_string().contains("http://"), "{error}");
+    }
+
+    #[test]
+    fn debug_output_hides_endpoint_credentials() {
+        let builder = Builder::new().endpoint("http://user:s3cr3t@collector:4318");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+    }
+}

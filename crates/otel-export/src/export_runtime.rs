@@ -1,0 +1,105 @@
+//! A small tokio runtime of our own, on its own thread, for the gRPC
+//! exporters.
+//!
+//! tonic's channel runs its connection tasks on the runtime that was current
+//! when the exporter was built. Built on the application's runtime, a
+//! shutdown called from a current-thread runtime deadlocks (the export waits
+//! for tasks that the blocked thread would have to run). On this runtime the
+//! tasks always have a thread of their own, whatever the caller does.
+//! OTLP/HTTP uses a blocking client and needs no runtime.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use tokio::runtime::{Builder, EnterGuard, Handle};
+use tokio::sync::oneshot;
+
+use crate::Error;
+
+/// How long the runtime thread waits for blocking tasks when it stops.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// The running export runtime. Dropping it stops the runtime without waiting:
+/// exports still in flight then fail promptly instead of hanging.
+#[derive(Debug)]
+pub(crate) struct ExportRuntime {
+    handle: Handle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl ExportRuntime {
+    /// Starts the runtime thread and waits until the runtime is up.
+    pub(crate) fn start() -> Result<Self, Error> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        thread::Builder::new()
+            .name("jobsight-otel-export".into())
+            .spawn(move || {
+                let runtime = match Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(runtime.handle().clone()));
+                // Runs spawned tasks until stopped, or until the sender is
+                // dropped along with the `ExportRuntime`.
+                runtime.block_on(async {
+                    let _ = stop_rx.await;
+                });
+                runtime.shutdown_timeout(STOP_GRACE);
+            })
+            .map_err(Error::Thread)?;
+        let handle = ready_rx
+            .recv()
+            .map_err(|_| Error::Thread(std::io::Error::other("the export runtime thread exited")))?
+            .map_err(Error::Thread)?;
+        Ok(ExportRuntime {
+            handle,
+            stop: Some(stop_tx),
+        })
+    }
+
+    /// Makes this runtime current until the guard drops, so exporters built
+    /// meanwhile spawn their tasks here.
+    pub(crate) fn enter(&self) -> EnterGuard<'_> {
+        self.handle.enter()
+    }
+}
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_spawned_tasks_and_stops() {
+        let runtime = ExportRuntime::start().unwrap();
+        let (tx, rx) = mpsc::channel();
+        {
+            let _guard = runtime.enter();
+            tokio::spawn(async move {
+                tx.send(thread::current().name().map(str::to_owned))
+                    .unwrap();
+            });
+        }
+        let name = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(name.as_deref(), Some("jobsight-otel-export"));
+        drop(runtime);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn can_be_started_and_dropped_inside_a_current_thread_runtime() {
+        let runtime = ExportRuntime::start().unwrap();
+        drop(runtime);
+    }
+}

@@ -1,0 +1,200 @@
+//! Exporter wrappers that make failures visible: each failed export is
+//! counted in a shared [`FailureCounter`], and the first failure of a signal
+//! is printed to stderr once. A backend that accepts traces but rejects
+//! metrics costs one warning, not one line per export, and never an error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use crate::Signal;
+use crate::export_failures::{FailureCounter, first_failure_warning};
+
+/// Where a wrapper exports to and whom it reports failures to.
+#[derive(Debug, Clone)]
+pub(crate) struct FailureReport {
+    pub(crate) counter: Arc<FailureCounter>,
+    /// Redacted endpoint, for the warning.
+    pub(crate) endpoint: String,
+}
+
+impl FailureReport {
+    fn failed(&self, signal: Signal, items: u64, error: &OTelSdkError) {
+        if self.counter.record(signal, items) {
+            eprintln!("{}", first_failure_warning(signal, &self.endpoint, error));
+        }
+    }
+}
+
+/// A [`SpanExporter`] that counts failed exports.
+#[derive(Debug)]
+pub(crate) struct CountingSpanExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) report: FailureReport,
+}
+
+impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        if let Err(error) = &result {
+            self.report.failed(Signal::Traces, spans, error);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// A [`PushMetricExporter`] that counts failed exports.
+#[derive(Debug)]
+pub(crate) struct CountingMetricExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) report: FailureReport,
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for CountingMetricExporter<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        if let Err(error) = &result {
+            self.report
+                .failed(Signal::Metrics, count_data_points(metrics), error);
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+/// Data points in one collection, over every metric.
+fn count_data_points(metrics: &ResourceMetrics) -> u64 {
+    fn points<T>(data: &MetricData<T>) -> usize {
+        match data {
+            MetricData::Gauge(gauge) => gauge.data_points().count(),
+            MetricData::Sum(sum) => sum.data_points().count(),
+            MetricData::Histogram(histogram) => histogram.data_points().count(),
+            MetricData::ExponentialHistogram(histogram) => histogram.data_points().count(),
+        }
+    }
+    metrics
+        .scope_metrics()
+        .flat_map(|scope| scope.metrics())
+        .map(|metric| match metric.data() {
+            AggregatedMetrics::F64(data) => points(data),
+            AggregatedMetrics::U64(data) => points(data),
+            AggregatedMetrics::I64(data) => points(data),
+        } as u64)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+
+    use super::*;
+    use crate::ExportFailures;
+
+    /// Fails every export, like a backend answering 404 on `/v1/metrics`.
+    #[derive(Debug, Clone, Default)]
+    struct Rejecting {
+        shut_down: Arc<AtomicBool>,
+    }
+
+    impl SpanExporter for Rejecting {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            Err(OTelSdkError::InternalFailure("HTTP 404".into()))
+        }
+    }
+
+    impl PushMetricExporter for Rejecting {
+        async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
+            Err(OTelSdkError::InternalFailure("HTTP 404".into()))
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            self.shut_down.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        fn temporality(&self) -> Temporality {
+            Temporality::Cumulative
+        }
+    }
+
+    fn report() -> FailureReport {
+        FailureReport {
+            counter: Arc::default(),
+            endpoint: "http://127.0.0.1:9/v1/metrics".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failed_span_exports_are_counted_with_their_spans() {
+        let exporter = CountingSpanExporter {
+            inner: Rejecting::default(),
+            report: report(),
+        };
+        assert!(exporter.export(Vec::new()).await.is_err());
+        assert!(exporter.export(Vec::new()).await.is_err());
+        let failures = exporter.report.counter.snapshot();
+        assert_eq!(failures.failed_span_exports, 2);
+        assert_eq!(failures.failed_metric_exports, 0);
+    }
+
+    #[test]
+    fn rejected_metrics_are_counted_per_data_point_and_shutdown_is_forwarded() {
+        let inner = Rejecting::default();
+        let shut_down = Arc::clone(&inner.shut_down);
+        let report = report();
+        let counter = Arc::clone(&report.counter);
+        let exporter = CountingMetricExporter { inner, report };
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter).build())
+            .build();
+        let counter_instrument = provider.meter("test").u64_counter("jobs").build();
+        counter_instrument.add(1, &[KeyValue::new("queue", "a")]);
+        counter_instrument.add(1, &[KeyValue::new("queue", "b")]);
+        assert!(provider.force_flush().is_err());
+        assert!(provider.shutdown().is_err());
+        assert!(shut_down.load(Ordering::SeqCst));
+        assert_eq!(
+            counter.snapshot(),
+            ExportFailures {
+                failed_metric_exports: 2,
+                dropped_metric_points: 4,
+                ..ExportFailures::default()
+            }
+        );
+    }
+}

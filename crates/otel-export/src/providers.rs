@@ -1,0 +1,183 @@
+//! Building the tracer and meter providers, with an OTLP exporter for each
+//! signal that has a target, and the summary reader when asked for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+
+use crate::config::EnvConfig;
+use crate::export_failures::FailureCounter;
+use crate::export_runtime::ExportRuntime;
+use crate::export_target::ExportTarget;
+use crate::exporter_wrap::{CountingMetricExporter, CountingSpanExporter, FailureReport};
+use crate::summary::{SummaryReader, exponential_histogram_view};
+use crate::{Error, Protocol, Signal, endpoint};
+
+/// The span queue of the batch processor when `OTEL_BSP_MAX_QUEUE_SIZE` is
+/// unset: 32 times the SDK's 2048, so a burst of short jobs is absorbed
+/// rather than silently dropped. The queue is allocated up front when traces
+/// are exported: 360 bytes a slot (`SpanData` is 352), about 23 MB.
+pub(crate) const DEFAULT_SPAN_QUEUE_SIZE: usize = 65_536;
+/// Spans per export request (the SDK's default; `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+const DEFAULT_SPAN_BATCH_SIZE: usize = 512;
+/// Longest wait before queued spans are exported (`OTEL_BSP_SCHEDULE_DELAY`).
+const DEFAULT_SPAN_SCHEDULE_DELAY: Duration = Duration::from_secs(5);
+/// Metric export interval (`OTEL_METRIC_EXPORT_INTERVAL`).
+const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What to build.
+pub(crate) struct Plan<'a> {
+    pub(crate) env: &'a EnvConfig,
+    pub(crate) resource: Resource,
+    pub(crate) traces: Option<ExportTarget>,
+    pub(crate) metrics: Option<ExportTarget>,
+    /// The summary's reader, when the summary is on.
+    pub(crate) summary: Option<SummaryReader>,
+}
+
+/// The built providers and what keeps their exporters running.
+pub(crate) struct Providers {
+    pub(crate) tracer_provider: SdkTracerProvider,
+    pub(crate) meter_provider: SdkMeterProvider,
+    /// Present when a gRPC exporter was built.
+    pub(crate) runtime: Option<ExportRuntime>,
+    /// Signals with an OTLP exporter.
+    pub(crate) otlp_signals: Vec<Signal>,
+}
+
+impl Plan<'_> {
+    /// Builds both providers. Nothing connects yet: exporters connect on
+    /// their first export.
+    pub(crate) fn build(self, failures: &Arc<FailureCounter>) -> Result<Providers, Error> {
+        let needs_runtime = [&self.traces, &self.metrics]
+            .into_iter()
+            .flatten()
+            .any(|target| target.protocol == Protocol::Grpc);
+        let runtime = needs_runtime.then(ExportRuntime::start).transpose()?;
+        // gRPC exporters spawn their connection tasks on the current runtime.
+        let _entered = runtime.as_ref().map(ExportRuntime::enter);
+        let report = |target: &ExportTarget| FailureReport {
+            counter: Arc::clone(failures),
+            endpoint: endpoint::redact(&target.endpoint),
+        };
+
+        let mut tracer_provider = SdkTracerProvider::builder()
+            .with_resource(self.resource.clone())
+            .with_sampler(self.env.sampler.to_sampler());
+        if let Some(target) = &self.traces {
+            let exporter = CountingSpanExporter {
+                inner: span_exporter(target)?,
+                report: report(target),
+            };
+            let batch = &self.env.batch;
+            let config = BatchConfigBuilder::default()
+                .with_max_queue_size(batch.max_queue_size.unwrap_or(DEFAULT_SPAN_QUEUE_SIZE))
+                .with_max_export_batch_size(
+                    batch
+                        .max_export_batch_size
+                        .unwrap_or(DEFAULT_SPAN_BATCH_SIZE),
+                )
+                .with_scheduled_delay(batch.schedule_delay.unwrap_or(DEFAULT_SPAN_SCHEDULE_DELAY))
+                .build();
+            tracer_provider = tracer_provider.with_span_processor(
+                BatchSpanProcessor::builder(exporter)
+                    .with_batch_config(config)
+                    .build(),
+            );
+        }
+
+        let mut meter_provider = SdkMeterProvider::builder().with_resource(self.resource);
+        if let Some(target) = &self.metrics {
+            let exporter = CountingMetricExporter {
+                inner: metric_exporter(target)?,
+                report: report(target),
+            };
+            let interval = self
+                .env
+                .metric_export_interval
+                .unwrap_or(DEFAULT_METRIC_EXPORT_INTERVAL);
+            meter_provider = meter_provider.with_reader(
+                PeriodicReader::builder(exporter)
+                    .with_interval(interval)
+                    .build(),
+            );
+        }
+        if let Some(reader) = self.summary {
+            meter_provider = meter_provider.with_reader(reader);
+            // Views apply to every reader: only when nothing is exported
+            // may they change the histograms' buckets.
+            if self.metrics.is_none() {
+                meter_provider = meter_provider.with_view(exponential_histogram_view);
+            }
+        }
+
+        let otlp_signals = [&self.traces, &self.metrics]
+            .into_iter()
+            .flatten()
+            .map(|target| target.signal)
+            .collect();
+        Ok(Providers {
+            tracer_provider: tracer_provider.build(),
+            meter_provider: meter_provider.build(),
+            runtime,
+            otlp_signals,
+        })
+    }
+}
+
+fn span_exporter(target: &ExportTarget) -> Result<opentelemetry_otlp::SpanExporter, Error> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    match target.protocol {
+        Protocol::Grpc => with_tonic_settings(builder.with_tonic(), target).build(),
+        Protocol::HttpProtobuf => with_http_settings(builder.with_http(), target).build(),
+    }
+    .map_err(|source| Error::Exporter {
+        signal: Signal::Traces,
+        source,
+    })
+}
+
+fn metric_exporter(target: &ExportTarget) -> Result<opentelemetry_otlp::MetricExporter, Error> {
+    let builder = opentelemetry_otlp::MetricExporter::builder();
+    match target.protocol {
+        Protocol::Grpc => with_tonic_settings(builder.with_tonic(), target).build(),
+        Protocol::HttpProtobuf => with_http_settings(builder.with_http(), target).build(),
+    }
+    .map_err(|source| Error::Exporter {
+        signal: Signal::Metrics,
+        source,
+    })
+}
+
+/// Everything set in code, so the exporter's own environment reading
+/// (lenient, and differently ordered) cannot override what we validated.
+fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
+    builder: B,
+    target: &ExportTarget,
+) -> B {
+    let builder = builder
+        .with_endpoint(target.endpoint.clone())
+        .with_protocol(target.protocol.to_otlp())
+        .with_timeout(target.timeout);
+    if target.headers.is_empty() {
+        builder
+    } else {
+        builder.with_metadata(MetadataMap::from_headers(target.headers.to_header_map()))
+    }
+}
+
+fn with_http_settings<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    target: &ExportTarget,
+) -> B {
+    builder
+        .with_endpoint(target.endpoint.clone())
+        .with_protocol(target.protocol.to_otlp())
+        .with_timeout(target.timeout)
+        .with_headers(target.headers.to_http_map())
+}

@@ -1,0 +1,71 @@
+//! The two signals this crate exports, and the environment variables of each.
+
+use std::fmt;
+
+/// A telemetry signal exported over OTLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Signal {
+    /// Spans.
+    Traces,
+    /// Metric data points.
+    Metrics,
+}
+
+/// The names of the `OTEL_EXPORTER_OTLP_*` variables of one signal (or of
+/// the generic, all-signal set).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OtlpVars {
+    pub(crate) endpoint: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) headers: &'static str,
+    pub(crate) timeout: &'static str,
+}
+
+/// The variables that apply to every signal.
+pub(crate) const GENERIC_VARS: OtlpVars = OtlpVars {
+    endpoint: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_PROTOCOL",
+    headers: "OTEL_EXPORTER_OTLP_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_TIMEOUT",
+};
+
+impl Signal {
+    /// Both signals, traces first (the order of flush and shutdown).
+    pub(crate) const ALL: [Signal; 2] = [Signal::Traces, Signal::Metrics];
+
+    /// The path appended to a generic OTLP/HTTP endpoint for this signal.
+    pub(crate) fn http_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "v1/traces",
+            Signal::Metrics => "v1/metrics",
+        }
+    }
+
+    /// The signal-specific variables, which win over [`GENERIC_VARS`].
+    pub(crate) fn vars(self) -> OtlpVars {
+        match self {
+            Signal::Traces => OtlpVars {
+                endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            },
+            Signal::Metrics => OtlpVars {
+                endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+                headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+            },
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        })
+    }
+}
