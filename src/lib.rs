@@ -1,1 +1,3 @@
-//! Workspace root package: hosts examples and end-to-end tests.
+//! Workspace root package of jobsight: it hosts the examples and the
+//! end-to-end tests, and compiles the README's code blocks as doc tests.
+#![doc = include_str!("../README.md")]
