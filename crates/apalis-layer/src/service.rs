@@ -57,10 +57,10 @@ fn cached_kind(
     queue: &str,
     name: &'static str,
 ) -> (Arc<str>, Arc<JobKind>) {
-    if let Some((q, kind)) = last {
-        if **q == *queue {
-            return (q.clone(), kind.clone());
-        }
+    if let Some((q, kind)) = last
+        && **q == *queue
+    {
+        return (q.clone(), kind.clone());
     }
     let queue: Arc<str> = Arc::from(queue);
     let kind = monitor.kind(SYSTEM, &queue, name);

@@ -59,10 +59,11 @@ pub(crate) fn job_meta(
     if let Some(consumer) = consumer {
         builder = builder.consumer(consumer);
     }
-    if propagation != Propagation::None && ctx.metadata().contains_key(TRACEPARENT) {
-        if let Some(cx) = jobsight_core::propagation::extract(&MetadataExtractor(ctx.metadata())) {
-            builder = builder.creation_context(cx);
-        }
+    if propagation != Propagation::None
+        && ctx.metadata().contains_key(TRACEPARENT)
+        && let Some(cx) = jobsight_core::propagation::extract(&MetadataExtractor(ctx.metadata()))
+    {
+        builder = builder.creation_context(cx);
     }
     builder.build()
 }
