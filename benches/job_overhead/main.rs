@@ -20,7 +20,7 @@
 //!
 //! `JOBSIGHT_BENCH=one JOBSIGHT_BENCH_CONFIG=<name> JOBSIGHT_BENCH_JOBS=<n>`
 //! runs one configuration once (`bare`, `full`, `metrics_only`, `apalis`,
-//! `refusing`, `hanging`, `floor`) at concurrency 1: for counting
+//! `refusing`, `hanging`, `floor`, `floor_bound`) at concurrency 1: for counting
 //! instructions under callgrind (`scripts/bench-instructions`).
 
 mod alloc_count;
@@ -51,13 +51,15 @@ fn criterion_benches(criterion: &mut Criterion, bench: &Bench) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
-    group.bench_function("sdk_floor", |b| {
-        let mut i = 0_u64;
-        b.iter(|| {
-            bench.floor_once(i);
-            i += 1;
+    for (name, bound) in [("sdk_floor", false), ("sdk_floor_bound", true)] {
+        group.bench_function(name, |b| {
+            let mut i = 0_u64;
+            b.iter(|| {
+                bench.floor_once(i, bound);
+                i += 1;
+            });
         });
-    });
+    }
     for (config, name) in [
         (Config::Bare, "bare"),
         (Config::Full, "monitor_full"),
@@ -84,8 +86,8 @@ fn run_one(bench: &Bench) {
         "apalis" => Config::Apalis,
         "refusing" => Config::FullRefusing,
         "hanging" => Config::FullHanging,
-        "floor" => {
-            bench.run_floor(jobs);
+        "floor" | "floor_bound" => {
+            bench.run_floor(jobs, name == "floor_bound");
             return;
         }
         other => panic!("JOBSIGHT_BENCH_CONFIG: unknown configuration {other:?}"),

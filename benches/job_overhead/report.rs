@@ -26,7 +26,11 @@ const CONCURRENCY: [usize; 2] = [1, 4];
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Row {
     Worker(Config),
-    Floor,
+    /// The SDK floor, metric calls unbound (`bound` = false) or through
+    /// bound instruments.
+    Floor {
+        bound: bool,
+    },
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -66,7 +70,7 @@ pub fn run(bench: &Bench, p: Params) -> String {
     let rows: Vec<Row> = Config::ALL
         .iter()
         .map(|c| Row::Worker(*c))
-        .chain([Row::Floor])
+        .chain([Row::Floor { bound: false }, Row::Floor { bound: true }])
         .collect();
     for round in 0..p.rounds {
         // Rotate the order so each configuration takes each position.
@@ -81,10 +85,10 @@ pub fn run(bench: &Bench, p: Params) -> String {
                         *runs.entry(config).or_default() += p.jobs;
                         took.as_nanos() as f64 / p.jobs as f64
                     }
-                    Row::Floor if concurrency == CONCURRENCY[0] => {
-                        bench.run_floor(p.jobs).as_nanos() as f64 / p.jobs as f64
+                    Row::Floor { bound } if concurrency == CONCURRENCY[0] => {
+                        bench.run_floor(p.jobs, bound).as_nanos() as f64 / p.jobs as f64
                     }
-                    Row::Floor => continue,
+                    Row::Floor { .. } => continue,
                 };
                 ns.entry((row, concurrency)).or_default().push(per_job);
             }
@@ -115,7 +119,8 @@ pub fn run(bench: &Bench, p: Params) -> String {
             .collect();
         median(&mut v)
     };
-    let floor = med(Row::Floor, 1);
+    let floor = med(Row::Floor { bound: false }, 1);
+    let floor_bound = med(Row::Floor { bound: true }, 1);
 
     let mut out = String::new();
     let _ = writeln!(
@@ -155,7 +160,11 @@ pub fn run(bench: &Bench, p: Params) -> String {
     }
     let _ = writeln!(
         out,
-        "| SDK floor: one span with the same attributes + the same metric records, no worker | — | {floor:.0} | — | — |\n"
+        "| SDK floor: one span with the same attributes + the same metric calls, no worker | — | {floor:.0} | — | — |"
+    );
+    let _ = writeln!(
+        out,
+        "| SDK floor, metric instruments bound to the attribute sets | — | {floor_bound:.0} | — | — |\n"
     );
 
     // Targets.
@@ -166,6 +175,7 @@ pub fn run(bench: &Bench, p: Params) -> String {
         overhead(Config::MetricsOnly, 4),
     ];
     let vs_floor = [full[0] / floor, full[1] / floor];
+    let vs_floor_bound = [full[0] / floor_bound, full[1] / floor_bound];
     let vs_apalis = [full[0] / apalis[0], full[1] / apalis[1]];
     let refusing = [
         throughput_vs_up(Config::FullRefusing, 1),
@@ -183,6 +193,13 @@ pub fn run(bench: &Bench, p: Params) -> String {
         vs_floor[0],
         vs_floor[1],
         yes_no(vs_floor.iter().all(|r| *r <= 1.5))
+    );
+    let _ = writeln!(
+        out,
+        "| full monitoring overhead ≤ 1.5× the SDK floor with bound instruments | {:.2}× | {:.2}× | {} |",
+        vs_floor_bound[0],
+        vs_floor_bound[1],
+        yes_no(vs_floor_bound.iter().all(|r| *r <= 1.5))
     );
     let _ = writeln!(
         out,
@@ -250,7 +267,7 @@ pub fn run(bench: &Bench, p: Params) -> String {
         allocs.push((config, Counting::stop()));
     }
     Counting::start();
-    bench.run_floor(p.alloc_jobs);
+    bench.run_floor(p.alloc_jobs, true);
     let floor_allocs = Counting::stop();
     let per_job = |n: u64| n as f64 / p.alloc_jobs as f64;
     let bare = allocs[0].1;

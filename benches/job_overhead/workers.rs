@@ -9,7 +9,10 @@ use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::*;
 use jobsight_apalis::MonitorLayer;
 use jobsight_core::JobMonitor;
-use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _, UpDownCounter};
+use opentelemetry::metrics::{
+    BoundCounter, BoundHistogram, BoundUpDownCounter, Counter, Histogram, MeterProvider as _,
+    UpDownCounter,
+};
 use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Tracer as _, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_sdk::trace::SdkTracer;
@@ -212,18 +215,19 @@ impl Bench {
         elapsed
     }
 
-    /// Runs the floor `jobs` times and returns the time taken.
-    pub fn run_floor(&self, jobs: u64) -> Duration {
+    /// Runs the floor `jobs` times and returns the time taken; with metric
+    /// instruments bound to the attribute sets beforehand when `bound`.
+    pub fn run_floor(&self, jobs: u64, bound: bool) -> Duration {
         let start = Instant::now();
         for i in 0..jobs {
-            self.floor.1.one(i);
+            self.floor.1.one(i, bound);
         }
         start.elapsed()
     }
 
     /// One run of the floor.
-    pub fn floor_once(&self, i: u64) {
-        self.floor.1.one(i);
+    pub fn floor_once(&self, i: u64, bound: bool) {
+        self.floor.1.one(i, bound);
     }
 }
 
@@ -231,7 +235,9 @@ impl Bench {
 /// no layer: one CONSUMER span with the same attributes (the message id as
 /// an owned string, as a task id must be) and `job.outcome` set at the end,
 /// and the same metric calls (`job.active` up and down, the duration
-/// histogram, the two counters) with attribute sets built beforehand.
+/// histogram, the two counters) with attribute sets built beforehand, either
+/// as plain calls or through instruments bound to those sets beforehand
+/// (opentelemetry's `experimental_metrics_bound_instruments`).
 pub struct Floor {
     tracer: SdkTracer,
     duration: Histogram<f64>,
@@ -240,6 +246,12 @@ pub struct Floor {
     active: UpDownCounter<i64>,
     base: Vec<KeyValue>,
     by_outcome: Vec<KeyValue>,
+    bound: (
+        BoundHistogram<f64>,
+        BoundCounter<u64>,
+        BoundCounter<u64>,
+        BoundUpDownCounter<i64>,
+    ),
 }
 
 impl Floor {
@@ -252,23 +264,34 @@ impl Floor {
         ];
         let mut by_outcome = base.clone();
         by_outcome.push(KeyValue::new("job.outcome", "succeeded"));
+        let duration = meter
+            .f64_histogram("messaging.process.duration")
+            .with_boundaries(jobsight_core::semconv::DURATION_BUCKETS.to_vec())
+            .build();
+        let consumed = meter
+            .u64_counter("messaging.client.consumed.messages")
+            .build();
+        let outcomes = meter.u64_counter("job.outcomes").build();
+        let active = meter.i64_up_down_counter("job.active").build();
+        let bound = (
+            duration.bind(&base),
+            consumed.bind(&base),
+            outcomes.bind(&by_outcome),
+            active.bind(&base),
+        );
         Self {
             tracer: pipeline.tracer_provider.tracer("floor"),
-            duration: meter
-                .f64_histogram("messaging.process.duration")
-                .with_boundaries(jobsight_core::semconv::DURATION_BUCKETS.to_vec())
-                .build(),
-            consumed: meter
-                .u64_counter("messaging.client.consumed.messages")
-                .build(),
-            outcomes: meter.u64_counter("job.outcomes").build(),
-            active: meter.i64_up_down_counter("job.active").build(),
+            duration,
+            consumed,
+            outcomes,
+            active,
             base,
             by_outcome,
+            bound,
         }
     }
 
-    fn one(&self, i: u64) {
+    fn one(&self, i: u64, bound: bool) {
         let started = Instant::now();
         let attributes = vec![
             self.base[0].clone(),
@@ -285,13 +308,25 @@ impl Floor {
                 .with_kind(SpanKind::Consumer)
                 .with_attributes(attributes),
         );
-        self.active.add(1, &self.base);
+        if bound {
+            self.bound.3.add(1);
+        } else {
+            self.active.add(1, &self.base);
+        }
         span.set_attribute(KeyValue::new("job.outcome", "succeeded"));
         span.end();
-        self.duration
-            .record(started.elapsed().as_secs_f64(), &self.base);
-        self.consumed.add(1, &self.base);
-        self.outcomes.add(1, &self.by_outcome);
-        self.active.add(-1, &self.base);
+        let seconds = started.elapsed().as_secs_f64();
+        if bound {
+            let (duration, consumed, outcomes, active) = &self.bound;
+            duration.record(seconds);
+            consumed.add(1);
+            outcomes.add(1);
+            active.add(-1);
+        } else {
+            self.duration.record(seconds, &self.base);
+            self.consumed.add(1, &self.base);
+            self.outcomes.add(1, &self.by_outcome);
+            self.active.add(-1, &self.base);
+        }
     }
 }

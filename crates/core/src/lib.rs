@@ -51,6 +51,7 @@
 //! are recorded as `_other`.
 #![warn(missing_docs)]
 
+mod bound;
 pub mod error;
 mod instruments;
 pub mod job;

@@ -82,8 +82,8 @@ impl JobMonitor {
 
     /// Starts a transaction with a [`JobKind`] the caller looked up before
     /// (with [`JobMonitor::kind`]) and kept: skips the shared lookup on the
-    /// job's path. `kind` must have been looked up for the same system,
-    /// queue and name as `meta`.
+    /// job's path. `kind` must have been looked up with this monitor's
+    /// [`JobMonitor::kind`], for the same system, queue and name as `meta`.
     pub fn start_with_kind(&self, kind: Arc<JobKind>, meta: JobMeta) -> Transaction {
         Transaction::start(self, kind, meta)
     }
@@ -183,6 +183,8 @@ pub struct JobKind {
     pub(crate) base: Vec<KeyValue>,
     /// `base` plus `job.outcome`, one per [`Outcome::index`].
     pub(crate) by_outcome: [Vec<KeyValue>; 6],
+    /// The metric calls with these attribute sets.
+    pub(crate) metrics: crate::bound::KindMetrics,
 }
 
 impl JobKind {
@@ -203,6 +205,7 @@ impl JobKind {
             span_name: interned_cow(format!("process {queue}")),
             base,
             by_outcome,
+            metrics: Default::default(),
         }
     }
 
