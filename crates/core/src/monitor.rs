@@ -193,7 +193,10 @@ impl JobKind {
         let name: Cow<'static, str> = interned_cow(name.to_owned());
         let base = vec![
             KeyValue::new(semconv::MESSAGING_SYSTEM, system.clone()),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, queue.clone()),
+            KeyValue::new(
+                semconv::MESSAGING_DESTINATION_NAME,
+                interned_cow(queue.to_string()),
+            ),
             KeyValue::new(semconv::JOB_NAME, name),
         ];
         let by_outcome = Outcome::ALL.map(|outcome| {
