@@ -72,6 +72,16 @@ pub fn run(bench: &Bench, p: Params) -> String {
         .map(|c| Row::Worker(*c))
         .chain([Row::Floor { bound: false }, Row::Floor { bound: true }])
         .collect();
+    // Spans exported before the table (criterion's runs use the same
+    // pipelines), so that only the table's own are counted below.
+    let exported_before: HashMap<Config, u64> = [Config::Full, Config::Apalis]
+        .into_iter()
+        .filter_map(|config| {
+            let pipeline = bench.pipeline(config)?;
+            let _ = pipeline.tracer_provider.force_flush();
+            Some((config, pipeline.stats.spans()))
+        })
+        .collect();
     for round in 0..p.rounds {
         // Rotate the order so each configuration takes each position.
         let mut order = rows.clone();
@@ -296,7 +306,7 @@ pub fn run(bench: &Bench, p: Params) -> String {
     }
     let _ = writeln!(
         out,
-        "| SDK floor | {:.1} | {:.1} | — |\n",
+        "| SDK floor (bound instruments) | {:.1} | {:.1} | — |\n",
         per_job(floor_allocs.this_thread),
         per_job(floor_allocs.all_threads)
     );
@@ -307,13 +317,15 @@ pub fn run(bench: &Bench, p: Params) -> String {
         if let Some(pipeline) = bench.pipeline(config) {
             let _ = pipeline.tracer_provider.force_flush();
             let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
+            let exported = pipeline.stats.spans()
+                - exported_before.get(&config).copied().unwrap_or(0);
             let _ = writeln!(
                 out,
                 "spans exported, {}: {} of {} ({:.2}% dropped)",
                 config.label(),
-                pipeline.stats.spans(),
+                exported,
                 made,
-                100.0 * (1.0 - pipeline.stats.spans() as f64 / made.max(1) as f64)
+                100.0 * (1.0 - exported as f64 / made.max(1) as f64)
             );
         }
     }
