@@ -22,6 +22,15 @@ pub struct Params {
 
 const CONCURRENCY: [usize; 2] = [1, 4];
 
+/// A target's row: label, the figures at concurrency 1 and 4, how to print
+/// one, and whether one meets the target.
+type TargetRow<'a> = (
+    &'a str,
+    [f64; 2],
+    &'a dyn Fn(f64) -> String,
+    &'a dyn Fn(f64) -> bool,
+);
+
 /// A row of the table: a worker configuration or the floor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Row {
@@ -197,48 +206,53 @@ pub fn run(bench: &Bench, p: Params) -> String {
     ];
     let _ = writeln!(out, "| target | c=1 | c=4 | met |");
     let _ = writeln!(out, "|---|---:|---:|---|");
-    let _ = writeln!(
-        out,
-        "| full monitoring overhead ≤ 1.5× the SDK floor | {:.2}× | {:.2}× | {} |",
-        vs_floor[0],
-        vs_floor[1],
-        yes_no(vs_floor.iter().all(|r| *r <= 1.5))
-    );
-    let _ = writeln!(
-        out,
-        "| full monitoring overhead ≤ 1.5× the SDK floor with bound instruments | {:.2}× | {:.2}× | {} |",
-        vs_floor_bound[0],
-        vs_floor_bound[1],
-        yes_no(vs_floor_bound.iter().all(|r| *r <= 1.5))
-    );
-    let _ = writeln!(
-        out,
-        "| full monitoring overhead ≤ 0.5× apalis's tracing + metrics layers' overhead | {:.2}× | {:.2}× | {} |",
-        vs_apalis[0],
-        vs_apalis[1],
-        yes_no(vs_apalis.iter().all(|r| *r <= 0.5))
-    );
-    let _ = writeln!(
-        out,
-        "| metrics-only overhead ≤ 400 ns | {:.0} ns | {:.0} ns | {} |",
-        metrics[0],
-        metrics[1],
-        yes_no(metrics.iter().all(|m| *m <= 400.0))
-    );
-    let _ = writeln!(
-        out,
-        "| collector refusing: throughput ≥ 95% of collector up | {:.0}% | {:.0}% | {} |",
-        refusing[0] * 100.0,
-        refusing[1] * 100.0,
-        yes_no(refusing.iter().all(|r| *r >= 0.95))
-    );
-    let _ = writeln!(
-        out,
-        "| collector hanging: throughput ≥ 95% of collector up | {:.0}% | {:.0}% | {} |",
-        hanging[0] * 100.0,
-        hanging[1] * 100.0,
-        yes_no(hanging.iter().all(|r| *r >= 0.95))
-    );
+    let ratio = |v: f64| format!("{v:.2}×");
+    let nanos = |v: f64| format!("{v:.0} ns");
+    let percent = |v: f64| format!("{:.0}%", v * 100.0);
+    let targets: [TargetRow; 6] = [
+        (
+            "full monitoring overhead ≤ 1.5× the SDK floor",
+            vs_floor,
+            &ratio,
+            &|r| r <= 1.5,
+        ),
+        (
+            "full monitoring overhead ≤ 1.5× the SDK floor with bound instruments",
+            vs_floor_bound,
+            &ratio,
+            &|r| r <= 1.5,
+        ),
+        (
+            "full monitoring overhead ≤ 0.5× apalis's tracing + metrics layers' overhead",
+            vs_apalis,
+            &ratio,
+            &|r| r <= 0.5,
+        ),
+        ("metrics-only overhead ≤ 400 ns", metrics, &nanos, &|m| {
+            m <= 400.0
+        }),
+        (
+            "collector refusing: throughput ≥ 95% of collector up",
+            refusing,
+            &percent,
+            &|r| r >= 0.95,
+        ),
+        (
+            "collector hanging: throughput ≥ 95% of collector up",
+            hanging,
+            &percent,
+            &|r| r >= 0.95,
+        ),
+    ];
+    for (label, figures, show, meets) in targets {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} |",
+            show(figures[0]),
+            show(figures[1]),
+            yes_no(figures.iter().all(|f| meets(*f)))
+        );
+    }
 
     // Memory over many jobs with the collector hanging (the span queue fills
     // and stays full), in ten chunks.
@@ -317,8 +331,8 @@ pub fn run(bench: &Bench, p: Params) -> String {
         if let Some(pipeline) = bench.pipeline(config) {
             let _ = pipeline.tracer_provider.force_flush();
             let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
-            let exported = pipeline.stats.spans()
-                - exported_before.get(&config).copied().unwrap_or(0);
+            let exported =
+                pipeline.stats.spans() - exported_before.get(&config).copied().unwrap_or(0);
             let _ = writeln!(
                 out,
                 "spans exported, {}: {} of {} ({:.2}% dropped)",
