@@ -46,6 +46,7 @@
 //! context, so the job's span links back to the code that enqueued it.
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod carrier;
 mod errors;
 mod future;
@@ -54,6 +55,7 @@ pub mod producer;
 mod service;
 pub mod task_meta;
 
+pub use args::{RecordArgsLayer, RecordArgsService};
 pub use errors::JobPanicked;
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;

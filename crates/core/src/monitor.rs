@@ -14,7 +14,9 @@ use opentelemetry::trace::TracerProvider;
 
 use crate::instruments::{Instruments, interned_cow, scope};
 use crate::job::JobMeta;
+use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
+use crate::progress::{ProgressRegistry, ProgressSettings, ProgressThrottle};
 use crate::propagation::Propagation;
 use crate::semconv;
 use crate::transaction::Transaction;
@@ -45,6 +47,10 @@ pub(crate) struct Inner {
     kinds: RwLock<KindTable>,
     max_kinds: usize,
     overflowed: AtomicU64,
+    /// `None` when no observer is registered: the job's path then builds no event.
+    observers: Option<Observers>,
+    pub(crate) progress: ProgressSettings,
+    pub(crate) progress_registry: ProgressRegistry,
 }
 
 impl fmt::Debug for JobMonitor {
@@ -52,6 +58,7 @@ impl fmt::Debug for JobMonitor {
         f.debug_struct("JobMonitor")
             .field("propagation", &self.inner.propagation)
             .field("max_kinds", &self.inner.max_kinds)
+            .field("observers", &self.inner.observers)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +150,42 @@ impl JobMonitor {
         self.inner.propagation
     }
 
+    /// Whether any [observer](crate::observer) is registered.
+    pub fn has_observers(&self) -> bool {
+        self.inner.observers.is_some()
+    }
+
+    pub(crate) fn observers(&self) -> Option<&Observers> {
+        self.inner.observers.as_ref()
+    }
+
+    /// Tells the observers that a job was enqueued (for producers; nothing
+    /// is recorded on any span or metric). Free without observers.
+    pub fn enqueued(&self, meta: &JobMeta) {
+        if let Some(observers) = &self.inner.observers {
+            observers.dispatch(Event::new(EventKind::Enqueued, Arc::new(meta.clone())));
+        }
+    }
+
+    /// Waits until the observers have handled every event queued so far,
+    /// at most `timeout`. Returns whether they did. Call it before the
+    /// process exits: observer threads do not keep it alive.
+    pub fn flush_observers(&self, timeout: std::time::Duration) -> bool {
+        self.inner
+            .observers
+            .as_ref()
+            .is_none_or(|observers| observers.flush(timeout))
+    }
+
+    /// Delivery counts per observer, in registration order.
+    pub fn observer_stats(&self) -> Vec<ObserverStats> {
+        self.inner
+            .observers
+            .as_ref()
+            .map(Observers::stats)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn instruments(&self) -> &Instruments {
         self.inner.instruments.get_or_init(|| {
             let tracer = match self.inner.given_tracer.lock() {
@@ -226,6 +269,8 @@ pub struct JobMonitorBuilder {
     tracer: Option<BoxedTracer>,
     meter: Option<Meter>,
     max_kinds: Option<usize>,
+    observers: Vec<(Box<dyn Observer>, ObserverOptions)>,
+    progress: ProgressSettings,
 }
 
 impl fmt::Debug for JobMonitorBuilder {
@@ -233,6 +278,8 @@ impl fmt::Debug for JobMonitorBuilder {
         f.debug_struct("JobMonitorBuilder")
             .field("propagation", &self.propagation)
             .field("max_kinds", &self.max_kinds)
+            .field("observers", &self.observers.len())
+            .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
 }
@@ -282,6 +329,34 @@ impl JobMonitorBuilder {
         self
     }
 
+    /// Adds a lifecycle [observer](crate::observer) with the default
+    /// [`ObserverOptions`]. Each observer gets a thread and a bounded queue,
+    /// started by [`build`](Self::build). Defaults to none.
+    pub fn observer(self, observer: impl Observer) -> Self {
+        self.observer_with(observer, ObserverOptions::new())
+    }
+
+    /// Adds a lifecycle observer with a name and queue capacity of its own.
+    pub fn observer_with(mut self, observer: impl Observer, options: ObserverOptions) -> Self {
+        self.observers.push((Box::new(observer), options));
+        self
+    }
+
+    /// Whether jobs can report [progress](crate::progress). Defaults to
+    /// `true`; `false` saves the run state each job otherwise carries in its
+    /// context (one allocation), unless observers need it anyway.
+    pub fn progress(mut self, enabled: bool) -> Self {
+        self.progress.enabled = enabled;
+        self
+    }
+
+    /// When progress ticks become span and observer events. Defaults to
+    /// [`ProgressThrottle::default`].
+    pub fn progress_throttle(mut self, throttle: ProgressThrottle) -> Self {
+        self.progress.throttle = throttle;
+        self
+    }
+
     /// Builds the monitor.
     pub fn build(self) -> JobMonitor {
         JobMonitor {
@@ -296,6 +371,9 @@ impl JobMonitorBuilder {
                 kinds: RwLock::new(KindTable::default()),
                 max_kinds: self.max_kinds.unwrap_or(DEFAULT_MAX_KINDS),
                 overflowed: AtomicU64::new(0),
+                observers: (!self.observers.is_empty()).then(|| Observers::start(self.observers)),
+                progress: self.progress,
+                progress_registry: ProgressRegistry::default(),
             }),
         }
     }
