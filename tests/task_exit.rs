@@ -63,7 +63,7 @@ fn child_process() {
         }
         "no-flush" => {
             // The control: the task is recorded, nothing is flushed.
-            let _ = jobsight_core::task::run_blocking("forgotten", || ());
+            jobsight_core::task::run_blocking("forgotten", || ());
             std::process::exit(0);
         }
         other => {
