@@ -1006,6 +1006,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example() {
+        #[derive(Serialize)]
+        struct ChargeCard {
+            customer: u64,
+            card_token: String,
+            amount_cents: u64,
+        }
+        let policy = ArgsPolicy::new().job("ChargeCard").mask("customer");
+        let args = ChargeCard {
+            customer: 42,
+            card_token: "tok_123".into(),
+            amount_cents: 1200,
+        };
+        assert_eq!(
+            policy.capture("ChargeCard", &args).unwrap().as_str(),
+            r#"{"customer":"[FILTERED]","card_token":"[FILTERED]","amount_cents":1200}"#
+        );
+    }
+
+    #[test]
     fn huge_strings_are_cut_at_the_limit() {
         let huge = "x".repeat(50 * 1024 * 1024);
         let value = json!({ "blob": huge, "after": 1 });

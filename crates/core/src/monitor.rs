@@ -343,8 +343,8 @@ impl JobMonitorBuilder {
     }
 
     /// Whether jobs can report [progress](crate::progress). Defaults to
-    /// `true`; `false` saves the run state each job otherwise carries in its
-    /// context (one allocation), unless observers need it anyway.
+    /// `false`: progress costs each job a context entry (about 0.2–0.4 µs).
+    /// Tasks and monitors with observers have it whatever this says.
     pub fn progress(mut self, enabled: bool) -> Self {
         self.progress.enabled = enabled;
         self

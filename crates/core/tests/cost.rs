@@ -37,10 +37,10 @@ fn transaction_cost() {
     // No SDK: the API's no-op tracer and meter.
     let noop = JobMonitor::new();
     println!("no SDK:                  {:?} a job", per_job(&noop));
-    let noop_no_progress = JobMonitor::builder().progress(false).build();
+    let noop_progress = JobMonitor::builder().progress(true).build();
     println!(
-        "no SDK, progress off:    {:?} a job",
-        per_job(&noop_no_progress)
+        "no SDK, progress on:     {:?} a job",
+        per_job(&noop_progress)
     );
     let observed = JobMonitor::builder()
         .observer(|e: &jobsight_core::Event| {
@@ -67,4 +67,13 @@ fn transaction_cost() {
         .meter_provider(&meter_provider)
         .build();
     println!("SDK, sampled, no export: {:?} a job", per_job(&sdk_on));
+    let sdk_progress = JobMonitor::builder()
+        .tracer_provider(&tracer_provider)
+        .meter_provider(&meter_provider)
+        .progress(true)
+        .build();
+    println!(
+        "SDK, sampled, progress:  {:?} a job",
+        per_job(&sdk_progress)
+    );
 }
