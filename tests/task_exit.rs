@@ -126,6 +126,7 @@ async fn blocking_task_that_fails_then_process_exit_loses_nothing() {
     let (output, took) = run_child(&rx, "blocking-error").await;
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(took < Duration::from_secs(5), "{took:?}");
+    eprintln!("child with run_task (HTTP) took {took:?} in all");
     // Read at once: the child has exited, so the data must be here already.
     let spans = rx.spans();
     let span = only_span(&spans, "process nightly_backfill");
@@ -176,6 +177,7 @@ async fn async_task_on_a_current_thread_runtime_over_grpc() {
     let (output, took) = run_child(&rx, "async-ok").await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(took < Duration::from_secs(5), "{took:?}");
+    eprintln!("child with run_task_async (gRPC) took {took:?} in all");
     let spans = rx.spans();
     let span = only_span(&spans, "process send_reports");
     assert_eq!(span.attr_str("job.outcome"), Some("succeeded"));

@@ -37,6 +37,14 @@ async fn backfill(job: Backfill) -> Result<(), BoxDynError> {
     Ok(())
 }
 
+/// Runs the worker until it stops, at most 20 s.
+async fn run_to_the_end<E: std::fmt::Debug>(run: impl std::future::Future<Output = Result<(), E>>) {
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("worker finished in time")
+        .expect("worker ran");
+}
+
 fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
         .iter()
@@ -87,10 +95,7 @@ async fn args_progress_and_observers_reach_the_job() {
             }
         })
         .build(backfill);
-    tokio::time::timeout(Duration::from_secs(20), worker.run())
-        .await
-        .expect("worker finished in time")
-        .expect("worker ran");
+    run_to_the_end(worker.run()).await;
     assert!(monitor.flush_observers(Duration::from_secs(5)));
 
     let spans = exporter.get_finished_spans().unwrap();
@@ -177,10 +182,7 @@ async fn args_are_not_recorded_for_other_jobs() {
             }
         })
         .build(backfill);
-    tokio::time::timeout(Duration::from_secs(20), worker.run())
-        .await
-        .expect("worker finished in time")
-        .expect("worker ran");
+    run_to_the_end(worker.run()).await;
     let spans = exporter.get_finished_spans().unwrap();
     assert_eq!(spans.len(), 1);
     assert!(attr(&spans[0], "job.args").is_none());

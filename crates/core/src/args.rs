@@ -574,6 +574,21 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 }
 
+impl Json<'_, '_> {
+    fn text(self, value: impl Display) -> Result<(), Stop> {
+        self.out.push_display(value)
+    }
+}
+
+/// Serializer methods that write the value's `Display` text.
+macro_rules! as_text {
+    ($($method:ident: $ty:ty),* $(,)?) => {$(
+        fn $method(self, v: $ty) -> Result<(), Stop> {
+            self.text(v)
+        }
+    )*};
+}
+
 impl<'p, 'o> ser::Serializer for Json<'p, 'o> {
     type Ok = ();
     type Error = Stop;
@@ -588,36 +603,18 @@ impl<'p, 'o> ser::Serializer for Json<'p, 'o> {
     fn serialize_bool(self, v: bool) -> Result<(), Stop> {
         self.out.push(if v { "true" } else { "false" })
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Stop> {
-        self.out.push_display(v)
-    }
+    as_text!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_u128: u128,
+    );
     fn serialize_f32(self, v: f32) -> Result<(), Stop> {
         self.serialize_f64(f64::from(v))
     }
@@ -739,7 +736,7 @@ impl<'p, 'o> ser::Serializer for Json<'p, 'o> {
 struct KeyText<'a>(&'a mut String);
 
 impl KeyText<'_> {
-    fn put(self, value: impl Display) -> Result<(), Stop> {
+    fn text(self, value: impl Display) -> Result<(), Stop> {
         let _ = write!(self.0, "{value}");
         Ok(())
     }
@@ -756,42 +753,20 @@ impl ser::Serializer for KeyText<'_> {
     type SerializeStruct = ser::Impossible<(), Stop>;
     type SerializeStructVariant = ser::Impossible<(), Stop>;
 
-    fn serialize_bool(self, v: bool) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), Stop> {
-        self.put(v)
-    }
-    fn serialize_char(self, v: char) -> Result<(), Stop> {
-        self.put(v)
-    }
+    as_text!(
+        serialize_bool: bool,
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_f32: f32,
+        serialize_f64: f64,
+        serialize_char: char,
+    );
     fn serialize_str(self, v: &str) -> Result<(), Stop> {
         self.0.push_str(crate::error::truncate(v, MAX_KEY_LEN));
         Ok(())
@@ -817,7 +792,7 @@ impl ser::Serializer for KeyText<'_> {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), Stop> {
-        self.put(variant)
+        self.text(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,

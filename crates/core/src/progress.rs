@@ -569,20 +569,11 @@ impl ProgressRegistry {
     }
 }
 
-/// Throttle and gauge settings of a monitor.
-#[derive(Debug, Clone, Copy)]
+/// Throttle and gauge settings of a monitor: off, default throttle.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ProgressSettings {
     pub(crate) enabled: bool,
     pub(crate) throttle: ProgressThrottle,
-}
-
-impl Default for ProgressSettings {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            throttle: ProgressThrottle::default(),
-        }
-    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -619,6 +610,24 @@ mod tests {
             .with_simple_exporter(spans.clone())
             .build();
         (spans, provider)
+    }
+
+    /// A monitor with progress on, recording spans in memory.
+    fn traced_monitor() -> (InMemorySpanExporter, JobMonitor) {
+        let (spans, provider) = providers();
+        let monitor = JobMonitor::builder()
+            .tracer_provider(&provider)
+            .progress(true)
+            .build();
+        (spans, monitor)
+    }
+
+    /// The value of `key` among `attributes`.
+    fn value_of(attributes: &[KeyValue], key: &str) -> Option<opentelemetry::Value> {
+        attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
     }
 
     fn fast_throttle() -> ProgressThrottle {
@@ -658,18 +667,9 @@ mod tests {
             .collect();
         // One per 10 %: 1000 ticks, 10 events, not 1000.
         assert_eq!(events.len(), 10, "{events:?}");
-        let last_ticks = events[9]
-            .attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == semconv::JOB_PROGRESS_TICKS)
-            .map(|kv| kv.value.clone());
+        let last_ticks = value_of(&events[9].attributes, semconv::JOB_PROGRESS_TICKS);
         assert_eq!(last_ticks, Some(opentelemetry::Value::I64(1000)));
-        let attr = |k: &str| {
-            span.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == k)
-                .map(|kv| kv.value.clone())
-        };
+        let attr = |k: &str| value_of(&span.attributes, k);
         assert_eq!(
             attr(semconv::JOB_PROGRESS_TICKS),
             Some(opentelemetry::Value::I64(1000))
@@ -682,11 +682,7 @@ mod tests {
 
     #[test]
     fn the_default_throttle_keeps_a_short_job_quiet() {
-        let (spans, provider) = providers();
-        let monitor = JobMonitor::builder()
-            .tracer_provider(&provider)
-            .progress(true)
-            .build();
+        let (spans, monitor) = traced_monitor();
         let tx = monitor.start(meta());
         let progress = tx.progress().unwrap();
         progress.set_total(10);
@@ -703,11 +699,7 @@ mod tests {
 
     #[test]
     fn errors_carry_the_tick_count_and_element() {
-        let (spans, provider) = providers();
-        let monitor = JobMonitor::builder()
-            .tracer_provider(&provider)
-            .progress(true)
-            .build();
+        let (spans, monitor) = traced_monitor();
         let tx = monitor.start(meta());
         {
             let _attached = tx.context().clone().attach();
@@ -718,13 +710,7 @@ mod tests {
         tx.fail(&std::io::Error::other("row locked"));
         let span = &spans.get_finished_spans().unwrap()[0];
         let exception = span.events.iter().find(|e| e.name == "exception").unwrap();
-        let get = |k: &str| {
-            exception
-                .attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == k)
-                .map(|kv| kv.value.clone())
-        };
+        let get = |k: &str| value_of(&exception.attributes, k);
         assert_eq!(
             get(semconv::JOB_PROGRESS_TICKS),
             Some(opentelemetry::Value::I64(3))

@@ -186,7 +186,7 @@ impl Transaction {
         self.cx.span().add_event(name, attributes);
     }
 
-    /// The job's [progress](crate::progress) handle; `None` when the monitor
+    /// The job's [progress] handle; `None` when the monitor
     /// was built with progress off and no observer.
     pub fn progress(&self) -> Option<Progress> {
         Progress::from_context(&self.cx)

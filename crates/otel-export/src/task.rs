@@ -123,14 +123,20 @@ mod tests {
     use crate::Builder;
     use crate::test_support::{Captured, env, global_providers};
 
-    #[test]
-    fn runs_the_task_flushes_observers_and_returns_the_output() {
-        let _lock = global_providers();
+    /// Telemetry with no endpoint, its summary captured.
+    fn local_telemetry() -> (Telemetry, Captured) {
         let captured = Captured::default();
         let telemetry = Builder::default()
             .summary_writer(captured.clone())
             .install_with(&env(&[]))
             .unwrap();
+        (telemetry, captured)
+    }
+
+    #[test]
+    fn runs_the_task_flushes_observers_and_returns_the_output() {
+        let _lock = global_providers();
+        let (telemetry, captured) = local_telemetry();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         let monitor = JobMonitor::builder()
@@ -155,11 +161,7 @@ mod tests {
     #[test]
     fn a_panicking_task_is_flushed_then_the_panic_continues() {
         let _lock = global_providers();
-        let captured = Captured::default();
-        let telemetry = Builder::default()
-            .summary_writer(captured.clone())
-            .install_with(&env(&[]))
-            .unwrap();
+        let (telemetry, captured) = local_telemetry();
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             telemetry.run_task("exploding", || -> Result<(), String> { panic!("kaboom") })
         }));

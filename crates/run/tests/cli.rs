@@ -79,6 +79,7 @@ async fn a_succeeding_command() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "hello\n");
     assert!(took < Duration::from_secs(5), "{took:?}");
+    eprintln!("collector up: jobsight-run took {took:?} in all");
     // The process has exited: everything must be at the receiver already.
     let span = only_span(&rx, "process nightly-report");
     assert_eq!(span.attr_str("messaging.system"), Some("task"));
