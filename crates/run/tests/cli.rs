@@ -160,12 +160,24 @@ async fn sigterm_to_jobsight_run_is_forwarded_and_recorded() {
     let rx = Receiver::http().await;
     let mut command = exporting_to(&rx);
     command
-        .args(["--name", "long", "--", "sleep", "30"])
-        .stdout(Stdio::null())
+        .args([
+            "--name",
+            "long",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 30",
+        ])
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let (status, took) = tokio::task::spawn_blocking(move || {
         let mut child = command.spawn().expect("started");
-        std::thread::sleep(Duration::from_millis(500));
+        // The command runs: jobsight-run's handlers are in place.
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        assert_eq!(line, "started\n");
+        std::thread::sleep(Duration::from_millis(100));
         let started = Instant::now();
         let pid = i32::try_from(child.id()).expect("pid");
         // SAFETY: a plain kill(2) of our own child.
@@ -179,7 +191,7 @@ async fn sigterm_to_jobsight_run_is_forwarded_and_recorded() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     let span = only_span(&rx, "process long");
     assert_eq!(span.attr_str("error.type"), Some("SIGTERM"));
-    assert!(span.duration_nanos() >= 400_000_000);
+    assert!(span.duration_nanos() >= 100_000_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,12 +242,16 @@ async fn with_the_collector_down_the_command_runs_and_the_exit_is_prompt() {
                 format!("http://127.0.0.1:{}", closed_port()),
             )
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "2000")
+            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1500")
             .args(["sh", "-c", "echo ran; exit 4"]);
         let (output, took) = run(command).await;
         assert_eq!(output.status.code(), Some(4), "{protocol}");
         assert_eq!(text(&output.stdout), "ran\n");
-        assert!(took < Duration::from_millis(2500), "{protocol}: {took:?}");
+        // The deadline, plus slack for starting processes on a busy machine.
+        assert!(
+            took < Duration::from_millis(1500 + 1500),
+            "{protocol}: {took:?}"
+        );
         eprintln!("collector down ({protocol}): exited after {took:?}");
     }
 }
@@ -265,7 +281,11 @@ async fn with_a_collector_that_never_answers_the_exit_waits_only_the_deadline() 
             .args(["sh", "-c", "exit 0"]);
         let (output, took) = run(command).await;
         assert_eq!(output.status.code(), Some(0), "{protocol}");
-        assert!(took < Duration::from_millis(2000), "{protocol}: {took:?}");
+        assert!(took >= Duration::from_millis(1000), "{protocol}: {took:?}");
+        assert!(
+            took < Duration::from_millis(1000 + 1500),
+            "{protocol}: {took:?}"
+        );
         assert!(
             text(&output.stderr).contains("did not finish within"),
             "{protocol}: {}",
@@ -397,7 +417,7 @@ async fn a_ping_server_that_is_down_costs_a_warning_only() {
         .args(["sh", "-c", "exit 0"]);
     let (output, took) = run(command).await;
     assert_eq!(output.status.code(), Some(0));
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(took < Duration::from_millis(1000 + 1500), "{took:?}");
     let stderr = text(&output.stderr);
     assert!(stderr.contains("check-in ping"), "{stderr}");
     assert!(!stderr.contains("secret-uuid"), "{stderr}");
