@@ -31,7 +31,11 @@ pub(crate) fn scope() -> InstrumentationScope {
 impl Instruments {
     /// Builds the instruments from `tracer` and `meter`, or from the global
     /// providers where they are not given.
-    pub(crate) fn new(tracer: Option<BoxedTracer>, meter: Option<Meter>, buckets: &Buckets) -> Self {
+    pub(crate) fn new(
+        tracer: Option<BoxedTracer>,
+        meter: Option<Meter>,
+        buckets: &Buckets,
+    ) -> Self {
         let tracer = tracer.unwrap_or_else(|| global::tracer_with_scope(scope()));
         let meter = meter.unwrap_or_else(|| global::meter_with_scope(scope()));
         Self {

@@ -171,10 +171,15 @@ mod tests {
             .max_kinds(2)
             .build();
         for attempt in 1..=3 {
-            let meta = JobMeta::builder("t", "q").name("a").attempt(attempt).build();
+            let meta = JobMeta::builder("t", "q")
+                .name("a")
+                .attempt(attempt)
+                .build();
             monitor.start(meta).succeed();
         }
-        monitor.start(JobMeta::builder("t", "q").name("b").build()).succeed();
+        monitor
+            .start(JobMeta::builder("t", "q").name("b").build())
+            .succeed();
         for i in 0..5 {
             let meta = JobMeta::builder("t", "q").name(format!("dyn-{i}")).build();
             monitor.start(meta).succeed();
