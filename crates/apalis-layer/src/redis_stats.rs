@@ -76,8 +76,9 @@ use crate::errors::Error;
 /// The default [`RedisQueueStats::interval`].
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// The default [`RedisQueueStats::worker_timeout`]: apalis-redis's default
-/// heartbeat (30 s) times its default of missed heartbeats (3).
-pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(90);
+/// heartbeat (30 s) times its default of missed heartbeats (2), after which
+/// apalis itself treats a worker's jobs as orphans.
+pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default [`RedisQueueStats::poll_timeout`].
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(5);
 /// `messaging.system` on the gauges, as on the layer's metrics.
@@ -184,7 +185,7 @@ where
     }
 
     /// A worker whose last heartbeat is older than this no longer counts
-    /// as running jobs. Defaults to [`DEFAULT_WORKER_TIMEOUT`] (90 s).
+    /// as running jobs. Defaults to [`DEFAULT_WORKER_TIMEOUT`] (60 s).
     pub fn worker_timeout(mut self, timeout: Duration) -> Self {
         self.worker_timeout = timeout;
         self
