@@ -239,10 +239,7 @@ async fn delete_queue(conn: &mut ConnectionManager, queue: &str) -> Result<(), r
             .query_async(conn)
             .await?;
         if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(conn)
-                .await?;
+            let _: () = redis::cmd("DEL").arg(keys).query_async(conn).await?;
         }
         if next == 0 {
             break;
