@@ -108,8 +108,11 @@ pub struct QueueSnapshot {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let conn = apalis_redis::connect("redis://127.0.0.1/").await?;
-/// let stats = jobsight_apalis::RedisQueueStats::new(conn.clone())
+/// // Or a clone of the `ConnectionManager` from `apalis_redis::connect`.
+/// let conn = redis::Client::open("redis://127.0.0.1/")?
+///     .get_multiplexed_async_connection()
+///     .await?;
+/// let stats = jobsight_apalis::RedisQueueStats::new(conn)
 ///     .queue("emails")
 ///     .queue("reports")
 ///     .start()?; // keep `stats` alive as long as the gauges should report

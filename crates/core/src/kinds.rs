@@ -1,4 +1,4 @@
-//! The table of job kinds (queue, job name) a monitor records series for,
+//! The table of job kinds (system, queue, job name) a monitor records series for,
 //! and the limit that keeps it bounded.
 //!
 //! Monitors built without [`JobMonitorBuilder::max_kinds`] share one table
@@ -61,14 +61,14 @@ impl KindRegistry {
     /// `_other` kind, else into the (`_other`, `_other`) kind; the table
     /// then holds at most `max + 1` kinds.
     pub(crate) fn get_or_insert(&self, system: &str, queue: &Arc<str>, name: &str) -> Arc<JobKind> {
-        if let Some(kind) = read(&self.table).get(queue, name) {
+        if let Some(kind) = read(&self.table).get(system, queue, name) {
             return kind.clone();
         }
         let mut table = match self.table.write() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(kind) = table.get(queue, name) {
+        if let Some(kind) = table.get(system, queue, name) {
             return kind.clone();
         }
         let (mut queue, mut name, mut overflow) = (queue.clone(), name, false);
@@ -76,15 +76,15 @@ impl KindRegistry {
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             overflow = true;
             name = OVERFLOW_NAME;
-            if table.get(&queue, name).is_none() {
+            if table.get(system, &queue, name).is_none() {
                 queue = Arc::from(OVERFLOW_NAME);
             }
-            if let Some(kind) = table.get(&queue, name) {
+            if let Some(kind) = table.get(system, &queue, name) {
                 return kind.clone();
             }
         }
         let kind = Arc::new(JobKind::new(system, &queue, name, overflow));
-        table.insert(queue, name, kind.clone());
+        table.insert(system, queue, name, kind.clone());
         kind
     }
 }
@@ -96,20 +96,30 @@ fn read(table: &RwLock<KindTable>) -> std::sync::RwLockReadGuard<'_, KindTable> 
     }
 }
 
-/// Job kinds by queue, then by name: looked up with borrowed strings.
+/// Kinds of one queue, by job name.
+type ByName = HashMap<Box<str>, Arc<JobKind>>;
+/// Kinds of one system, by queue.
+type ByQueue = HashMap<Arc<str>, ByName>;
+
+/// Job kinds by system, queue, then name: looked up with borrowed strings.
 #[derive(Default)]
 struct KindTable {
-    by_queue: HashMap<Arc<str>, HashMap<Box<str>, Arc<JobKind>>>,
+    by_system: HashMap<Box<str>, ByQueue>,
     len: usize,
 }
 
 impl KindTable {
-    fn get(&self, queue: &str, name: &str) -> Option<&Arc<JobKind>> {
-        self.by_queue.get(queue)?.get(name)
+    fn get(&self, system: &str, queue: &str, name: &str) -> Option<&Arc<JobKind>> {
+        self.by_system.get(system)?.get(queue)?.get(name)
     }
 
-    fn insert(&mut self, queue: Arc<str>, name: &str, kind: Arc<JobKind>) {
-        let names = self.by_queue.entry(queue).or_default();
+    fn insert(&mut self, system: &str, queue: Arc<str>, name: &str, kind: Arc<JobKind>) {
+        let names = self
+            .by_system
+            .entry(system.into())
+            .or_default()
+            .entry(queue)
+            .or_default();
         if names.insert(name.into(), kind).is_none() {
             self.len += 1;
         }
@@ -235,5 +245,13 @@ mod tests {
         assert!(Arc::ptr_eq(&a.kind("t", &q, "x"), &b.kind("t", &q, "x")));
         let own = JobMonitor::builder().max_kinds(10).build();
         assert!(!Arc::ptr_eq(&a.kind("t", &q, "x"), &own.kind("t", &q, "x")));
+        let other_system = b.kind("u", &q, "x");
+        let system = |kind: &crate::JobKind| {
+            kind.attributes()
+                .iter()
+                .find(|kv| kv.key.as_str() == semconv::MESSAGING_SYSTEM)
+                .map(|kv| kv.value.as_str().into_owned())
+        };
+        assert_eq!(system(&other_system).as_deref(), Some("u"));
     }
 }

@@ -93,9 +93,8 @@ impl JobMonitor {
         Transaction::start(self, kind, meta)
     }
 
-    /// The attribute sets of the job kind (queue, name), built once and then
-    /// shared; the system is the one given when the kind was first seen (a
-    /// monitor normally serves one runner). Past the limit set with
+    /// The attribute sets of the job kind (system, queue, name), built once
+    /// and then shared. Past the limit set with
     /// [`JobMonitorBuilder::max_kinds`], new names are folded into `_other`
     /// (and then new queues too) and counted in [`JobMonitor::overflowed`].
     pub fn kind(&self, system: &str, queue: &Arc<str>, name: &str) -> Arc<JobKind> {
