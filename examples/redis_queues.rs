@@ -202,6 +202,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     producer.abort();
     let _ = producer.await;
+    eprintln!(
+        "redis_queues: {} polls of the queue gauges (last one took {:?}), {} failed",
+        stats.polls(),
+        stats.last_poll_duration().unwrap_or_default(),
+        stats.errors()
+    );
     drop(stats);
     let mut conn = conn;
     for queue in [&emails, &reports, &ledger] {
