@@ -131,6 +131,23 @@
 //! interpolates within their explicit buckets, which is only as precise as
 //! those buckets. [`Builder::summary_writer`] sends the table elsewhere.
 //!
+//! # Histograms
+//!
+//! jobsight's two histograms (`messaging.process.duration`,
+//! `job.queue_time`) carry job-sized explicit buckets (set in
+//! `jobsight-core`, overridable there). [`Builder::exponential_histograms`]
+//! turns them into base-2 exponential histograms (160 buckets, a few percent
+//! relative error at any scale) for backends that take OTLP exponential
+//! histograms; the Prometheus scrape endpoint cannot serve those.
+//!
+//! # Prometheus scrape endpoint
+//!
+//! OTLP to a collector is the main path. With the cargo feature
+//! `prometheus`, [`Builder::prometheus_endpoint`] also serves the metrics
+//! for Prometheus to scrape (`GET /metrics`), named as an OpenTelemetry
+//! Collector's `prometheus` exporter names them, so one dashboard serves
+//! both paths (see the README's table of names).
+//!
 //! # Cargo features
 //!
 //! OTLP over gRPC (tonic) and over HTTP/protobuf (a blocking reqwest client
@@ -149,6 +166,9 @@
 //!   transports use it instead of ring; this crate never installs one.
 //!   Without `tls`, an `https://` endpoint is refused at install with an
 //!   error naming the feature, and the certificate variables are ignored.
+//! - `prometheus` (off): the scrape endpoint; adds `opentelemetry-prometheus`
+//!   and the `prometheus` crate (no HTTP framework: the server is a small
+//!   loop on `std::net`).
 
 #![warn(missing_docs)]
 
@@ -167,6 +187,8 @@ mod protocol;
 mod providers;
 mod resource;
 mod sampler;
+#[cfg(feature = "prometheus")]
+mod scrape;
 mod signal;
 mod summary;
 #[cfg(feature = "tls")]
