@@ -54,14 +54,16 @@
 //! Metric attributes are `messaging.system`, `messaging.destination.name`,
 //! `job.name`, and `error.type` on failure (`job.outcome` on `job.outcomes`):
 //! nothing per job id or argument. Distinct (queue, name) pairs are capped
-//! per monitor ([`JobMonitorBuilder::max_kinds`]); past the cap new names
-//! are recorded as `_other`.
+//! per process (500, shared by every monitor) or per monitor
+//! ([`JobMonitorBuilder::max_kinds`]); past the cap new names are recorded
+//! as `_other` and counted in `jobsight.cardinality.overflow`.
 #![warn(missing_docs)]
 
 pub mod args;
 pub mod error;
 mod instruments;
 pub mod job;
+mod kinds;
 pub mod monitor;
 pub mod observer;
 pub mod outcome;

@@ -124,6 +124,34 @@ pub const METRIC_ACTIVE: &str = "job.active";
 /// (see [`crate::progress`]).
 pub const METRIC_PROGRESS: &str = "job.progress";
 
+/// Counter: attempts that started as a retry (`job.attempt` > 1), per kind.
+/// Differs from `job.outcomes{job.outcome=retried}`, which counts attempts
+/// that *ended* in an error with attempts left.
+pub const METRIC_RETRIES: &str = "job.retries";
+/// Counter: job attempts recorded under `_other` because the limit of
+/// distinct (queue, job name) pairs was reached. No attributes.
+pub const METRIC_CARDINALITY_OVERFLOW: &str = "jobsight.cardinality.overflow";
+
+// ---- backend gauges (read from the queue's storage, not from the layer) ----
+
+/// Gauge: jobs due and waiting to be picked up, per queue.
+pub const METRIC_QUEUE_DEPTH: &str = "job.queue.depth";
+/// Gauge (s): age of the oldest job that is due and waiting (Sidekiq's
+/// "queue latency"); 0 when nothing waits.
+pub const METRIC_QUEUE_OLDEST_AGE: &str = "job.queue.oldest_age";
+/// Gauge: jobs scheduled for later, including failed jobs waiting for
+/// their retry.
+pub const METRIC_QUEUE_SCHEDULED: &str = "job.queue.scheduled";
+/// Gauge: jobs taken by a live worker and not yet acknowledged.
+pub const METRIC_QUEUE_RUNNING: &str = "job.queue.running";
+/// Gauge: jobs the backend keeps as done.
+pub const METRIC_QUEUE_DONE: &str = "job.queue.done";
+/// Gauge: jobs the backend gave up on (dead letters).
+pub const METRIC_QUEUE_DEAD: &str = "job.queue.dead";
+/// Counter: polls of the backend's queue statistics that failed, by
+/// `error.type`. No queue attribute: one poll covers every queue.
+pub const METRIC_QUEUE_POLL_ERRORS: &str = "jobsight.queue_poll.errors";
+
 /// Default bucket boundaries (s) for `messaging.process.duration`: from 5 ms
 /// to one hour, so that both quick jobs and ten-minute jobs land in a bucket
 /// of their own (the conventions' advisory buckets stop at 10 s).

@@ -4,7 +4,10 @@
 //! # When things happen
 //! - [`JobMonitor::start`] opens the CONSUMER span `process {queue}` with
 //!   every attribute known at start (so samplers see them), adds 1 to
-//!   `job.active` and records `job.queue_time` when the due time is known.
+//!   `job.active` and records `job.queue_time` when the due time is known;
+//!   an attempt after the first adds 1 to `job.retries`, and an attempt
+//!   recorded under `_other` (the kind limit was reached) adds 1 to
+//!   `jobsight.cardinality.overflow`.
 //! - The job runs. Code that runs inside [`Transaction::context`] (attached
 //!   by the runner around each poll) creates child spans of the process span.
 //! - A finishing call ([`succeed`](Transaction::succeed),
@@ -143,6 +146,12 @@ impl Transaction {
         let cx = progress::begin(monitor, &kind, &meta, parent.with_span(span), started, now);
 
         instruments.active.add(1, &kind.base);
+        if meta.attempt().is_some_and(|attempt| attempt > 1) {
+            instruments.retries.add(1, &kind.base);
+        }
+        if kind.overflow {
+            instruments.overflow.add(1, &[]);
+        }
         if let Some(waited) = queue_time {
             instruments.queue_time.record(waited, &kind.base);
         }

@@ -40,6 +40,9 @@ pub(crate) struct Active {
     pub(crate) shutdown_timeout: Duration,
     /// Signals with an OTLP exporter (none in local-only mode).
     pub(crate) otlp_signals: Vec<Signal>,
+    /// The Prometheus scrape endpoint; stops when dropped.
+    #[cfg(feature = "prometheus")]
+    pub(crate) scrape: Option<crate::scrape::ScrapeEndpoint>,
 }
 
 impl Telemetry {
@@ -75,6 +78,16 @@ impl Telemetry {
             .map_or(crate::DEFAULT_SHUTDOWN_TIMEOUT, |active| {
                 active.shutdown_timeout
             })
+    }
+
+    /// The address the Prometheus scrape endpoint listens on, when one was
+    /// asked for with `Builder::prometheus_endpoint` (feature `prometheus`).
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus_addr(&self) -> Option<std::net::SocketAddr> {
+        self.active
+            .as_ref()
+            .and_then(|active| active.scrape.as_ref())
+            .map(crate::scrape::ScrapeEndpoint::addr)
     }
 
     /// Telemetry lost to failed exports so far.
@@ -123,7 +136,7 @@ impl Telemetry {
             runtime,
             summary,
             shutdown_timeout,
-            otlp_signals: _,
+            ..
         } = active;
         let failures = Arc::clone(&self.failures);
         let shutdown = run_with_deadline("shutdown", shutdown_timeout, move || {
@@ -146,7 +159,7 @@ impl Telemetry {
         shutdown.and(written)
     }
 
-    /// True when a gRPC export runtime is running.
+    /// True when the export runtime (gRPC, or OTLP/HTTP over https) is running.
     #[cfg(test)]
     pub(crate) fn has_export_runtime(&self) -> bool {
         self.active
