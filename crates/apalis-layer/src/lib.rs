@@ -56,6 +56,7 @@
 //! context, so the job's span links back to the code that enqueued it.
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod carrier;
 mod errors;
 mod future;
@@ -66,6 +67,7 @@ pub mod redis_stats;
 mod service;
 pub mod task_meta;
 
+pub use args::{RecordArgsLayer, RecordArgsService};
 pub use errors::{Error, JobPanicked};
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;

@@ -12,6 +12,8 @@ use crate::semconv;
 /// The tracer and instruments, built once per monitor.
 pub(crate) struct Instruments {
     pub(crate) tracer: BoxedTracer,
+    /// For instruments registered on first use (the progress gauge).
+    pub(crate) meter: Meter,
     pub(crate) duration: Histogram<f64>,
     pub(crate) queue_time: Histogram<f64>,
     pub(crate) consumed: Counter<u64>,
@@ -40,6 +42,7 @@ impl Instruments {
         let meter = meter.unwrap_or_else(|| global::meter_with_scope(scope()));
         Self {
             tracer,
+            meter: meter.clone(),
             duration: meter
                 .f64_histogram(semconv::METRIC_PROCESS_DURATION)
                 .with_unit("s")

@@ -19,6 +19,13 @@
 //!   bounded message for any Rust error.
 //! - [`propagation`]: links between the code that enqueued a job and its run.
 //! - [`semconv`]: every attribute and metric name.
+//! - [`task`]: one-off tasks (`task::run("backfill_users", async { .. })`),
+//!   recorded like jobs under `messaging.system` = `task`.
+//! - [`observer`]: lifecycle subscribers (started, progressed, succeeded,
+//!   failed, …), run off the job's path.
+//! - [`progress`]: `tick(n)` against a total: throttled span events, a
+//!   gauge, an estimate of the time left.
+//! - [`args`]: opt-in, masked, size-limited recording of job arguments.
 //!
 //! # Using it by hand
 //! Any runner can record its jobs: start a transaction, run the job inside
@@ -52,14 +59,18 @@
 //! as `_other` and counted in `jobsight.cardinality.overflow`.
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod error;
 mod instruments;
 pub mod job;
 mod kinds;
 pub mod monitor;
+pub mod observer;
 pub mod outcome;
+pub mod progress;
 pub mod propagation;
 pub mod semconv;
+pub mod task;
 pub mod transaction;
 
 pub use error::ErrorRecord;
@@ -68,3 +79,7 @@ pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
 pub use propagation::Propagation;
 pub use transaction::Transaction;
+
+pub use args::{ArgsPolicy, CapturedArgs};
+pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats};
+pub use progress::Progress;

@@ -13,7 +13,9 @@ use opentelemetry::trace::TracerProvider;
 use crate::instruments::{Instruments, interned_cow, scope};
 use crate::job::JobMeta;
 use crate::kinds::KindRegistry;
+use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
+use crate::progress::{ProgressRegistry, ProgressSettings, ProgressThrottle};
 use crate::propagation::Propagation;
 use crate::semconv;
 use crate::transaction::Transaction;
@@ -43,6 +45,10 @@ pub(crate) struct Inner {
     instruments: OnceLock<Instruments>,
     pub(crate) kinds: Arc<KindRegistry>,
     buckets: Buckets,
+    /// `None` when no observer is registered: the job's path then builds no event.
+    observers: Option<Observers>,
+    pub(crate) progress: ProgressSettings,
+    pub(crate) progress_registry: ProgressRegistry,
 }
 
 /// Histogram bucket boundaries (s) the instruments are built with.
@@ -57,6 +63,7 @@ impl fmt::Debug for JobMonitor {
         f.debug_struct("JobMonitor")
             .field("propagation", &self.inner.propagation)
             .field("max_kinds", &self.inner.kinds.max())
+            .field("observers", &self.inner.observers)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +126,42 @@ impl JobMonitor {
     /// How the process span relates to the job's creation context.
     pub fn propagation(&self) -> Propagation {
         self.inner.propagation
+    }
+
+    /// Whether any [observer](crate::observer) is registered.
+    pub fn has_observers(&self) -> bool {
+        self.inner.observers.is_some()
+    }
+
+    pub(crate) fn observers(&self) -> Option<&Observers> {
+        self.inner.observers.as_ref()
+    }
+
+    /// Tells the observers that a job was enqueued (for producers; nothing
+    /// is recorded on any span or metric). Free without observers.
+    pub fn enqueued(&self, meta: &JobMeta) {
+        if let Some(observers) = &self.inner.observers {
+            observers.dispatch(Event::new(EventKind::Enqueued, Arc::new(meta.clone())));
+        }
+    }
+
+    /// Waits until the observers have handled every event queued so far,
+    /// at most `timeout`. Returns whether they did. Call it before the
+    /// process exits: observer threads do not keep it alive.
+    pub fn flush_observers(&self, timeout: std::time::Duration) -> bool {
+        self.inner
+            .observers
+            .as_ref()
+            .is_none_or(|observers| observers.flush(timeout))
+    }
+
+    /// Delivery counts per observer, in registration order.
+    pub fn observer_stats(&self) -> Vec<ObserverStats> {
+        self.inner
+            .observers
+            .as_ref()
+            .map(Observers::stats)
+            .unwrap_or_default()
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {
@@ -188,6 +231,8 @@ pub struct JobMonitorBuilder {
     meter: Option<Meter>,
     max_kinds: Option<usize>,
     buckets: Buckets,
+    observers: Vec<(Box<dyn Observer>, ObserverOptions)>,
+    progress: ProgressSettings,
 }
 
 impl fmt::Debug for JobMonitorBuilder {
@@ -195,6 +240,8 @@ impl fmt::Debug for JobMonitorBuilder {
         f.debug_struct("JobMonitorBuilder")
             .field("propagation", &self.propagation)
             .field("max_kinds", &self.max_kinds)
+            .field("observers", &self.observers.len())
+            .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +314,34 @@ impl JobMonitorBuilder {
         self
     }
 
+    /// Adds a lifecycle [observer](crate::observer) with the default
+    /// [`ObserverOptions`]. Each observer gets a thread and a bounded queue,
+    /// started by [`build`](Self::build). Defaults to none.
+    pub fn observer(self, observer: impl Observer) -> Self {
+        self.observer_with(observer, ObserverOptions::new())
+    }
+
+    /// Adds a lifecycle observer with a name and queue capacity of its own.
+    pub fn observer_with(mut self, observer: impl Observer, options: ObserverOptions) -> Self {
+        self.observers.push((Box::new(observer), options));
+        self
+    }
+
+    /// Whether jobs can report [progress](crate::progress). Defaults to
+    /// `false`: progress costs each job a context entry (about 0.2–0.4 µs).
+    /// Tasks and monitors with observers have it whatever this says.
+    pub fn progress(mut self, enabled: bool) -> Self {
+        self.progress.enabled = enabled;
+        self
+    }
+
+    /// When progress ticks become span and observer events. Defaults to
+    /// [`ProgressThrottle::default`].
+    pub fn progress_throttle(mut self, throttle: ProgressThrottle) -> Self {
+        self.progress.throttle = throttle;
+        self
+    }
+
     /// Builds the monitor.
     pub fn build(self) -> JobMonitor {
         JobMonitor {
@@ -283,6 +358,9 @@ impl JobMonitorBuilder {
                     None => KindRegistry::process(),
                 },
                 buckets: self.buckets,
+                observers: (!self.observers.is_empty()).then(|| Observers::start(self.observers)),
+                progress: self.progress,
+                progress_registry: ProgressRegistry::default(),
             }),
         }
     }

@@ -70,6 +70,16 @@ impl Telemetry {
             .map_or(&[], |active| active.otlp_signals.as_slice())
     }
 
+    /// How long [`shutdown`](Self::shutdown) and [`force_flush`](Self::force_flush)
+    /// wait at most ([`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)).
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.active
+            .as_ref()
+            .map_or(crate::DEFAULT_SHUTDOWN_TIMEOUT, |active| {
+                active.shutdown_timeout
+            })
+    }
+
     /// The address the Prometheus scrape endpoint listens on, when one was
     /// asked for with `Builder::prometheus_endpoint` (feature `prometheus`).
     #[cfg(feature = "prometheus")]

@@ -117,6 +117,28 @@
 //! [`Telemetry::export_failures`], and a total is printed at shutdown. A
 //! backend that takes traces but rejects metrics costs one warning.
 //!
+//! # One-off tasks
+//!
+//! A program that runs one task and exits — a backfill, a report, what a
+//! Rails team runs as a rake task — uses [`Telemetry::run_task`] (or
+//! [`Telemetry::run_task_async`]): it records the task through
+//! `jobsight_core::task` (span `process {name}`, `messaging.system` =
+//! `task`, outcome, duration, panics), then shuts telemetry down within the
+//! deadline before it returns the task's output. Calling
+//! `std::process::exit` right after loses nothing; past the deadline,
+//! whatever was not exported is lost and a line on stderr says so.
+//!
+//! ```no_run
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let telemetry = jobsight_otel::init()?;
+//!     telemetry.run_task("backfill_users", || -> Result<(), std::io::Error> {
+//!         // ... the task ...
+//!         Ok(())
+//!     })?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Local summary
 //!
 //! When on ([`Builder::summary`]; by default exactly when no OTLP endpoint is
@@ -191,6 +213,7 @@ mod sampler;
 mod scrape;
 mod signal;
 mod summary;
+mod task;
 #[cfg(feature = "tls")]
 mod tls;
 
