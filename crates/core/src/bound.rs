@@ -15,6 +15,12 @@
 //! every bound series, empty ones included). Recordings with an `error.type`
 //! stay unbound: their attribute sets are open-ended.
 //!
+//! Job kinds are shared between monitors (one table per process), and each
+//! monitor has instruments of its own (its own providers, in tests and in
+//! applications with several pipelines). A kind's handles belong to the
+//! monitor that recorded it first; other monitors record that kind with
+//! plain calls.
+//!
 //! Without the feature (or with an SDK built without its
 //! `experimental_metrics_bound_instruments` feature, see the crate docs) every
 //! call is the plain unbound one.
@@ -32,6 +38,9 @@ use crate::outcome::Outcome;
 /// The metric calls of one job kind (see the module docs).
 #[derive(Default)]
 pub(crate) struct KindMetrics {
+    /// [`Instruments::id`] of the monitor the handles below belong to.
+    #[cfg(feature = "bound-instruments")]
+    owner: OnceLock<u64>,
     #[cfg(feature = "bound-instruments")]
     active: OnceLock<BoundUpDownCounter<i64>>,
     #[cfg(feature = "bound-instruments")]
@@ -54,13 +63,24 @@ impl std::fmt::Debug for KindMetrics {
 
 #[cfg(feature = "bound-instruments")]
 impl KindMetrics {
+    /// Whether the handles belong to `i`'s monitor (claimed by the first).
+    fn owned_by(&self, i: &Instruments) -> bool {
+        *self.owner.get_or_init(|| i.id) == i.id
+    }
+
     /// `job.active` += `delta`, with the kind's base attributes.
     pub(crate) fn active(&self, i: &Instruments, base: &[KeyValue], delta: i64) {
+        if !self.owned_by(i) {
+            return i.active.add(delta, base);
+        }
         self.active.get_or_init(|| i.active.bind(base)).add(delta);
     }
 
     /// Records `job.queue_time`, with the kind's base attributes.
     pub(crate) fn queue_time(&self, i: &Instruments, base: &[KeyValue], seconds: f64) {
+        if !self.owned_by(i) {
+            return i.queue_time.record(seconds, base);
+        }
         self.queue_time
             .get_or_init(|| i.queue_time.bind(base))
             .record(seconds);
@@ -69,6 +89,10 @@ impl KindMetrics {
     /// Records the duration and counts the message of an attempt without an
     /// `error.type`, with the kind's base attributes.
     pub(crate) fn processed(&self, i: &Instruments, base: &[KeyValue], seconds: f64) {
+        if !self.owned_by(i) {
+            i.duration.record(seconds, base);
+            return i.consumed.add(1, base);
+        }
         self.duration
             .get_or_init(|| i.duration.bind(base))
             .record(seconds);
@@ -78,6 +102,9 @@ impl KindMetrics {
     /// Counts `outcome` in `job.outcomes`; `attributes` are the kind's base
     /// attributes plus `job.outcome`.
     pub(crate) fn outcome(&self, i: &Instruments, outcome: Outcome, attributes: &[KeyValue]) {
+        if !self.owned_by(i) {
+            return i.outcomes.add(1, attributes);
+        }
         self.outcomes[outcome.index()]
             .get_or_init(|| i.outcomes.bind(attributes))
             .add(1);
