@@ -18,6 +18,8 @@
 //! - [`error`]: [`ErrorRecord`], a low-cardinality `error.type` and a
 //!   bounded message for any Rust error.
 //! - [`propagation`]: links between the code that enqueued a job and its run.
+//! - [`send`]: [`SendTransaction`], the producer side: the `send {queue}`
+//!   span whose context is injected into the job.
 //! - [`semconv`]: every attribute and metric name.
 //!
 //! # Using it by hand
@@ -58,11 +60,13 @@ pub mod monitor;
 pub mod outcome;
 pub mod propagation;
 pub mod semconv;
+pub mod send;
 pub mod transaction;
 
 pub use error::ErrorRecord;
 pub use job::{JobMeta, JobMetaBuilder};
 pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
-pub use propagation::Propagation;
+pub use propagation::{Propagated, Propagation, PropagationProblem};
+pub use send::SendTransaction;
 pub use transaction::Transaction;

@@ -15,7 +15,8 @@ use opentelemetry::trace::TracerProvider;
 use crate::instruments::{Instruments, interned_cow, scope};
 use crate::job::JobMeta;
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
-use crate::propagation::Propagation;
+use crate::propagation::{Propagation, PropagationProblem};
+use crate::send::SendKind;
 use crate::semconv;
 use crate::transaction::Transaction;
 
@@ -39,6 +40,8 @@ pub struct JobMonitor {
 pub(crate) struct Inner {
     pub(crate) classifier: Arc<dyn Classify>,
     pub(crate) propagation: Propagation,
+    propagation_overrides: PropagationOverrides,
+    pub(crate) invalid_contexts: AtomicU64,
     given_tracer: std::sync::Mutex<Option<BoxedTracer>>,
     given_meter: Option<Meter>,
     instruments: OnceLock<Instruments>,
@@ -112,7 +115,8 @@ impl JobMonitor {
             return kind.clone();
         }
         let (mut queue, mut name) = (queue.clone(), name);
-        if kinds.len >= inner.max_kinds {
+        let propagation = inner.propagation_overrides.resolve(&queue, name);
+        if kinds.len >= inner.max_kinds && propagation.is_none() {
             inner.overflowed.fetch_add(1, Ordering::Relaxed);
             name = OVERFLOW_NAME;
             if kinds.get(&queue, name).is_none() {
@@ -122,7 +126,8 @@ impl JobMonitor {
                 return kind.clone();
             }
         }
-        let kind = Arc::new(JobKind::new(system, &queue, name));
+        let propagation = propagation.unwrap_or(inner.propagation);
+        let kind = Arc::new(JobKind::new(system, &queue, name, propagation));
         kinds.insert(queue, name, kind.clone());
         kind
     }
@@ -138,9 +143,25 @@ impl JobMonitor {
         &*self.inner.classifier
     }
 
-    /// How the process span relates to the job's creation context.
+    /// How the process span relates to the job's creation context, for job
+    /// kinds without an override (see [`JobKind::propagation`]).
     pub fn propagation(&self) -> Propagation {
         self.inner.propagation
+    }
+
+    /// How many job attempts carried a propagated context that was dropped
+    /// as too long or invalid (see [`crate::propagation`]).
+    pub fn invalid_contexts(&self) -> u64 {
+        self.inner.invalid_contexts.load(Ordering::Relaxed)
+    }
+
+    /// Counts one attempt whose propagated context was dropped.
+    pub(crate) fn count_invalid_context(&self, kind: &JobKind, problem: PropagationProblem) {
+        self.inner.invalid_contexts.fetch_add(1, Ordering::Relaxed);
+        let mut attrs = Vec::with_capacity(kind.base.len() + 1);
+        attrs.extend(kind.base.iter().cloned());
+        attrs.push(KeyValue::new(semconv::ERROR_TYPE, problem.as_str()));
+        self.instruments().propagation_invalid.add(1, &attrs);
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {
@@ -151,6 +172,22 @@ impl JobMonitor {
             };
             Instruments::new(tracer, self.inner.given_meter.clone())
         })
+    }
+}
+
+/// Per job name and per queue propagation modes.
+#[derive(Debug, Default)]
+struct PropagationOverrides {
+    by_name: HashMap<Box<str>, Propagation>,
+    by_queue: HashMap<Box<str>, Propagation>,
+}
+
+impl PropagationOverrides {
+    fn resolve(&self, queue: &str, name: &str) -> Option<Propagation> {
+        self.by_name
+            .get(name)
+            .or_else(|| self.by_queue.get(queue))
+            .copied()
     }
 }
 
@@ -183,10 +220,14 @@ pub struct JobKind {
     pub(crate) base: Vec<KeyValue>,
     /// `base` plus `job.outcome`, one per [`Outcome::index`].
     pub(crate) by_outcome: [Vec<KeyValue>; 6],
+    /// The propagation mode of this kind, overrides applied.
+    pub(crate) propagation: Propagation,
+    /// What the producer side records: `send {queue}` and its attributes.
+    pub(crate) send: SendKind,
 }
 
 impl JobKind {
-    fn new(system: &str, queue: &Arc<str>, name: &str) -> Self {
+    fn new(system: &str, queue: &Arc<str>, name: &str, propagation: Propagation) -> Self {
         let system: Cow<'static, str> = interned_cow(system.to_owned());
         let name: Cow<'static, str> = interned_cow(name.to_owned());
         let base = vec![
@@ -201,9 +242,18 @@ impl JobKind {
         });
         Self {
             span_name: interned_cow(format!("process {queue}")),
+            send: SendKind::new(queue, &base),
             base,
             by_outcome,
+            propagation,
         }
+    }
+
+    /// How the process span of this kind relates to the creation context:
+    /// the override for its job name, else for its queue, else the
+    /// monitor's mode. Resolved once, when the kind is first seen.
+    pub fn propagation(&self) -> Propagation {
+        self.propagation
     }
 
     /// The span name, `process {queue}`.
@@ -223,6 +273,7 @@ impl JobKind {
 pub struct JobMonitorBuilder {
     classifier: Option<Arc<dyn Classify>>,
     propagation: Propagation,
+    propagation_overrides: PropagationOverrides,
     tracer: Option<BoxedTracer>,
     meter: Option<Meter>,
     max_kinds: Option<usize>,
@@ -252,6 +303,33 @@ impl JobMonitorBuilder {
     /// to [`Propagation::Link`].
     pub fn propagation(mut self, propagation: Propagation) -> Self {
         self.propagation = propagation;
+        self
+    }
+
+    /// Overrides the propagation mode for jobs named `job_name` (`job.name`),
+    /// on any queue. Wins over [`propagation_for_queue`](Self::propagation_for_queue).
+    /// Job kinds with an override are never folded into `_other`.
+    pub fn propagation_for_job(
+        mut self,
+        job_name: impl Into<Box<str>>,
+        propagation: Propagation,
+    ) -> Self {
+        self.propagation_overrides
+            .by_name
+            .insert(job_name.into(), propagation);
+        self
+    }
+
+    /// Overrides the propagation mode for every job on `queue`
+    /// (`messaging.destination.name`), unless its job name has an override.
+    pub fn propagation_for_queue(
+        mut self,
+        queue: impl Into<Box<str>>,
+        propagation: Propagation,
+    ) -> Self {
+        self.propagation_overrides
+            .by_queue
+            .insert(queue.into(), propagation);
         self
     }
 
@@ -290,6 +368,8 @@ impl JobMonitorBuilder {
                     .classifier
                     .unwrap_or_else(|| Arc::new(DefaultClassifier::new())),
                 propagation: self.propagation,
+                propagation_overrides: self.propagation_overrides,
+                invalid_contexts: AtomicU64::new(0),
                 given_tracer: std::sync::Mutex::new(self.tracer),
                 given_meter: self.meter,
                 instruments: OnceLock::new(),
@@ -325,5 +405,46 @@ mod tests {
         assert_eq!(name.as_deref(), Some(OVERFLOW_NAME));
         assert!(monitor.overflowed() >= 99);
         assert!(monitor.inner.kinds.read().unwrap().len <= 4);
+    }
+
+    #[test]
+    fn propagation_is_resolved_per_kind_name_first() {
+        let monitor = JobMonitor::builder()
+            .max_kinds(2)
+            .propagation(Propagation::Link)
+            .propagation_for_queue("payments", Propagation::Child)
+            .propagation_for_job("audit", Propagation::None)
+            .build();
+        let mode = |queue: &str, name: &str| {
+            monitor
+                .kind("t", &Arc::from(queue), name)
+                .propagation()
+        };
+        assert_eq!(mode("emails", "welcome"), Propagation::Link);
+        assert_eq!(mode("payments", "charge"), Propagation::Child);
+        assert_eq!(mode("payments", "audit"), Propagation::None);
+        // Past the cap, kinds with an override keep it (they are not folded).
+        assert_eq!(mode("emails", "audit"), Propagation::None);
+        assert_eq!(mode("payments", "refund"), Propagation::Child);
+        assert_eq!(mode("emails", "other"), Propagation::Link);
+    }
+
+    #[test]
+    fn invalid_contexts_are_counted_per_attempt() {
+        use crate::propagation::extract_propagated;
+        use std::collections::HashMap;
+        crate::propagation::tests::install();
+        let monitor = JobMonitor::new();
+        let carrier: HashMap<String, String> =
+            [("traceparent".to_owned(), "00-zz-zz-01".to_owned())].into();
+        for attempt in 1..=3 {
+            let meta = JobMeta::builder("t", "q")
+                .attempt(attempt)
+                .propagated(extract_propagated(&carrier))
+                .build();
+            assert!(meta.creation_context().is_none());
+            monitor.start(meta).succeed();
+        }
+        assert_eq!(monitor.invalid_contexts(), 3);
     }
 }

@@ -36,7 +36,7 @@ use crate::error::ErrorRecord;
 use crate::job::JobMeta;
 use crate::monitor::{JobKind, JobMonitor};
 use crate::outcome::{ErrorClass, Outcome};
-use crate::propagation::Propagation;
+use crate::propagation;
 use crate::semconv;
 
 /// Status message of an abandoned job.
@@ -123,16 +123,17 @@ impl Transaction {
         let mut builder = SpanBuilder::from_name(kind.span_name.clone())
             .with_kind(SpanKind::Consumer)
             .with_attributes(attrs);
-        let parent = match (monitor.propagation(), meta.creation_context()) {
-            (Propagation::Link, Some(creation)) => {
-                builder = builder.with_links(vec![Link::with_context(creation.clone())]);
-                Context::new()
-            }
-            (Propagation::Child, Some(creation)) => {
-                Context::new().with_remote_span_context(creation.clone())
-            }
-            _ => Context::current(),
-        };
+        let (parent, link) = propagation::parent_for(
+            kind.propagation,
+            meta.creation_context(),
+            meta.creation_baggage_context(),
+        );
+        if let Some(creation) = link {
+            builder = builder.with_links(vec![Link::with_context(creation)]);
+        }
+        if let Some(problem) = meta.propagation_problem() {
+            monitor.count_invalid_context(&kind, problem);
+        }
         let span = instruments.tracer.build_with_context(builder, &parent);
         let cx = parent.with_span(span);
 
@@ -512,7 +513,7 @@ mod tests {
             .start(m.clone())
             .succeed();
         let child_monitor = JobMonitor::builder()
-            .propagation(Propagation::Child)
+            .propagation(crate::Propagation::Child)
             .tracer_provider(&h.tracer_provider)
             .meter_provider(&h.meter_provider)
             .build();
