@@ -42,8 +42,11 @@
 //!   not always what the backend does.
 //!
 //! # Producers
-//! [`traced`] stamps a task with its enqueue time and the current trace
-//! context, so the job's span links back to the code that enqueued it.
+//! [`TracedPush`] (`storage.push_traced(args)`) and [`SendLayer`] record
+//! each push as a PRODUCER span `send {queue}` and stamp the task with its
+//! context and enqueue time, so the job's `process {queue}` span links back
+//! to it (see [`send`]). [`traced`] only stamps the task with the current
+//! context, without a send span.
 #![warn(missing_docs)]
 
 pub mod carrier;
@@ -51,6 +54,7 @@ mod errors;
 mod future;
 mod layer;
 pub mod producer;
+pub mod send;
 mod service;
 pub mod task_meta;
 
@@ -58,4 +62,5 @@ pub use errors::JobPanicked;
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;
 pub use producer::{Stamp, traced, traced_builder};
+pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use service::MonitorService;

@@ -105,7 +105,6 @@ where
             queue,
             name,
             self.consumer.clone(),
-            self.monitor.propagation(),
             self.settings.max_attempts,
         );
         let tx = self.monitor.start_with_kind(kind, meta);
