@@ -93,8 +93,13 @@
 //!
 //! # Cargo features
 //!
-//! None yet. OTLP over gRPC (tonic) and over HTTP/protobuf (a blocking
-//! reqwest client on the SDK's own threads) are both always built in.
+//! - `tracing` (off by default): [`Telemetry::tracing_layer`], a
+//!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
+//!   `tracing` spans a job makes are children of its `process {queue}` span
+//!   (see `tracing_bridge`, which says how the parent is picked).
+//!
+//! OTLP over gRPC (tonic) and over HTTP/protobuf (a blocking reqwest client
+//! on the SDK's own threads) are both always built in.
 
 #![warn(missing_docs)]
 
@@ -115,6 +120,8 @@ mod resource;
 mod sampler;
 mod signal;
 mod summary;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use error::Error;
