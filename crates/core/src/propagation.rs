@@ -192,7 +192,36 @@ fn copy(baggage: &Baggage) -> Vec<KeyValueMetadata> {
         .collect()
 }
 
-/// An extractor that hides values over their limit and remembers it did.
+/// Whether `value` has the shape W3C trace context gives a `traceparent`:
+/// `vv-<32 hex>-<16 hex>-ff` in lower-case hex, exactly 55 bytes for
+/// version `00`, version `ff` refused, later versions allowed to append
+/// `-…`. The SDK's propagator is more lenient — it reads a 14-digit span id
+/// as a 16-digit one with leading zeros, making up a parent that never
+/// existed — so values are checked here first. All-zero ids pass this
+/// check; the propagator refuses them.
+fn well_formed_traceparent(value: &str) -> bool {
+    let b = value.as_bytes();
+    if b.len() < 55 {
+        return false;
+    }
+    let hex = |part: &[u8]| part.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let shape = hex(&b[0..2])
+        && b[2] == b'-'
+        && hex(&b[3..35])
+        && b[35] == b'-'
+        && hex(&b[36..52])
+        && b[52] == b'-'
+        && hex(&b[53..55]);
+    let tail = match &b[0..2] {
+        b"ff" => false,
+        b"00" => b.len() == 55,
+        _ => b.len() == 55 || b[55] == b'-',
+    };
+    shape && tail
+}
+
+/// An extractor that hides values over their limit (and remembers it did)
+/// and `traceparent` values of the wrong shape.
 struct Bounded<'a> {
     inner: &'a dyn Extractor,
     dropped: Cell<bool>,
@@ -208,6 +237,9 @@ impl Extractor for Bounded<'_> {
         };
         if value.len() > limit {
             self.dropped.set(true);
+            return None;
+        }
+        if key == TRACEPARENT && !well_formed_traceparent(value) {
             return None;
         }
         Some(value)
@@ -257,6 +289,17 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn later_versions_may_append_fields() {
+        install();
+        let p = extract_propagated(&carrier(&[(
+            TRACEPARENT,
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-comes-next",
+        )]));
+        assert!(p.span_context().is_some());
+        assert_eq!(p.problem(), None);
+    }
+
+    #[test]
     fn nothing_is_nothing() {
         install();
         let p = extract_propagated(&carrier(&[("other", "x")]));
@@ -270,6 +313,12 @@ pub(crate) mod tests {
         let long_valid_prefix = format!("{GOOD}-{}", "a".repeat(300));
         let cases: &[(&str, PropagationProblem)] = &[
             ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033", PropagationProblem::Invalid),
+            // Truncated ids with the flags still there: the SDK alone would
+            // accept these, padding the ids with zeros.
+            ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033-01", PropagationProblem::Invalid),
+            ("00-0af7651916cd43dd8448eb211c8031-b7ad6b7169203331-01", PropagationProblem::Invalid),
+            (" 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", PropagationProblem::Invalid),
+            ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", PropagationProblem::Invalid),
             ("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", PropagationProblem::Invalid),
             ("00-00000000000000000000000000000000-0000000000000000-01", PropagationProblem::Invalid),
             ("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", PropagationProblem::Invalid),
