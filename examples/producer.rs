@@ -69,8 +69,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_kind(SpanKind::Server)
             .with_attributes(vec![KeyValue::new("app.tenant", tenant.clone())])
             .start(&tracer);
-        let cx = Context::current_with_span(request)
-            .with_baggage(vec![KeyValue::new("tenant", tenant)]);
+        let cx =
+            Context::current_with_span(request).with_baggage(vec![KeyValue::new("tenant", tenant)]);
         let task = TaskBuilder::new(BuildReport {
             report,
             fail_attempts,

@@ -76,7 +76,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = Options::from_args();
     let queue = options.text("queue", "JOBSIGHT_QUEUE", "reports");
     let runs: usize = options.parsed("runs", "JOBSIGHT_RUNS", "3")?;
-    let propagation = demo::propagation(&options.text("propagation", "JOBSIGHT_PROPAGATION", "link"))?;
+    let propagation =
+        demo::propagation(&options.text("propagation", "JOBSIGHT_PROPAGATION", "link"))?;
     let default_name = format!("{queue}-worker-{}", std::process::id());
     let worker_name = options.text("worker", "JOBSIGHT_WORKER", &default_name);
     let timeout: u64 = options.parsed("timeout-secs", "JOBSIGHT_TIMEOUT_SECS", "60")?;
@@ -91,8 +92,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let conn = apalis_redis::connect(redis_url).await?;
+    let config = Config::default()
+        .queue(&queue)
+        // apalis-redis 1.0 sometimes misses the poll strategy's wake-up after
+        // a retried job's result is saved, and then looks again only at the
+        // next heartbeat (30 s by default): a short heartbeat bounds that.
+        // With one worker per queue its other effect (orphaned jobs are
+        // taken back after two missed heartbeats) does not matter.
+        .heartbeat_interval(Duration::from_secs(1));
     let storage = RedisStorage::<BuildReport>::new(conn)
-        .with_config(Config::default().queue(&queue))
+        .with_config(config)
         // Pick new jobs up within 100 ms, not at the next heartbeat.
         .poll_with_interval(Duration::from_millis(100));
     let monitor = JobMonitor::builder().propagation(propagation).build();

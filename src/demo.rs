@@ -109,10 +109,17 @@ mod tests {
                 .map(String::from),
         );
         assert_eq!(o.text("queue", "JOBSIGHT_TEST_UNSET_1", "d"), "q1");
-        assert_eq!(o.parsed::<u32>("jobs", "JOBSIGHT_TEST_UNSET_2", "1").unwrap(), 3);
+        assert_eq!(
+            o.parsed::<u32>("jobs", "JOBSIGHT_TEST_UNSET_2", "1")
+                .unwrap(),
+            3
+        );
         assert_eq!(o.text("flag", "JOBSIGHT_TEST_UNSET_3", "d"), "");
         assert_eq!(o.text("missing", "JOBSIGHT_TEST_UNSET_4", "d"), "d");
-        assert!(o.parsed::<u32>("queue", "JOBSIGHT_TEST_UNSET_5", "1").is_err());
+        assert!(
+            o.parsed::<u32>("queue", "JOBSIGHT_TEST_UNSET_5", "1")
+                .is_err()
+        );
         assert!(propagation("parent").is_err());
     }
 }

@@ -176,8 +176,13 @@ fn job_children<'a>(spans: &'a [Span], process: &Span) -> &'a str {
 }
 
 /// Producer (push style `style`) enqueues `jobs` jobs; the worker runs them
-/// with `propagation`. Returns the queue and every span received.
-async fn round_trip(style: &str, propagation: &str, jobs: usize) -> (String, Vec<Span>) {
+/// with `propagation`. Returns the queue, every span received, and the
+/// producer's `messaging.client.sent.messages` points.
+async fn round_trip(
+    style: &str,
+    propagation: &str,
+    jobs: usize,
+) -> (String, Vec<Span>, Vec<support::MetricPoint>) {
     let rx = Receiver::http().await;
     let queue = unique_queue(propagation);
     let jobs_text = jobs.to_string();
@@ -189,14 +194,48 @@ async fn round_trip(style: &str, propagation: &str, jobs: usize) -> (String, Vec
     .await;
     run_example(
         "worker",
-        &["--queue", &queue, "--runs", &jobs_text, "--propagation", propagation],
+        &[
+            "--queue",
+            &queue,
+            "--runs",
+            &jobs_text,
+            "--propagation",
+            propagation,
+        ],
         &rx,
     )
     .await;
     delete_queue(&queue).await;
     // Each job: request, send, process, render, store.
     let spans = rx.wait_for_spans(5 * jobs, WAIT).await;
-    (queue, spans)
+    let sent = rx
+        .wait_for_metric("messaging.client.sent.messages", WAIT)
+        .await;
+    (queue, spans, sent)
+}
+
+/// The producer counted `jobs` successful sends on `queue`.
+fn assert_sent(points: &[support::MetricPoint], queue: &str, jobs: usize) {
+    let point = points
+        .iter()
+        .find(|p| {
+            p.attr("messaging.destination.name")
+                .and_then(|v| v.as_str())
+                == Some(queue)
+        })
+        .unwrap_or_else(|| panic!("no sent-messages point: {points:#?}"));
+    assert_eq!(point.value, Some(jobs as f64));
+    assert!(point.attr("error.type").is_none());
+    assert_eq!(
+        point
+            .attr("messaging.operation.name")
+            .and_then(|v| v.as_str()),
+        Some("send")
+    );
+    assert_eq!(
+        point.attr("job.name").and_then(|v| v.as_str()),
+        Some("BuildReport")
+    );
 }
 
 /// What every mode has in common: the producer's spans, message ids, the
@@ -212,7 +251,10 @@ fn common_checks<'a>(queue: &str, spans: &'a [Span], jobs: usize) -> Vec<(&'a Sp
             assert_eq!(send.kind, SpanKind::Producer);
             assert_eq!(send.attr_str("messaging.operation.type"), Some("send"));
             assert_eq!(send.attr_str("messaging.destination.name"), Some(queue));
-            let request = by_id(spans, send.parent_span_id.as_deref().expect("send has a parent"));
+            let request = by_id(
+                spans,
+                send.parent_span_id.as_deref().expect("send has a parent"),
+            );
             assert_eq!(request.name, "POST /reports");
             assert_eq!(request.trace_id, send.trace_id);
             assert!(request.is_root());
@@ -229,7 +271,8 @@ fn common_checks<'a>(queue: &str, spans: &'a [Span], jobs: usize) -> Vec<(&'a Sp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_mode_starts_a_new_trace_linked_to_the_send_span() {
-    let (queue, spans) = round_trip("push", "link", 2).await;
+    let (queue, spans, sent) = round_trip("push", "link", 2).await;
+    assert_sent(&sent, &queue, 2);
     for (process, send) in common_checks(&queue, &spans, 2) {
         assert!(process.is_root(), "{process:#?}");
         assert_ne!(process.trace_id, send.trace_id);
@@ -241,17 +284,21 @@ async fn link_mode_starts_a_new_trace_linked_to_the_send_span() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_mode_continues_the_producer_trace() {
-    let (queue, spans) = round_trip("layer", "child", 2).await;
+    let (queue, spans, sent) = round_trip("layer", "child", 2).await;
+    assert_sent(&sent, &queue, 2);
     for (process, send) in common_checks(&queue, &spans, 2) {
         assert_eq!(process.trace_id, send.trace_id);
-        assert_eq!(process.parent_span_id.as_deref(), Some(send.span_id.as_str()));
+        assert_eq!(
+            process.parent_span_id.as_deref(),
+            Some(send.span_id.as_str())
+        );
         assert!(process.links.is_empty());
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn none_mode_ignores_the_trace_context_but_not_the_baggage() {
-    let (queue, spans) = round_trip("push", "none", 1).await;
+    let (queue, spans, _) = round_trip("push", "none", 1).await;
     for (process, send) in common_checks(&queue, &spans, 1) {
         assert!(process.is_root());
         assert_ne!(process.trace_id, send.trace_id);
@@ -286,7 +333,12 @@ async fn every_attempt_of_a_retried_job_links_to_the_one_creation_context() {
     attempts.sort_by_key(|s| s.attr("job.attempt").and_then(|v| v.as_i64()));
     let summary: Vec<(Option<i64>, Option<&str>)> = attempts
         .iter()
-        .map(|s| (s.attr("job.attempt").and_then(|v| v.as_i64()), s.attr_str("job.outcome")))
+        .map(|s| {
+            (
+                s.attr("job.attempt").and_then(|v| v.as_i64()),
+                s.attr_str("job.outcome"),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -317,7 +369,9 @@ async fn hostile_or_missing_trace_context_runs_the_job_as_a_new_root_and_is_coun
     let queue = unique_queue("hostile");
     // This test is the producer, one that does not use jobsight: raw
     // metadata, and one task with none.
-    let conn = apalis_redis::connect(REDIS).await.expect("Redis on 127.0.0.1:6379");
+    let conn = apalis_redis::connect(REDIS)
+        .await
+        .expect("Redis on 127.0.0.1:6379");
     let mut storage =
         RedisStorage::<BuildReport>::new(conn).with_config(Config::default().queue(&queue));
     let garbage = "\u{1b}[31m<script>".repeat(10 * 1024 / 12);
@@ -335,7 +389,8 @@ async fn hostile_or_missing_trace_context_runs_the_job_as_a_new_root_and_is_coun
     ];
     for (report, value) in (0u32..).zip(hostile) {
         let mut md = MetadataStore::new();
-        md.insert("traceparent", value.to_owned()).expect("metadata");
+        md.insert("traceparent", value.to_owned())
+            .expect("metadata");
         let task = TaskBuilder::new(BuildReport {
             report,
             fail_attempts: 0,
@@ -372,12 +427,11 @@ async fn hostile_or_missing_trace_context_runs_the_job_as_a_new_root_and_is_coun
 
     // Counted, not logged: one line from the example, none from jobsight.
     let stderr = String::from_utf8_lossy(&worker.stderr);
-    assert!(
-        stderr.contains("5 propagated contexts dropped"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("5 propagated contexts dropped"), "{stderr}");
     assert!(!stderr.contains("traceparent"), "{stderr}");
-    let points = rx.wait_for_metric("jobsight.propagation.invalid", WAIT).await;
+    let points = rx
+        .wait_for_metric("jobsight.propagation.invalid", WAIT)
+        .await;
     let count = |problem: &str| -> f64 {
         points
             .iter()

@@ -177,8 +177,11 @@ impl SendLayer {
             (None, Some(q)) => q,
             (None, None) => full_name,
         };
-        let mut meta = JobMeta::builder(SYSTEM, queue)
-            .name(settings.job_name.unwrap_or_else(|| short_type_name(full_name)));
+        let mut meta = JobMeta::builder(SYSTEM, queue).name(
+            settings
+                .job_name
+                .unwrap_or_else(|| short_type_name(full_name)),
+        );
         if let Some(id) = task.task_id() {
             meta = meta.id(id.to_string());
         }
@@ -266,7 +269,13 @@ where
         if let Poll::Ready(result) = &polled
             && let Some(send) = this.send.take()
         {
-            finish(send, result.as_ref().err().map(|e| e as &(dyn StdError + 'static)));
+            finish(
+                send,
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| e as &(dyn StdError + 'static)),
+            );
         }
         polled
     }
@@ -363,7 +372,13 @@ where
             let (task, send) = layer.begin(task, Some(<S as BackendConfig>::Id::generate));
             let cx = send.context().clone();
             let result = self.push_task(task).with_context(cx).await;
-            finish(send, result.as_ref().err().map(|e| e as &(dyn StdError + 'static)));
+            finish(
+                send,
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| e as &(dyn StdError + 'static)),
+            );
             result
         }
     }

@@ -91,13 +91,7 @@ mod tests {
             .run_at_timestamp(1_700_000_060)
             .with_metadata(md)
             .build();
-        let meta = job_meta(
-            task.ctx(),
-            Arc::from("emails"),
-            "Email",
-            None,
-            None,
-        );
+        let meta = job_meta(task.ctx(), Arc::from("emails"), "Email", None, None);
         assert_eq!(meta.id(), Some("42"));
         assert_eq!(meta.attempt(), Some(1));
         assert_eq!(meta.max_attempts(), Some(5));
@@ -117,13 +111,7 @@ mod tests {
     fn ulid_ids_give_the_enqueue_time() {
         let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let task = TaskBuilder::new(()).task_id(ulid).build();
-        let meta = job_meta(
-            task.ctx(),
-            Arc::from("q"),
-            "J",
-            None,
-            None,
-        );
+        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None);
         let at = meta.enqueued_at().expect("enqueue time from ULID");
         assert_eq!(
             at.duration_since(UNIX_EPOCH).unwrap().as_millis(),
@@ -135,13 +123,7 @@ mod tests {
     fn retries_do_not_claim_the_original_enqueue_time() {
         let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let task = TaskBuilder::new(()).task_id(ulid).attempt(1).build();
-        let meta = job_meta(
-            task.ctx(),
-            Arc::from("q"),
-            "J",
-            None,
-            None,
-        );
+        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None);
         assert_eq!(meta.attempt(), Some(2));
         assert!(meta.enqueued_at().is_none());
     }

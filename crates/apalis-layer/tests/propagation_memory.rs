@@ -59,8 +59,8 @@ impl Harness {
     async fn in_request<F: Future>(&self, f: F) -> F::Output {
         use opentelemetry::trace::FutureExt as _;
         let span = self.tracer_provider.tracer("app").start("request");
-        let cx = Context::current_with_span(span)
-            .with_baggage(vec![KeyValue::new("tenant", "acme")]);
+        let cx =
+            Context::current_with_span(span).with_baggage(vec![KeyValue::new("tenant", "acme")]);
         let out = f.with_context(cx.clone()).await;
         cx.span().end();
         out
@@ -133,15 +133,30 @@ async fn link_mode_links_a_new_trace_to_the_send_span() {
     );
     assert_eq!(send.span_kind, SpanKind::Producer);
     assert_eq!(send.parent_span_id, request.span_context.span_id());
-    assert_eq!(send.span_context.trace_id(), request.span_context.trace_id());
-    assert_eq!(attr(send, "messaging.operation.type").unwrap().as_str(), "send");
+    assert_eq!(
+        send.span_context.trace_id(),
+        request.span_context.trace_id()
+    );
+    assert_eq!(
+        attr(send, "messaging.operation.type").unwrap().as_str(),
+        "send"
+    );
 
-    assert_ne!(process.span_context.trace_id(), send.span_context.trace_id());
-    assert_eq!(process.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+    assert_ne!(
+        process.span_context.trace_id(),
+        send.span_context.trace_id()
+    );
+    assert_eq!(
+        process.parent_span_id,
+        opentelemetry::trace::SpanId::INVALID
+    );
     let links = &process.links.links;
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].span_context.span_id(), send.span_context.span_id());
-    assert_eq!(links[0].span_context.trace_id(), send.span_context.trace_id());
+    assert_eq!(
+        links[0].span_context.trace_id(),
+        send.span_context.trace_id()
+    );
 
     let id = attr(send, "messaging.message.id").expect("the producer set an id");
     assert_eq!(attr(process, "messaging.message.id"), Some(id));
@@ -151,8 +166,14 @@ async fn link_mode_links_a_new_trace_to_the_send_span() {
 #[tokio::test]
 async fn child_mode_continues_the_producer_trace() {
     let spans = round_trip(Propagation::Child).await;
-    let (send, process) = (named(&spans, "send numbers"), named(&spans, "process numbers"));
-    assert_eq!(process.span_context.trace_id(), send.span_context.trace_id());
+    let (send, process) = (
+        named(&spans, "send numbers"),
+        named(&spans, "process numbers"),
+    );
+    assert_eq!(
+        process.span_context.trace_id(),
+        send.span_context.trace_id()
+    );
     assert_eq!(process.parent_span_id, send.span_context.span_id());
     assert!(process.links.links.is_empty());
     assert_eq!(attr(process, "test.tenant").unwrap().as_str(), "acme");
@@ -161,8 +182,14 @@ async fn child_mode_continues_the_producer_trace() {
 #[tokio::test]
 async fn none_mode_ignores_the_context_but_keeps_the_baggage() {
     let spans = round_trip(Propagation::None).await;
-    let (send, process) = (named(&spans, "send numbers"), named(&spans, "process numbers"));
-    assert_ne!(process.span_context.trace_id(), send.span_context.trace_id());
+    let (send, process) = (
+        named(&spans, "send numbers"),
+        named(&spans, "process numbers"),
+    );
+    assert_ne!(
+        process.span_context.trace_id(),
+        send.span_context.trace_id()
+    );
     assert!(process.links.links.is_empty());
     assert_eq!(attr(process, "test.tenant").unwrap().as_str(), "acme");
 }
@@ -182,9 +209,17 @@ async fn a_queue_override_wins_over_the_layer_mode() {
         .tracer_provider(&h.tracer_provider)
         .meter_provider(&h.meter_provider)
         .build();
-    run_worker(storage, MonitorLayer::with_monitor(monitor).queue("numbers"), 1).await;
+    run_worker(
+        storage,
+        MonitorLayer::with_monitor(monitor).queue("numbers"),
+        1,
+    )
+    .await;
     let spans = h.finished();
-    let (send, process) = (named(&spans, "send numbers"), named(&spans, "process numbers"));
+    let (send, process) = (
+        named(&spans, "send numbers"),
+        named(&spans, "process numbers"),
+    );
     assert_eq!(process.parent_span_id, send.span_context.span_id());
 }
 
@@ -253,5 +288,8 @@ async fn a_failed_push_is_an_error_on_the_send_span_and_returned_unchanged() {
     assert_eq!(send.status, Status::error("queue is full"));
     assert_eq!(attr(send, "error.type").unwrap().as_str(), "QueueFull");
     assert_eq!(attr(send, "job.name").unwrap().as_str(), "number");
-    assert!(attr(send, "messaging.message.id").is_none(), "the layer sets no id unless told");
+    assert!(
+        attr(send, "messaging.message.id").is_none(),
+        "the layer sets no id unless told"
+    );
 }

@@ -16,8 +16,8 @@ use crate::instruments::{Instruments, interned_cow, scope};
 use crate::job::JobMeta;
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
 use crate::propagation::{Propagation, PropagationProblem};
-use crate::send::SendKind;
 use crate::semconv;
+use crate::send::SendKind;
 use crate::transaction::Transaction;
 
 /// The `job.name` / queue value that job kinds past the limit are folded into.
@@ -415,11 +415,8 @@ mod tests {
             .propagation_for_queue("payments", Propagation::Child)
             .propagation_for_job("audit", Propagation::None)
             .build();
-        let mode = |queue: &str, name: &str| {
-            monitor
-                .kind("t", &Arc::from(queue), name)
-                .propagation()
-        };
+        let mode =
+            |queue: &str, name: &str| monitor.kind("t", &Arc::from(queue), name).propagation();
         assert_eq!(mode("emails", "welcome"), Propagation::Link);
         assert_eq!(mode("payments", "charge"), Propagation::Child);
         assert_eq!(mode("payments", "audit"), Propagation::None);

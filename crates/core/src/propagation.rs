@@ -136,7 +136,8 @@ pub fn extract_propagated(carrier: &dyn Extractor) -> Propagated {
     };
     let cx = global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &bounded));
     let span_context = Some(cx.span().span_context().clone()).filter(SpanContext::is_valid);
-    let baggage = (!cx.baggage().is_empty()).then(|| Context::new().with_baggage(copy(cx.baggage())));
+    let baggage =
+        (!cx.baggage().is_empty()).then(|| Context::new().with_baggage(copy(cx.baggage())));
     let problem = if bounded.dropped.get() {
         Some(PropagationProblem::TooLong)
     } else if has_traceparent && span_context.is_none() {
@@ -312,16 +313,40 @@ pub(crate) mod tests {
         let garbage = "x".repeat(10 * 1024);
         let long_valid_prefix = format!("{GOOD}-{}", "a".repeat(300));
         let cases: &[(&str, PropagationProblem)] = &[
-            ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033", PropagationProblem::Invalid),
+            (
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033",
+                PropagationProblem::Invalid,
+            ),
             // Truncated ids with the flags still there: the SDK alone would
             // accept these, padding the ids with zeros.
-            ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033-01", PropagationProblem::Invalid),
-            ("00-0af7651916cd43dd8448eb211c8031-b7ad6b7169203331-01", PropagationProblem::Invalid),
-            (" 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", PropagationProblem::Invalid),
-            ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", PropagationProblem::Invalid),
-            ("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", PropagationProblem::Invalid),
-            ("00-00000000000000000000000000000000-0000000000000000-01", PropagationProblem::Invalid),
-            ("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", PropagationProblem::Invalid),
+            (
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033-01",
+                PropagationProblem::Invalid,
+            ),
+            (
+                "00-0af7651916cd43dd8448eb211c8031-b7ad6b7169203331-01",
+                PropagationProblem::Invalid,
+            ),
+            (
+                " 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                PropagationProblem::Invalid,
+            ),
+            (
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+                PropagationProblem::Invalid,
+            ),
+            (
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                PropagationProblem::Invalid,
+            ),
+            (
+                "00-00000000000000000000000000000000-0000000000000000-01",
+                PropagationProblem::Invalid,
+            ),
+            (
+                "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+                PropagationProblem::Invalid,
+            ),
             ("", PropagationProblem::Invalid),
             ("garbage", PropagationProblem::Invalid),
             (&garbage, PropagationProblem::TooLong),
@@ -352,7 +377,10 @@ pub(crate) mod tests {
         for mode in [Propagation::Link, Propagation::Child, Propagation::None] {
             let (parent, link) = parent_for(mode, p.span_context(), p.baggage.as_ref());
             assert_eq!(
-                parent.baggage().get("tenant").map(|v| v.as_str().to_owned()),
+                parent
+                    .baggage()
+                    .get("tenant")
+                    .map(|v| v.as_str().to_owned()),
                 Some("acme".to_owned()),
                 "{mode:?}"
             );

@@ -324,7 +324,10 @@ mod tests {
         assert_eq!(attr("messaging.operation.type").as_deref(), Some("send"));
         assert_eq!(attr("messaging.operation.name").as_deref(), Some("send"));
         assert_eq!(attr("messaging.message.id").as_deref(), Some("m-1"));
-        assert_eq!(attr("messaging.destination.name").as_deref(), Some("emails"));
+        assert_eq!(
+            attr("messaging.destination.name").as_deref(),
+            Some("emails")
+        );
         let injected = crate::propagation::extract(&carrier).unwrap();
         assert_eq!(injected.span_id(), send.span_context.span_id());
 
@@ -355,7 +358,11 @@ mod tests {
         mp.force_flush().unwrap();
         let mut types: Vec<String> = sent_points(&metrics)
             .into_iter()
-            .filter_map(|p| p.into_iter().find(|(k, _)| k == "error.type").map(|(_, v)| v))
+            .filter_map(|p| {
+                p.into_iter()
+                    .find(|(k, _)| k == "error.type")
+                    .map(|(_, v)| v)
+            })
             .collect();
         types.sort();
         assert_eq!(types, ["abandoned", "std::io::Error"]);

@@ -78,8 +78,9 @@ mod tests {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::OpenTelemetryLayer::new(provider.tracer("bridge")));
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::OpenTelemetryLayer::new(provider.tracer("bridge")),
+        );
         let tracer = provider.tracer("job");
         tracing::subscriber::with_default(subscriber, || {
             // A `tracing` span around everything, as a worker's main might have.
@@ -105,6 +106,9 @@ mod tests {
         let (process, render, smtp) = (by_name("process q"), by_name("render"), by_name("smtp"));
         assert_eq!(render.parent_span_id, process.span_context.span_id());
         assert_eq!(smtp.parent_span_id, render.span_context.span_id());
-        assert_eq!(render.span_context.trace_id(), process.span_context.trace_id());
+        assert_eq!(
+            render.span_context.trace_id(),
+            process.span_context.trace_id()
+        );
     }
 }
