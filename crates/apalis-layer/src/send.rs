@@ -361,26 +361,24 @@ where
         self.push_task_traced_with(default_layer(), task)
     }
 
-    fn push_task_traced_with(
+    // Everything happens when the future is first polled, in the context
+    // current then (a handler's span), not when it is made.
+    async fn push_task_traced_with(
         &mut self,
         layer: &SendLayer,
         task: Task<Args>,
-    ) -> impl Future<Output = Result<(), TaskSinkError<Self::Error>>> + Send {
-        // Everything happens when the future is first polled, in the
-        // context current then (a handler's span), not when it is made.
-        async move {
-            let (task, send) = layer.begin(task, Some(<S as BackendConfig>::Id::generate));
-            let cx = send.context().clone();
-            let result = self.push_task(task).with_context(cx).await;
-            finish(
-                send,
-                result
-                    .as_ref()
-                    .err()
-                    .map(|e| e as &(dyn StdError + 'static)),
-            );
+    ) -> Result<(), TaskSinkError<Self::Error>> {
+        let (task, send) = layer.begin(task, Some(<S as BackendConfig>::Id::generate));
+        let cx = send.context().clone();
+        let result = self.push_task(task).with_context(cx).await;
+        finish(
+            send,
             result
-        }
+                .as_ref()
+                .err()
+                .map(|e| e as &(dyn StdError + 'static)),
+        );
+        result
     }
 }
 
