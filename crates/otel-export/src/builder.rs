@@ -86,7 +86,8 @@ impl Builder {
 
     /// The OTLP endpoint for both signals, e.g. `http://localhost:4318`
     /// (OTLP/HTTP: `/v1/traces` and `/v1/metrics` are appended) or
-    /// `http://localhost:4317` (gRPC: used as given). Overrides
+    /// `http://localhost:4317` (gRPC: used as given); `https://` with the
+    /// `tls` feature (see [TLS](crate#tls) for the certificates). Overrides
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` and the per-signal endpoint variables.
     /// Defaults to those variables; with none set, nothing is exported over
     /// OTLP.

@@ -4,6 +4,7 @@
 //! [`EnvConfig::from_lookup`] is a pure function of its lookup closure, so
 //! tests never touch the process environment. An empty value counts as unset.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::headers::Headers;
@@ -47,6 +48,20 @@ pub(crate) struct SignalEnv {
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: Headers,
     pub(crate) timeout: Option<Duration>,
+    /// `…_CERTIFICATE`: PEM CA bundle for https endpoints. Read at install.
+    pub(crate) certificate: Option<EnvPath>,
+    /// `…_CLIENT_KEY`: PEM private key for mutual TLS. Read at install.
+    pub(crate) client_key: Option<EnvPath>,
+    /// `…_CLIENT_CERTIFICATE`: PEM certificate chain for mutual TLS.
+    pub(crate) client_certificate: Option<EnvPath>,
+}
+
+/// A file named by an environment variable. Only the path is read here; the
+/// file itself is read at install, and errors name `variable` and `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EnvPath {
+    pub(crate) variable: &'static str,
+    pub(crate) path: PathBuf,
 }
 
 /// `OTEL_BSP_*`, the batch span processor's settings (`OTEL_BSP_EXPORT_TIMEOUT`
@@ -140,6 +155,9 @@ impl SignalEnv {
                 .transpose()?
                 .unwrap_or_default(),
             timeout: env.millis(vars.timeout)?,
+            certificate: env.path(vars.certificate),
+            client_key: env.path(vars.client_key),
+            client_certificate: env.path(vars.client_certificate),
         })
     }
 }
@@ -150,6 +168,14 @@ struct Lookup<'a>(&'a dyn Fn(&str) -> Option<String>);
 impl Lookup<'_> {
     fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    /// A file path, surrounding whitespace removed.
+    fn path(&self, name: &'static str) -> Option<EnvPath> {
+        self.get(name).map(|value| EnvPath {
+            variable: name,
+            path: PathBuf::from(value.trim()),
+        })
     }
 
     /// A positive whole number of milliseconds.
@@ -278,6 +304,28 @@ mod tests {
         assert_eq!(config.sampler, SamplerChoice::TraceIdRatio(0.1));
         assert_eq!(config.metric_export_interval, Some(Duration::from_secs(10)));
         assert_eq!(config.batch.max_queue_size, Some(4096));
+    }
+
+    #[test]
+    fn tls_file_variables_are_paths_with_their_variable() {
+        let config = config(&[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", " /etc/otel/ca.pem\n"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/k.pem"),
+            ("OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE", "c.pem"),
+        ])
+        .unwrap();
+        let ca = config.generic.certificate.unwrap();
+        assert_eq!(ca.variable, "OTEL_EXPORTER_OTLP_CERTIFICATE");
+        assert_eq!(ca.path, std::path::Path::new("/etc/otel/ca.pem"));
+        assert_eq!(
+            config.traces.client_key.unwrap().variable,
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY"
+        );
+        assert_eq!(
+            config.metrics.client_certificate.unwrap().path,
+            std::path::Path::new("c.pem")
+        );
+        assert_eq!(config.traces.certificate, None);
     }
 
     #[test]

@@ -4,8 +4,9 @@ use http::Uri;
 
 use crate::Signal;
 
-/// Checks that `value` is an absolute `http://` URL with a host; the reason
-/// otherwise. `https://` is refused: this build has no TLS support.
+/// Checks that `value` is an absolute `http://` or `https://` URL with a
+/// host; the reason otherwise. Without the `tls` feature `https://` is
+/// refused, naming the feature.
 pub(crate) fn validate(value: &str) -> Result<(), String> {
     let shown = redact(value);
     let uri: Uri = value.parse().map_err(|e| {
@@ -13,15 +14,19 @@ pub(crate) fn validate(value: &str) -> Result<(), String> {
     })?;
     match uri.scheme_str() {
         Some("http") => {}
+        #[cfg(feature = "tls")]
+        Some("https") => {}
+        #[cfg(not(feature = "tls"))]
         Some("https") => {
             return Err(format!(
-                "`{shown}` uses https, but jobsight-otel is built without TLS support; \
-                 use an `http://` endpoint (e.g. a local collector)"
+                "`{shown}` uses https, but jobsight-otel was built without TLS support \
+                 (its `tls` cargo feature, on by default, is off); enable the feature \
+                 or use an `http://` endpoint (e.g. a local collector)"
             ));
         }
         _ => {
             return Err(format!(
-                "`{shown}` must start with `http://` (e.g. `http://localhost:4318`)"
+                "`{shown}` must start with `http://` or `https://` (e.g. `http://localhost:4318`)"
             ));
         }
     }
@@ -31,6 +36,14 @@ pub(crate) fn validate(value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// True when `value` (already validated) is an `https://` URL.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) fn is_https(value: &str) -> bool {
+    value
+        .parse::<Uri>()
+        .is_ok_and(|uri| uri.scheme() == Some(&http::uri::Scheme::HTTPS))
 }
 
 /// The OTLP/HTTP URL of `signal` under the generic endpoint `base`:
@@ -62,6 +75,7 @@ mod tests {
             "http://localhost:4318",
             "http://127.0.0.1:4317/",
             "http://collector.example/otlp",
+            "HTTP://collector.example:4318",
         ] {
             assert_eq!(validate(ok), Ok(()), "{ok}");
         }
@@ -78,8 +92,23 @@ mod tests {
         ] {
             assert!(validate(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn accepts_https_urls_with_the_tls_feature() {
+        assert_eq!(validate("https://api.honeycomb.io:443"), Ok(()));
+        assert!(is_https("https://localhost:4317"));
+        assert!(is_https("HTTPS://localhost:4317"));
+        assert!(!is_https("http://localhost:4317"));
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn refuses_https_without_the_tls_feature() {
         let https = validate("https://collector:4318").unwrap_err();
         assert!(https.contains("TLS"), "{https}");
+        assert!(https.contains("`tls`"), "{https}");
     }
 
     #[test]

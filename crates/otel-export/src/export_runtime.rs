@@ -1,12 +1,14 @@
 //! A small tokio runtime of our own, on its own thread, for the gRPC
-//! exporters.
+//! exporters and the OTLP/HTTP client of `https://` endpoints.
 //!
 //! tonic's channel runs its connection tasks on the runtime that was current
 //! when the exporter was built. Built on the application's runtime, a
 //! shutdown called from a current-thread runtime deadlocks (the export waits
 //! for tasks that the blocked thread would have to run). On this runtime the
 //! tasks always have a thread of their own, whatever the caller does.
-//! OTLP/HTTP uses a blocking client and needs no runtime.
+//! OTLP/HTTP to an `http://` endpoint uses a blocking client and needs no
+//! runtime; to an `https://` endpoint (the `tls` feature) it runs its
+//! requests here.
 
 use std::sync::mpsc;
 use std::thread;
@@ -60,6 +62,12 @@ impl ExportRuntime {
             handle,
             stop: Some(stop_tx),
         })
+    }
+
+    /// A handle to spawn on this runtime from any thread.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn handle(&self) -> Handle {
+        self.handle.clone()
     }
 
     /// Makes this runtime current until the guard drops, so exporters built

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::config::EnvConfig;
+use crate::config::{EnvConfig, EnvPath};
 use crate::headers::Headers;
 use crate::{Protocol, Signal, endpoint};
 
@@ -24,6 +24,22 @@ pub(crate) struct ExportTarget {
     pub(crate) endpoint: String,
     pub(crate) timeout: Duration,
     pub(crate) headers: Headers,
+    /// The TLS files for an `https://` endpoint (ignored for `http://`).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) tls: TlsFiles,
+}
+
+/// The TLS files of one signal, each from the signal's own variable or else
+/// the generic one. Only paths: the files are read at install.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) struct TlsFiles {
+    /// PEM CA bundle to trust instead of the built-in roots.
+    pub(crate) certificate: Option<EnvPath>,
+    /// PEM private key for mutual TLS.
+    pub(crate) client_key: Option<EnvPath>,
+    /// PEM certificate chain for mutual TLS.
+    pub(crate) client_certificate: Option<EnvPath>,
 }
 
 impl ExportTarget {
@@ -61,6 +77,20 @@ impl ExportTarget {
                 .or(env.generic.timeout)
                 .unwrap_or(DEFAULT_EXPORT_TIMEOUT),
             headers: env.generic.headers.overridden_by(&specific.headers),
+            tls: TlsFiles {
+                certificate: specific
+                    .certificate
+                    .clone()
+                    .or_else(|| env.generic.certificate.clone()),
+                client_key: specific
+                    .client_key
+                    .clone()
+                    .or_else(|| env.generic.client_key.clone()),
+                client_certificate: specific
+                    .client_certificate
+                    .clone()
+                    .or_else(|| env.generic.client_certificate.clone()),
+            },
         })
     }
 }
@@ -158,6 +188,40 @@ mod tests {
         .unwrap();
         assert_eq!(target.protocol, Protocol::HttpProtobuf);
         assert_eq!(target.endpoint, "http://local:4318/v1/traces");
+    }
+
+    #[test]
+    fn tls_files_fall_back_from_signal_to_generic() {
+        let env = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/generic-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/traces-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/key.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+                "/metrics.pem",
+            ),
+        ]);
+        let traces = ExportTarget::resolve(&env, Signal::Traces, None, None).unwrap();
+        let metrics = ExportTarget::resolve(&env, Signal::Metrics, None, None).unwrap();
+        let variable = |file: &Option<EnvPath>| file.as_ref().map(|f| f.variable);
+        assert_eq!(
+            variable(&traces.tls.certificate),
+            Some("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+        );
+        assert_eq!(
+            variable(&metrics.tls.certificate),
+            Some("OTEL_EXPORTER_OTLP_CERTIFICATE")
+        );
+        assert_eq!(
+            variable(&metrics.tls.client_key),
+            Some("OTEL_EXPORTER_OTLP_CLIENT_KEY")
+        );
+        assert_eq!(
+            variable(&metrics.tls.client_certificate),
+            Some("OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE")
+        );
+        assert_eq!(traces.tls.client_certificate, None);
     }
 
     #[test]

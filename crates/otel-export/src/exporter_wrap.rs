@@ -3,7 +3,7 @@
 //! is printed to stderr once. A backend that accepts traces but rejects
 //! metrics costs one warning, not one line per export, and never an error.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
@@ -22,13 +22,46 @@ pub(crate) struct FailureReport {
     pub(crate) counter: Arc<FailureCounter>,
     /// Redacted endpoint, for the warning.
     pub(crate) endpoint: String,
+    /// Set by our HTTP client (`tls` feature), whose failures the exporter
+    /// itself reports only as "network error".
+    pub(crate) transport_error: Arc<TransportError>,
 }
 
 impl FailureReport {
     fn failed(&self, signal: Signal, items: u64, error: &OTelSdkError) {
         if self.counter.record(signal, items) {
-            eprintln!("{}", first_failure_warning(signal, &self.endpoint, error));
+            let warning = match self.transport_error.get() {
+                Some(cause) => first_failure_warning(
+                    signal,
+                    &self.endpoint,
+                    &format_args!("{error} ({cause})"),
+                ),
+                None => first_failure_warning(signal, &self.endpoint, error),
+            };
+            eprintln!("{warning}");
         }
+    }
+}
+
+/// Why the last request of an HTTP client failed; `None` after a request
+/// that got a response.
+#[derive(Debug, Default)]
+pub(crate) struct TransportError(Mutex<Option<String>>);
+
+impl TransportError {
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn set(&self, cause: Option<String>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = cause;
+    }
+
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -156,6 +189,7 @@ mod tests {
         FailureReport {
             counter: Arc::default(),
             endpoint: "http://127.0.0.1:9/v1/metrics".into(),
+            transport_error: Arc::default(),
         }
     }
 

@@ -136,7 +136,7 @@ impl Telemetry {
         shutdown.and(written)
     }
 
-    /// True when a gRPC export runtime is running.
+    /// True when the export runtime (gRPC, or OTLP/HTTP over https) is running.
     #[cfg(test)]
     pub(crate) fn has_export_runtime(&self) -> bool {
         self.active

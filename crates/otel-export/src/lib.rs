@@ -26,6 +26,15 @@
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318` spans and metrics
 //! go to that collector over OTLP/HTTP; add `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`
 //! (and port 4317) for gRPC. [`Builder`] sets the same things in code.
+//! Hosted backends take `https://` endpoints, usually with an API key header:
+//!
+//! ```text
+//! OTEL_EXPORTER_OTLP_ENDPOINT=https://api.honeycomb.io
+//! OTEL_EXPORTER_OTLP_HEADERS=x-honeycomb-team=YOUR_API_KEY
+//! ```
+//!
+//! A collector whose certificate comes from a private CA needs that CA:
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE=/etc/otel/ca.pem` (see [TLS](#tls)).
 //!
 //! # Environment variables
 //!
@@ -37,11 +46,13 @@
 //! | Variable | Accepted values | Default |
 //! | --- | --- | --- |
 //! | `OTEL_SDK_DISABLED` | `true`, `false` | `false`; `true` installs nothing, the guard is a no-op |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | `http://host:port[/path]`; OTLP/HTTP appends `/v1/traces`, `/v1/metrics` | unset: no OTLP export, local summary |
-//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` | full `http://` URL, used as given | the generic endpoint; a signal with no endpoint is not exported |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | `http://host:port[/path]` or `https://…`; OTLP/HTTP appends `/v1/traces`, `/v1/metrics` | unset: no OTLP export, local summary |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` | full `http://` or `https://` URL, used as given | the generic endpoint; a signal with no endpoint is not exported |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL` (and `_TRACES_`, `_METRICS_` variants) | `grpc`, `http/protobuf` (`http/json` is not supported) | `http/protobuf` |
 //! | `OTEL_EXPORTER_OTLP_HEADERS` (and `_TRACES_`, `_METRICS_` variants) | `key=value,key2=value2`, values percent-encoded | none |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT` (and `_TRACES_`, `_METRICS_` variants) | milliseconds > 0, per export including retries | `10000` |
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE` (and `_TRACES_`, `_METRICS_` variants) | path of a PEM file of CA certificates, trusted *instead of* the built-in roots for `https://` endpoints | Mozilla's roots, built in |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (and `_TRACES_`, `_METRICS_` variants) | paths of a PEM certificate chain and its PEM private key (PKCS#8, PKCS#1 or SEC1), for mutual TLS; both or neither | no client certificate |
 //! | `OTEL_SERVICE_NAME` | any string | `service.name` from `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<executable>` |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`, values percent-encoded | none |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` |
@@ -53,7 +64,6 @@
 //!
 //! The exporters themselves still read `OTEL_EXPORTER_OTLP_COMPRESSION`,
 //! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` and the like.
-//! `https://` endpoints are refused: this build has no TLS support yet.
 //!
 //! **Span queue.** Spans wait in the batch processor's queue until exported;
 //! when it is full, new spans are dropped (the job never blocks). The SDK's
@@ -62,12 +72,42 @@
 //! (360 bytes a span); `OTEL_BSP_MAX_QUEUE_SIZE` still wins, e.g. `8192`
 //! for about 3 MB.
 //!
+//! # TLS
+//!
+//! An `https://` endpoint (with the `tls` feature, on by default) is reached
+//! over TLS 1.2 or 1.3 (rustls), by gRPC and OTLP/HTTP alike, and both trust
+//! the same roots:
+//!
+//! - by default Mozilla's root certificates, compiled in (webpki-roots): what
+//!   hosted backends (Honeycomb, Grafana Cloud, Datadog, …) need, and the
+//!   same on every machine, including minimal containers without
+//!   `/etc/ssl/certs`. The operating system's trust store is not read.
+//! - with `OTEL_EXPORTER_OTLP_CERTIFICATE` (or the signal's own variable),
+//!   the CA certificates in that PEM file *instead*, as in the other
+//!   OpenTelemetry SDKs: for a collector behind a private or self-signed CA,
+//!   or a TLS-inspecting proxy. Put several in the file to trust several.
+//!
+//! `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY`
+//! add a client certificate (mutual TLS). The files are read once, by
+//! [`Builder::install`], and only for `https://` endpoints: a missing or
+//! unreadable file, one without a PEM certificate or key, or a key that does
+//! not fit its certificate is an [`Error::InvalidEnv`] naming the variable
+//! and the path (a key's content is never shown). A server certificate that
+//! does not verify is an export failure like any other: counted, and
+//! reported once with its cause (e.g. `invalid peer certificate:
+//! UnknownIssuer`). Certificates are not reloaded while running.
+//!
+//! `OTEL_EXPORTER_OTLP_INSECURE` plays no part: the scheme of the endpoint
+//! (which must be given) decides. Proxy variables (`HTTPS_PROXY`) are not
+//! used for `https://` endpoints, by either transport.
+//!
 //! # Shutdown
 //!
 //! [`Telemetry::shutdown`], or dropping the guard, flushes and shuts down
 //! traces, then metrics, and gives up after [`Builder::shutdown_timeout`]
 //! (5 s) even when the collector is down. The work runs on a thread of its
-//! own, and gRPC exporters run on a small runtime owned by this crate, so
+//! own, and gRPC exporters (and the OTLP/HTTP client of `https://`
+//! endpoints) run on a small runtime owned by this crate, so
 //! the guard may be dropped inside a tokio current-thread runtime, a
 //! multi-thread runtime or no runtime at all. [`Telemetry::force_flush`]
 //! exports what is pending, with the same deadline.
@@ -93,13 +133,26 @@
 //!
 //! # Cargo features
 //!
+//! OTLP over gRPC (tonic) and over HTTP/protobuf (a blocking reqwest client
+//! on the SDK's own threads) are both always built in.
+//!
+//! - `tls` (default): `https://` endpoints, see [TLS](#tls). rustls with the
+//!   ring crypto provider (its C and assembly are built by the `cc` crate: a
+//!   C compiler, no cmake, Go or Perl; aws-lc is never built) and
+//!   webpki-roots. gRPC uses tonic's rustls support; OTLP/HTTP over https
+//!   uses a small hyper client of this crate (HTTP/1.1, requests run on the
+//!   export runtime), because reqwest 0.13 offers rustls only with aws-lc or
+//!   with no crypto provider at all, and the latter would make every other
+//!   reqwest client in the program panic. `http://` endpoints keep the
+//!   exporter's own blocking reqwest client. If the application installs a
+//!   process-default rustls `CryptoProvider` (e.g. for FIPS), both
+//!   transports use it instead of ring; this crate never installs one.
+//!   Without `tls`, an `https://` endpoint is refused at install with an
+//!   error naming the feature, and the certificate variables are ignored.
 //! - `tracing` (off by default): [`Telemetry::tracing_layer`], a
 //!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
 //!   `tracing` spans a job makes are children of its `process {queue}` span
 //!   (see `tracing_bridge`, which says how the parent is picked).
-//!
-//! OTLP over gRPC (tonic) and over HTTP/protobuf (a blocking reqwest client
-//! on the SDK's own threads) are both always built in.
 
 #![warn(missing_docs)]
 
@@ -120,6 +173,8 @@ mod resource;
 mod sampler;
 mod signal;
 mod summary;
+#[cfg(feature = "tls")]
+mod tls;
 #[cfg(feature = "tracing")]
 pub mod tracing_bridge;
 

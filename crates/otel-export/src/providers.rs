@@ -14,8 +14,12 @@ use crate::config::EnvConfig;
 use crate::export_failures::FailureCounter;
 use crate::export_runtime::ExportRuntime;
 use crate::export_target::ExportTarget;
-use crate::exporter_wrap::{CountingMetricExporter, CountingSpanExporter, FailureReport};
+use crate::exporter_wrap::{
+    CountingMetricExporter, CountingSpanExporter, FailureReport, TransportError,
+};
 use crate::summary::{SummaryReader, exponential_histogram_view};
+#[cfg(feature = "tls")]
+use crate::tls::ClientTls;
 use crate::{Error, Protocol, Signal, endpoint};
 
 /// The span queue of the batch processor when `OTEL_BSP_MAX_QUEUE_SIZE` is
@@ -57,22 +61,24 @@ impl Plan<'_> {
         let needs_runtime = [&self.traces, &self.metrics]
             .into_iter()
             .flatten()
-            .any(|target| target.protocol == Protocol::Grpc);
+            .any(needs_export_runtime);
         let runtime = needs_runtime.then(ExportRuntime::start).transpose()?;
         // gRPC exporters spawn their connection tasks on the current runtime.
         let _entered = runtime.as_ref().map(ExportRuntime::enter);
         let report = |target: &ExportTarget| FailureReport {
             counter: Arc::clone(failures),
             endpoint: endpoint::redact(&target.endpoint),
+            transport_error: Arc::default(),
         };
 
         let mut tracer_provider = SdkTracerProvider::builder()
             .with_resource(self.resource.clone())
             .with_sampler(self.env.sampler.to_sampler());
         if let Some(target) = &self.traces {
+            let report = report(target);
             let exporter = CountingSpanExporter {
-                inner: span_exporter(target)?,
-                report: report(target),
+                inner: span_exporter(target, runtime.as_ref(), &report.transport_error)?,
+                report,
             };
             let batch = &self.env.batch;
             let config = BatchConfigBuilder::default()
@@ -93,9 +99,10 @@ impl Plan<'_> {
 
         let mut meter_provider = SdkMeterProvider::builder().with_resource(self.resource);
         if let Some(target) = &self.metrics {
+            let report = report(target);
             let exporter = CountingMetricExporter {
-                inner: metric_exporter(target)?,
-                report: report(target),
+                inner: metric_exporter(target, runtime.as_ref(), &report.transport_error)?,
+                report,
             };
             let interval = self
                 .env
@@ -130,11 +137,26 @@ impl Plan<'_> {
     }
 }
 
-fn span_exporter(target: &ExportTarget) -> Result<opentelemetry_otlp::SpanExporter, Error> {
+/// gRPC exporters run on the export runtime, and so does the client of
+/// OTLP/HTTP over https.
+fn needs_export_runtime(target: &ExportTarget) -> bool {
+    match target.protocol {
+        Protocol::Grpc => true,
+        Protocol::HttpProtobuf => cfg!(feature = "tls") && endpoint::is_https(&target.endpoint),
+    }
+}
+
+fn span_exporter(
+    target: &ExportTarget,
+    runtime: Option<&ExportRuntime>,
+    transport_error: &Arc<TransportError>,
+) -> Result<opentelemetry_otlp::SpanExporter, Error> {
     let builder = opentelemetry_otlp::SpanExporter::builder();
     match target.protocol {
-        Protocol::Grpc => with_tonic_settings(builder.with_tonic(), target).build(),
-        Protocol::HttpProtobuf => with_http_settings(builder.with_http(), target).build(),
+        Protocol::Grpc => with_tonic_settings(builder.with_tonic(), target)?.build(),
+        Protocol::HttpProtobuf => {
+            with_http_settings(builder.with_http(), target, runtime, transport_error)?.build()
+        }
     }
     .map_err(|source| Error::Exporter {
         signal: Signal::Traces,
@@ -142,11 +164,17 @@ fn span_exporter(target: &ExportTarget) -> Result<opentelemetry_otlp::SpanExport
     })
 }
 
-fn metric_exporter(target: &ExportTarget) -> Result<opentelemetry_otlp::MetricExporter, Error> {
+fn metric_exporter(
+    target: &ExportTarget,
+    runtime: Option<&ExportRuntime>,
+    transport_error: &Arc<TransportError>,
+) -> Result<opentelemetry_otlp::MetricExporter, Error> {
     let builder = opentelemetry_otlp::MetricExporter::builder();
     match target.protocol {
-        Protocol::Grpc => with_tonic_settings(builder.with_tonic(), target).build(),
-        Protocol::HttpProtobuf => with_http_settings(builder.with_http(), target).build(),
+        Protocol::Grpc => with_tonic_settings(builder.with_tonic(), target)?.build(),
+        Protocol::HttpProtobuf => {
+            with_http_settings(builder.with_http(), target, runtime, transport_error)?.build()
+        }
     }
     .map_err(|source| Error::Exporter {
         signal: Signal::Metrics,
@@ -156,28 +184,52 @@ fn metric_exporter(target: &ExportTarget) -> Result<opentelemetry_otlp::MetricEx
 
 /// Everything set in code, so the exporter's own environment reading
 /// (lenient, and differently ordered) cannot override what we validated.
+/// An `https://` endpoint gets our TLS settings (the exporter's default
+/// would trust no root at all).
 fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
     builder: B,
     target: &ExportTarget,
-) -> B {
-    let builder = builder
+) -> Result<B, Error> {
+    let mut builder = builder
         .with_endpoint(target.endpoint.clone())
         .with_protocol(target.protocol.to_otlp())
         .with_timeout(target.timeout);
-    if target.headers.is_empty() {
-        builder
-    } else {
-        builder.with_metadata(MetadataMap::from_headers(target.headers.to_header_map()))
+    if !target.headers.is_empty() {
+        builder = builder.with_metadata(MetadataMap::from_headers(target.headers.to_header_map()));
     }
+    #[cfg(feature = "tls")]
+    if endpoint::is_https(&target.endpoint) {
+        let tls = ClientTls::load(target.signal, &target.tls)?;
+        builder = builder.with_tls_config(tls.tonic_config());
+    }
+    Ok(builder)
 }
 
+/// As [`with_tonic_settings`]. An `https://` endpoint gets our own client
+/// (running on `runtime`, keeping its failures' causes in
+/// `transport_error`); an `http://` one the exporter's blocking reqwest
+/// client, which needs no runtime.
+#[cfg_attr(not(feature = "tls"), allow(unused_variables, unused_mut))]
 fn with_http_settings<B: WithExportConfig + WithHttpConfig>(
     builder: B,
     target: &ExportTarget,
-) -> B {
-    builder
+    runtime: Option<&ExportRuntime>,
+    transport_error: &Arc<TransportError>,
+) -> Result<B, Error> {
+    let mut builder = builder
         .with_endpoint(target.endpoint.clone())
         .with_protocol(target.protocol.to_otlp())
         .with_timeout(target.timeout)
-        .with_headers(target.headers.to_http_map())
+        .with_headers(target.headers.to_http_map());
+    #[cfg(feature = "tls")]
+    if endpoint::is_https(&target.endpoint) {
+        let runtime = runtime.expect("the export runtime runs for https endpoints");
+        let tls = ClientTls::load(target.signal, &target.tls)?;
+        builder = builder.with_http_client(tls.http_client(
+            runtime.handle(),
+            target.timeout,
+            Arc::clone(transport_error),
+        ));
+    }
+    Ok(builder)
 }

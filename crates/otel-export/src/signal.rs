@@ -20,6 +20,12 @@ pub(crate) struct OtlpVars {
     pub(crate) protocol: &'static str,
     pub(crate) headers: &'static str,
     pub(crate) timeout: &'static str,
+    /// PEM CA bundle trusted for https endpoints.
+    pub(crate) certificate: &'static str,
+    /// PEM private key for mutual TLS.
+    pub(crate) client_key: &'static str,
+    /// PEM certificate chain for mutual TLS.
+    pub(crate) client_certificate: &'static str,
 }
 
 /// The variables that apply to every signal.
@@ -28,6 +34,9 @@ pub(crate) const GENERIC_VARS: OtlpVars = OtlpVars {
     protocol: "OTEL_EXPORTER_OTLP_PROTOCOL",
     headers: "OTEL_EXPORTER_OTLP_HEADERS",
     timeout: "OTEL_EXPORTER_OTLP_TIMEOUT",
+    certificate: "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    client_key: "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    client_certificate: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
 };
 
 impl Signal {
@@ -50,12 +59,18 @@ impl Signal {
                 protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                 headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
                 timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                certificate: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+                client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
             },
             Signal::Metrics => OtlpVars {
                 endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
                 protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
                 headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
                 timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+                certificate: "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                client_key: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+                client_certificate: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
             },
         }
     }
