@@ -94,11 +94,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conn = apalis_redis::connect(redis_url).await?;
     let config = Config::default()
         .queue(&queue)
-        // apalis-redis 1.0 sometimes misses the poll strategy's wake-up after
-        // a retried job's result is saved, and then looks again only at the
-        // next heartbeat (30 s by default): a short heartbeat bounds that.
-        // With one worker per queue its other effect (orphaned jobs are
-        // taken back after two missed heartbeats) does not matter.
+        // apalis-core 1.0.0's interval poll strategy can stop ticking, after
+        // which only the heartbeat (30 s by default) wakes an idle worker: a
+        // short heartbeat bounds that stall. With one worker per queue its
+        // other effect (orphaned jobs are taken back after two missed
+        // heartbeats) does not matter.
         .heartbeat_interval(Duration::from_secs(1));
     let storage = RedisStorage::<BuildReport>::new(conn)
         .with_config(config)

@@ -10,15 +10,17 @@
 //! running the tests; `cargo test --test propagation_redis` alone does not,
 //! so run `cargo build --examples` first in that case.
 
+mod e2e_util;
 mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_core::task::metadata::MetadataStore;
 use apalis_redis::{Config, RedisStorage};
+use e2e_util::unique;
 use jobsight::demo::BuildReport;
 use support::{Receiver, Span, SpanKind};
 
@@ -28,15 +30,6 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);
 const WAIT: Duration = Duration::from_secs(5);
 const PRODUCER: &str = "jobsight-example-producer";
 const WORKER: &str = "jobsight-example-worker";
-
-/// A queue name no other test or run uses.
-fn unique_queue(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("jobsight-test-{tag}-{}-{nanos}", std::process::id())
-}
 
 /// The example binary `name`, which `cargo test` builds next to the tests.
 fn example(name: &str) -> PathBuf {
@@ -184,7 +177,7 @@ async fn round_trip(
     jobs: usize,
 ) -> (String, Vec<Span>, Vec<support::MetricPoint>) {
     let rx = Receiver::http().await;
-    let queue = unique_queue(propagation);
+    let queue = unique(&format!("jobsight-test-{propagation}"));
     let jobs_text = jobs.to_string();
     run_example(
         "producer",
@@ -309,7 +302,7 @@ async fn none_mode_ignores_the_trace_context_but_not_the_baggage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_of_a_retried_job_links_to_the_one_creation_context() {
     let rx = Receiver::http().await;
-    let queue = unique_queue("retry");
+    let queue = unique("jobsight-test-retry");
     run_example(
         "producer",
         &["--queue", &queue, "--jobs", "1", "--fail-attempts", "2"],
@@ -366,7 +359,7 @@ async fn every_attempt_of_a_retried_job_links_to_the_one_creation_context() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_or_missing_trace_context_runs_the_job_as_a_new_root_and_is_counted() {
     let rx = Receiver::http().await;
-    let queue = unique_queue("hostile");
+    let queue = unique("jobsight-test-hostile");
     // This test is the producer, one that does not use jobsight: raw
     // metadata, and one task with none.
     let conn = apalis_redis::connect(REDIS)

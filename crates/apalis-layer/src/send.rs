@@ -269,25 +269,20 @@ where
         if let Poll::Ready(result) = &polled
             && let Some(send) = this.send.take()
         {
-            finish(
-                send,
-                result
-                    .as_ref()
-                    .err()
-                    .map(|e| e as &(dyn StdError + 'static)),
-            );
+            finish(send, result);
         }
         polled
     }
 }
 
-/// Finishes `send` with the push's error, if any. apalis's `TaskSinkError`
+/// Finishes `send` with the push's result. apalis's `TaskSinkError`
 /// (`PushError(..)`, `CodecError(..)`) is seen through to the backend's
 /// or codec's error, so `error.type` names what failed.
-fn finish(send: SendTransaction, error: Option<&(dyn StdError + 'static)>) {
-    match error {
-        None => send.succeed(),
-        Some(error) => {
+fn finish<T, E: StdError + 'static>(send: SendTransaction, result: &Result<T, E>) {
+    match result {
+        Ok(_) => send.succeed(),
+        Err(error) => {
+            let error: &(dyn StdError + 'static) = error;
             let seen_through = match type_of(error).as_ref() {
                 "PushError" | "CodecError" => error.source().unwrap_or(error),
                 _ => error,
@@ -371,13 +366,7 @@ where
         let (task, send) = layer.begin(task, Some(<S as BackendConfig>::Id::generate));
         let cx = send.context().clone();
         let result = self.push_task(task).with_context(cx).await;
-        finish(
-            send,
-            result
-                .as_ref()
-                .err()
-                .map(|e| e as &(dyn StdError + 'static)),
-        );
+        finish(send, &result);
         result
     }
 }
