@@ -4,7 +4,7 @@
 //! assertions read trace ids, span ids and links as they crossed the wire.
 //!
 //! Each test has its own receiver, queue (namespace) and worker name, and
-//! deletes its queue's keys at the end.
+//! deletes its queue's keys at the end, also when it fails.
 //!
 //! `cargo test` (and `cargo test --workspace`) builds the examples before
 //! running the tests; `cargo test --test propagation_redis` alone does not,
@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 use apalis::prelude::*;
 use apalis_core::task::metadata::MetadataStore;
 use apalis_redis::{Config, RedisStorage};
-use e2e_util::unique;
+use e2e_util::{REDIS_ADDR, RedisKeys, unique};
 use jobsight::demo::BuildReport;
 use support::{Receiver, Span, SpanKind};
 
-const REDIS: &str = "redis://127.0.0.1:6379";
 /// The longest a child process may run.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);
 const WAIT: Duration = Duration::from_secs(5);
@@ -55,7 +54,7 @@ async fn run_example(name: &str, args: &[&str], rx: &Receiver) -> Output {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint())
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("REDIS_URL", REDIS)
+        .env("REDIS_URL", format!("redis://{REDIS_ADDR}"))
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .env_remove("OTEL_SDK_DISABLED")
@@ -84,39 +83,6 @@ async fn run_example(name: &str, args: &[&str], rx: &Receiver) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// Deletes every key of `queue`, and its entry in apalis's list of queues.
-async fn delete_queue(queue: &str) {
-    let Ok(mut conn) = apalis_redis::connect(REDIS).await else {
-        return;
-    };
-    let _: Result<(), _> = redis::cmd("ZREM")
-        .arg("core:apalis:queues:list")
-        .arg(format!("{queue}:workers"))
-        .query_async(&mut conn)
-        .await;
-    let mut cursor: u64 = 0;
-    loop {
-        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{queue}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-        else {
-            return;
-        };
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
 }
 
 fn service(span: &Span) -> &str {
@@ -178,6 +144,7 @@ async fn round_trip(
 ) -> (String, Vec<Span>, Vec<support::MetricPoint>) {
     let rx = Receiver::http().await;
     let queue = unique(&format!("jobsight-test-{propagation}"));
+    let _keys = RedisKeys::new(&queue);
     let jobs_text = jobs.to_string();
     run_example(
         "producer",
@@ -198,7 +165,6 @@ async fn round_trip(
         &rx,
     )
     .await;
-    delete_queue(&queue).await;
     // Each job: request, send, process, render, store.
     let spans = rx.wait_for_spans(5 * jobs, WAIT).await;
     let sent = rx
@@ -303,6 +269,7 @@ async fn none_mode_ignores_the_trace_context_but_not_the_baggage() {
 async fn every_attempt_of_a_retried_job_links_to_the_one_creation_context() {
     let rx = Receiver::http().await;
     let queue = unique("jobsight-test-retry");
+    let _keys = RedisKeys::new(&queue);
     run_example(
         "producer",
         &["--queue", &queue, "--jobs", "1", "--fail-attempts", "2"],
@@ -311,7 +278,6 @@ async fn every_attempt_of_a_retried_job_links_to_the_one_creation_context() {
     .await;
     // Redis retries in the backend, 1 s then 2 s later.
     run_example("worker", &["--queue", &queue, "--runs", "3"], &rx).await;
-    delete_queue(&queue).await;
     let process_name = format!("process {queue}");
     let spans = rx
         .wait_for_spans(
@@ -360,9 +326,10 @@ async fn every_attempt_of_a_retried_job_links_to_the_one_creation_context() {
 async fn hostile_or_missing_trace_context_runs_the_job_as_a_new_root_and_is_counted() {
     let rx = Receiver::http().await;
     let queue = unique("jobsight-test-hostile");
+    let _keys = RedisKeys::new(&queue);
     // This test is the producer, one that does not use jobsight: raw
     // metadata, and one task with none.
-    let conn = apalis_redis::connect(REDIS)
+    let conn = apalis_redis::connect(format!("redis://{REDIS_ADDR}"))
         .await
         .expect("Redis on 127.0.0.1:6379");
     let mut storage =
@@ -400,7 +367,6 @@ async fn hostile_or_missing_trace_context_runs_the_job_as_a_new_root_and_is_coun
         .await
         .expect("push");
     let worker = run_example("worker", &["--queue", &queue, "--runs", "6"], &rx).await;
-    delete_queue(&queue).await;
 
     let process_name = format!("process {queue}");
     let spans = rx
