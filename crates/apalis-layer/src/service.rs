@@ -100,13 +100,17 @@ where
                 .get::<WorkerContext>()
                 .map(|w| Arc::from(w.name()));
         }
-        let meta = job_meta(
+        let mut meta = job_meta(
             &ctx,
             queue,
             name,
             self.consumer.clone(),
             self.settings.max_attempts,
         );
+        meta.set_args(crate::args::captured(&ctx));
+        if self.monitor.has_observers() {
+            meta.set_metadata(crate::args::observed_metadata(&ctx));
+        }
         let tx = self.monitor.start_with_kind(kind, meta);
         let fut = {
             let _attached = tx.context().clone().attach();

@@ -8,6 +8,7 @@ use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::trace::SpanContext;
 
+use crate::args::CapturedArgs;
 use crate::propagation::{Propagated, PropagationProblem};
 
 /// The facts a runner knows about one attempt of a job.
@@ -43,6 +44,8 @@ pub struct JobMeta {
     /// A context holding only the producer's baggage.
     creation_baggage: Option<Context>,
     propagation_problem: Option<PropagationProblem>,
+    args: Option<CapturedArgs>,
+    metadata: Option<Arc<[(String, String)]>>,
 }
 
 impl JobMeta {
@@ -66,6 +69,8 @@ impl JobMeta {
                 creation_context: None,
                 creation_baggage: None,
                 propagation_problem: None,
+                args: None,
+                metadata: None,
             },
         }
     }
@@ -144,6 +149,28 @@ impl JobMeta {
     /// the transaction as `jobsight.propagation.invalid`).
     pub fn propagation_problem(&self) -> Option<PropagationProblem> {
         self.propagation_problem
+    }
+
+    /// The job's arguments, when they were captured (see [`crate::args`]):
+    /// the `job.args` attribute.
+    pub fn args(&self) -> Option<&CapturedArgs> {
+        self.args.as_ref()
+    }
+
+    /// The runner's metadata for the job (masked), when captured; given to
+    /// observers only, never put on spans or metrics.
+    pub fn metadata(&self) -> &[(String, String)] {
+        self.metadata.as_deref().unwrap_or_default()
+    }
+
+    /// Sets or clears the captured arguments.
+    pub fn set_args(&mut self, args: Option<CapturedArgs>) {
+        self.args = args;
+    }
+
+    /// Sets the metadata given to observers.
+    pub fn set_metadata(&mut self, metadata: Vec<(String, String)>) {
+        self.metadata = (!metadata.is_empty()).then(|| Arc::from(metadata));
     }
 
     /// Whether the runner will try again after this attempt fails, as far as
@@ -251,6 +278,20 @@ impl JobMetaBuilder {
         self.meta.creation_context = span_context;
         self.meta.creation_baggage = baggage;
         self.meta.propagation_problem = problem;
+        self
+    }
+
+    /// The job's captured arguments (see [`crate::args::ArgsPolicy::capture`]).
+    /// Defaults to none.
+    pub fn args(mut self, args: CapturedArgs) -> Self {
+        self.meta.args = Some(args);
+        self
+    }
+
+    /// The runner's metadata for the job, for observers (mask it first with
+    /// [`crate::args::ArgsPolicy::mask_pairs`]). Defaults to none.
+    pub fn metadata(mut self, metadata: Vec<(String, String)>) -> Self {
+        self.meta.set_metadata(metadata);
         self
     }
 

@@ -4,7 +4,10 @@
 //! # When things happen
 //! - [`JobMonitor::start`] opens the CONSUMER span `process {queue}` with
 //!   every attribute known at start (so samplers see them), adds 1 to
-//!   `job.active` and records `job.queue_time` when the due time is known.
+//!   `job.active` and records `job.queue_time` when the due time is known;
+//!   an attempt after the first adds 1 to `job.retries`, and an attempt
+//!   recorded under `_other` (the kind limit was reached) adds 1 to
+//!   `jobsight.cardinality.overflow`.
 //! - The job runs. Code that runs inside [`Transaction::context`] (attached
 //!   by the runner around each poll) creates child spans of the process span.
 //! - A finishing call ([`succeed`](Transaction::succeed),
@@ -35,7 +38,9 @@ use opentelemetry::{Context, KeyValue};
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
 use crate::monitor::{JobKind, JobMonitor};
+use crate::observer::EventKind;
 use crate::outcome::{ErrorClass, Outcome};
+use crate::progress::{self, Progress, RunState};
 use crate::propagation;
 use crate::semconv;
 
@@ -119,12 +124,15 @@ impl Transaction {
         if let Some(priority) = meta.priority() {
             attrs.push(KeyValue::new(semconv::JOB_PRIORITY, priority));
         }
+        if let Some(args) = meta.args() {
+            attrs.push(KeyValue::new(semconv::JOB_ARGS, args.as_arc().clone()));
+        }
 
         let mut builder = SpanBuilder::from_name(kind.span_name.clone())
             .with_kind(SpanKind::Consumer)
             .with_attributes(attrs);
         let (parent, link) = propagation::parent_for(
-            kind.propagation,
+            monitor.propagation_for(meta.queue(), meta.name()),
             meta.creation_context(),
             meta.creation_baggage_context(),
         );
@@ -135,9 +143,16 @@ impl Transaction {
             monitor.count_invalid_context(&kind, problem);
         }
         let span = instruments.tracer.build_with_context(builder, &parent);
-        let cx = parent.with_span(span);
+        let started = Instant::now();
+        let cx = progress::begin(monitor, &kind, &meta, parent.with_span(span), started, now);
 
         instruments.active.add(1, &kind.base);
+        if meta.attempt().is_some_and(|attempt| attempt > 1) {
+            instruments.retries.add(1, &kind.base);
+        }
+        if kind.overflow {
+            instruments.overflow.add(1, &[]);
+        }
         if let Some(waited) = queue_time {
             instruments.queue_time.record(waited, &kind.base);
         }
@@ -147,7 +162,7 @@ impl Transaction {
             kind,
             meta,
             cx,
-            started: Instant::now(),
+            started,
             error: None,
             finished: false,
         }
@@ -179,6 +194,37 @@ impl Transaction {
     /// sampled).
     pub fn event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
         self.cx.span().add_event(name, attributes);
+    }
+
+    /// The job's [progress] handle; `None` when the monitor
+    /// was built with progress off and no observer.
+    pub fn progress(&self) -> Option<Progress> {
+        Progress::from_context(&self.cx)
+    }
+
+    /// Records that the runner paused the job: a `job.paused` span event
+    /// and a `Paused` event for observers.
+    pub fn paused(&self) {
+        self.lifecycle_event(semconv::JOB_PAUSED_EVENT, EventKind::Paused);
+    }
+
+    /// Records that the runner resumed the job: a `job.resumed` span event
+    /// and a `Resumed` event for observers.
+    pub fn resumed(&self) {
+        self.lifecycle_event(semconv::JOB_RESUMED_EVENT, EventKind::Resumed);
+    }
+
+    fn lifecycle_event(&self, span_event: &'static str, kind: EventKind) {
+        self.cx.span().add_event(span_event, Vec::new());
+        if let Some(run) = self.cx.get::<RunState>() {
+            run.notify(kind);
+        }
+    }
+
+    /// Finishes the attempt as cancelled by the runner: recorded like a
+    /// dropped transaction (`abandoned`), but observers get `Cancelled`.
+    pub fn cancelled(mut self) {
+        self.complete_as(Outcome::Abandoned, true, EventKind::Cancelled);
     }
 
     /// Remembers `error` as the error the job failed with; used by
@@ -228,6 +274,10 @@ impl Transaction {
     }
 
     fn complete(&mut self, outcome: Outcome, report: bool) {
+        self.complete_as(outcome, report, EventKind::for_outcome(outcome));
+    }
+
+    fn complete_as(&mut self, outcome: Outcome, report: bool, event: EventKind) {
         if self.finished {
             return;
         }
@@ -266,11 +316,17 @@ impl Transaction {
                                 trace.to_owned(),
                             ));
                         }
+                        if let Some(run) = self.cx.get::<RunState>() {
+                            run.error_context(&mut event);
+                        }
                         span.add_event(semconv::EXCEPTION_EVENT, event);
                     }
                     (None, _) => span.set_status(Status::error(outcome.as_str())),
                 }
             }
+        }
+        if let Some(run) = self.cx.get::<RunState>() {
+            run.finish(&self.cx, outcome, self.error.as_ref(), event);
         }
         span.end();
 
