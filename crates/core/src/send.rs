@@ -239,7 +239,7 @@ mod tests {
     use super::*;
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, SdkMeterProvider};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use std::collections::HashMap;
 
@@ -250,15 +250,8 @@ mod tests {
         SdkMeterProvider,
     ) {
         crate::propagation::tests::install();
-        let spans = InMemorySpanExporter::default();
-        let tp = SdkTracerProvider::builder()
-            .with_simple_exporter(spans.clone())
-            .build();
-        let metrics = InMemoryMetricExporter::default();
-        let mp = SdkMeterProvider::builder()
-            .with_reader(PeriodicReader::builder(metrics.clone()).build())
-            .build();
-        (spans, tp, metrics, mp)
+        let h = crate::transaction::tests::Harness::new();
+        (h.spans, h.tracer_provider, h.metrics, h.meter_provider)
     }
 
     fn sent_points(metrics: &InMemoryMetricExporter) -> Vec<Vec<(String, String)>> {

@@ -367,7 +367,7 @@ fn unix_seconds(at: SystemTime) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::outcome::DefaultClassifier;
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
@@ -375,15 +375,16 @@ mod tests {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use std::time::Duration;
 
-    struct Harness {
-        spans: InMemorySpanExporter,
-        tracer_provider: SdkTracerProvider,
-        metrics: InMemoryMetricExporter,
-        meter_provider: SdkMeterProvider,
+    /// SDK providers with in-memory exporters (also used by `send`'s tests).
+    pub(crate) struct Harness {
+        pub(crate) spans: InMemorySpanExporter,
+        pub(crate) tracer_provider: SdkTracerProvider,
+        pub(crate) metrics: InMemoryMetricExporter,
+        pub(crate) meter_provider: SdkMeterProvider,
     }
 
     impl Harness {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             let spans = InMemorySpanExporter::default();
             let tracer_provider = SdkTracerProvider::builder()
                 .with_simple_exporter(spans.clone())
