@@ -16,6 +16,8 @@
 //!   `exception` event). Either ends the span and records
 //!   `messaging.client.sent.messages` and
 //!   `messaging.client.operation.duration`, with `error.type` on failure.
+//! - A send that succeeds is also the `Enqueued` event of the monitor's
+//!   [observers](crate::observer), if it has any.
 //! - A transaction **dropped** unfinished (the push future was cancelled)
 //!   is recorded as a failure with `error.type` = `abandoned`: the job may
 //!   or may not have reached the queue.
@@ -105,6 +107,8 @@ pub struct SendTransaction {
     cx: Context,
     started: Instant,
     finished: bool,
+    /// The job, kept for the observers' `Enqueued` event when there are any.
+    observed: Option<JobMeta>,
 }
 
 impl std::fmt::Debug for SendTransaction {
@@ -139,6 +143,7 @@ impl SendTransaction {
             cx: parent.with_span(span),
             started: Instant::now(),
             finished: false,
+            observed: monitor.has_observers().then(|| meta.clone()),
         }
     }
 
@@ -159,6 +164,9 @@ impl SendTransaction {
     /// Finishes the send as succeeded: the job is in the queue.
     pub fn succeed(mut self) {
         self.complete(None);
+        if let Some(meta) = self.observed.take() {
+            self.monitor.enqueued(&meta);
+        }
     }
 
     /// Finishes the send as failed with `error`: status Error, `error.type`
@@ -329,6 +337,31 @@ mod tests {
         assert_eq!(points.len(), 1);
         assert!(!points[0].iter().any(|(k, _)| k == "error.type"));
         assert!(points[0].contains(&("job.name".into(), "welcome".into())));
+    }
+
+    #[test]
+    fn a_successful_send_is_the_observers_enqueued_event() {
+        use crate::observer::{Event, EventKind};
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let monitor = JobMonitor::builder()
+            .observer(move |e: &Event| {
+                sink.lock()
+                    .unwrap()
+                    .push((e.kind, e.job.id().map(str::to_owned)))
+            })
+            .build();
+        let meta = JobMeta::builder("test", "q").id("j-1").build();
+        monitor.start_send(&meta).succeed();
+        monitor
+            .start_send(&meta)
+            .fail(&std::io::Error::other("down"));
+        assert!(monitor.flush_observers(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(EventKind::Enqueued, Some("j-1".to_owned()))]
+        );
     }
 
     #[test]
