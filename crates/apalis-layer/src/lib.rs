@@ -52,8 +52,11 @@
 //!   apalis-redis already uses), `tokio` and `ulid`.
 //!
 //! # Producers
-//! [`traced`] stamps a task with its enqueue time and the current trace
-//! context, so the job's span links back to the code that enqueued it.
+//! [`TracedPush`] (`storage.push_traced(args)`) and [`SendLayer`] record
+//! each push as a PRODUCER span `send {queue}` and stamp the task with its
+//! context and enqueue time, so the job's `process {queue}` span links back
+//! to it (see [`send`]). [`traced`] only stamps the task with the current
+//! context, without a send span.
 #![warn(missing_docs)]
 
 pub mod args;
@@ -64,6 +67,7 @@ mod layer;
 pub mod producer;
 #[cfg(feature = "redis")]
 pub mod redis_stats;
+pub mod send;
 mod service;
 pub mod task_meta;
 
@@ -74,4 +78,5 @@ pub use layer::MonitorLayer;
 pub use producer::{Stamp, traced, traced_builder};
 #[cfg(feature = "redis")]
 pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
+pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use service::MonitorService;
