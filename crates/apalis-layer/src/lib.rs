@@ -42,9 +42,9 @@
 //!   not always what the backend does.
 //!
 //! # Queue gauges (feature `redis`)
-//! [`RedisQueueStats`] polls apalis-redis for each queue's depth, oldest
+//! `RedisQueueStats` polls apalis-redis for each queue's depth, oldest
 //! waiting job's age, and scheduled, running, done and dead counts, and
-//! reports them as observable gauges (`job.queue.*`). See [`redis_stats`]
+//! reports them as observable gauges (`job.queue.*`). See `redis_stats`
 //! for the Redis commands it sends and what happens when Redis is down.
 //!
 //! # Cargo features

@@ -165,7 +165,7 @@
 //! # Prometheus scrape endpoint
 //!
 //! OTLP to a collector is the main path. With the cargo feature
-//! `prometheus`, [`Builder::prometheus_endpoint`] also serves the metrics
+//! `prometheus`, `Builder::prometheus_endpoint` also serves the metrics
 //! for Prometheus to scrape (`GET /metrics`), named as an OpenTelemetry
 //! Collector's `prometheus` exporter names them, so one dashboard serves
 //! both paths (see the README's table of names).
