@@ -19,6 +19,8 @@
 //!   bounded message for any Rust error.
 //! - [`propagation`]: links between the code that enqueued a job and its run.
 //! - [`semconv`]: every attribute and metric name.
+//! - [`checkin`]: check-in policies (heartbeats, cron schedules with the
+//!   `cron` feature) and the events a monitored job's runs send.
 //!
 //! # Using it by hand
 //! Any runner can record its jobs: start a transaction, run the job inside
@@ -51,6 +53,7 @@
 //! are recorded as `_other`.
 #![warn(missing_docs)]
 
+pub mod checkin;
 pub mod error;
 mod instruments;
 pub mod job;
