@@ -59,7 +59,7 @@ mod link;
 mod recorder;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -131,6 +131,7 @@ pub struct WatchdogStats {
     errors: AtomicU64,
     missed: AtomicU64,
     stuck: AtomicU64,
+    outages: AtomicU64,
 }
 
 impl WatchdogStats {
@@ -149,6 +150,11 @@ impl WatchdogStats {
     /// Stuck runs this watchdog reported.
     pub fn stuck(&self) -> u64 {
         self.stuck.load(Ordering::Relaxed)
+    }
+    /// Times the watchdog paused because Redis went away (each announced
+    /// once on stderr, however many checks failed meanwhile).
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
     }
 }
 
@@ -281,7 +287,6 @@ impl WatchdogBuilder {
                 stats: WatchdogStats::default(),
                 paused: Mutex::new(None),
                 watch_from: AtomicI64::new(0),
-                catching_up: AtomicBool::new(false),
                 missed: counter(semconv::METRIC_CHECKIN_MISSED, "{run}", "Runs the watchdog found missed."),
                 stuck: counter(semconv::METRIC_CHECKIN_STUCK, "{run}", "Runs the watchdog found stuck."),
                 errors: counter(METRIC_WATCHDOG_ERRORS, "{error}", "Watchdog checks that failed."),
@@ -316,7 +321,6 @@ struct Inner {
     paused: Mutex<Option<Instant>>,
     /// Deadlines before this (ms) are not judged: set when Redis returns.
     watch_from: AtomicI64,
-    catching_up: AtomicBool,
     missed: Counter<u64>,
     stuck: Counter<u64>,
     errors: Counter<u64>,
@@ -401,6 +405,7 @@ impl Watchdog {
                 let mut paused = lock(&self.inner.paused);
                 if paused.is_none() {
                     *paused = Some(Instant::now());
+                    self.inner.stats.outages.fetch_add(1, Ordering::Relaxed);
                     if !self.inner.quiet {
                         eprintln!(
                             "jobsight watchdog: Redis is unavailable ({error}); check-in watchdog paused until it answers"
@@ -419,7 +424,6 @@ impl Watchdog {
         let was_paused = lock(&inner.paused).take();
         if let Some(since) = was_paused {
             inner.watch_from.store(now, Ordering::SeqCst);
-            inner.catching_up.store(true, Ordering::SeqCst);
             if !inner.quiet {
                 eprintln!(
                     "jobsight watchdog: Redis is back after {:.1?}; deadlines that fell while it was away are not judged",
@@ -431,7 +435,6 @@ impl Watchdog {
         if inner.recorder.stats.pending() > 0 {
             return Ok(Vec::new());
         }
-        inner.catching_up.store(false, Ordering::SeqCst);
         let watch_from = inner.watch_from.load(Ordering::SeqCst);
         let mut incidents = Vec::new();
         for check in checkins.checks() {
