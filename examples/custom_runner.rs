@@ -50,12 +50,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A deleted user is not a failure worth an alert: ignore that error.
     let monitor = JobMonitor::builder()
         .classifier(DefaultClassifier::new().ignore_if(|e| {
-            matches!(e.downcast_ref::<ResizeError>(), Some(ResizeError::UserGone(_)))
+            matches!(
+                e.downcast_ref::<ResizeError>(),
+                Some(ResizeError::UserGone(_))
+            )
         }))
         .build();
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
-    for (id, user) in ["ada", "bob", "mallory", "eve", "grace"].into_iter().enumerate() {
+    for (id, user) in ["ada", "bob", "mallory", "eve", "grace"]
+        .into_iter()
+        .enumerate()
+    {
         tx.send(Envelope {
             id: id as u64,
             user: user.to_owned(),
@@ -80,9 +86,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(()) => transaction.succeed(),
             Err(error) => {
                 let outcome = transaction.fail(&error);
-                println!("job {} ({}) attempt {}: {outcome}", job.id, job.user, job.attempt);
+                println!(
+                    "job {} ({}) attempt {}: {outcome}",
+                    job.id, job.user, job.attempt
+                );
                 if outcome == (Outcome::Failed { retryable: true }) {
-                    tx.send(Envelope { attempt: job.attempt + 1, enqueued_at: SystemTime::now(), ..job })?;
+                    tx.send(Envelope {
+                        attempt: job.attempt + 1,
+                        enqueued_at: SystemTime::now(),
+                        ..job
+                    })?;
                 }
             }
         }

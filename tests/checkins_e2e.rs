@@ -190,9 +190,15 @@ async fn checkins_cross_every_wire() {
         .as_secs_f64();
     let gauge = rx.wait_for_metric("job.checkin.last_success", WAIT).await;
     let point = gauge.last().expect("gauge point");
-    assert_eq!(point.attributes.get("job.name").and_then(|v| v.as_str()), Some("nightly-digest"));
+    assert_eq!(
+        point.attributes.get("job.name").and_then(|v| v.as_str()),
+        Some("nightly-digest")
+    );
     let value = point.value.unwrap();
-    assert!((now - 60.0..=now + 1.0).contains(&value), "{value} vs {now}");
+    assert!(
+        (now - 60.0..=now + 1.0).contains(&value),
+        "{value} vs {now}"
+    );
     let counted = rx.wait_for_metric("job.checkin.missed", WAIT).await;
     assert_eq!(counted.last().and_then(|p| p.value), Some(1.0));
 
@@ -210,6 +216,10 @@ async fn cleanup(prefix: &str) {
         .await
         .unwrap();
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }

@@ -104,16 +104,18 @@ where
                 .get::<WorkerContext>()
                 .map(|w| Arc::from(w.name()));
         }
-        let check = self.settings.checkins.as_ref().and_then(|checkins| {
-            match &self.last_check {
+        let check = self
+            .settings
+            .checkins
+            .as_ref()
+            .and_then(|checkins| match &self.last_check {
                 Some((k, check)) if Arc::ptr_eq(k, &kind) => check.clone(),
                 _ => {
                     let check = checkins.find(&queue, name);
                     self.last_check = Some((kind.clone(), check.clone()));
                     check
                 }
-            }
-        });
+            });
         let meta = job_meta(
             &ctx,
             queue,

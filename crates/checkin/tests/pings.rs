@@ -27,12 +27,11 @@ async fn record(State(r): State<Receiver>, request: Request) -> StatusCode {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    r.seen.lock().unwrap().push((
-        request.method().to_string(),
-        request.uri().to_string(),
-    ));
-    if r
-        .fail_first
+    r.seen
+        .lock()
+        .unwrap()
+        .push((request.method().to_string(), request.uri().to_string()));
+    if r.fail_first
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
@@ -58,7 +57,12 @@ fn two_runs(sink: PingSink) {
         .sink(sink);
     let monitor = JobMonitor::new();
     let check = checkins.find("reports", "nightly").unwrap();
-    let meta = || JobMeta::builder("test", "reports").name("nightly").attempt(1).build();
+    let meta = || {
+        JobMeta::builder("test", "reports")
+            .name("nightly")
+            .attempt(1)
+            .build()
+    };
 
     let mut tx = monitor.start(meta());
     tx.checkin(&checkins, &check);
@@ -84,7 +88,11 @@ async fn run_format(make: impl FnOnce(&str) -> PingSink) -> Vec<(String, String)
     let (receiver, base) = serve().await;
     let sink = make(&base);
     two_runs(sink.clone());
-    assert!(sink.flush(Duration::from_secs(5)).await, "{:?}", sink.stats());
+    assert!(
+        sink.flush(Duration::from_secs(5)).await,
+        "{:?}",
+        sink.stats()
+    );
     assert_eq!(sink.stats().sent(), 4, "{:?}", sink.stats().last_error());
     let seen = receiver.seen.lock().unwrap().clone();
     seen
@@ -145,9 +153,15 @@ async fn cronitor_states_and_series() {
     let seen =
         run_format(|base| spawn(Cronitor::new("KEY").base_url(base).env("production"))).await;
     assert!(seen.iter().all(|(_, u)| path(u) == "/p/KEY/nightly"));
-    let states: Vec<String> = seen.iter().map(|(_, u)| query(u, "state").unwrap()).collect();
+    let states: Vec<String> = seen
+        .iter()
+        .map(|(_, u)| query(u, "state").unwrap())
+        .collect();
     assert_eq!(states, ["run", "complete", "run", "fail"]);
-    let series: Vec<String> = seen.iter().map(|(_, u)| query(u, "series").unwrap()).collect();
+    let series: Vec<String> = seen
+        .iter()
+        .map(|(_, u)| query(u, "series").unwrap())
+        .collect();
     assert_eq!(series[0], series[1]);
     assert_eq!(series[2], series[3]);
     assert_ne!(series[0], series[2]);
@@ -165,10 +179,14 @@ async fn sentry_crons_http_check_ins() {
     })
     .await;
     assert!(
-        seen.iter().all(|(_, u)| path(u) == "/api/42/cron/nightly/pubkey/"),
+        seen.iter()
+            .all(|(_, u)| path(u) == "/api/42/cron/nightly/pubkey/"),
         "{seen:?}"
     );
-    let statuses: Vec<String> = seen.iter().map(|(_, u)| query(u, "status").unwrap()).collect();
+    let statuses: Vec<String> = seen
+        .iter()
+        .map(|(_, u)| query(u, "status").unwrap())
+        .collect();
     assert_eq!(statuses, ["in_progress", "ok", "in_progress", "error"]);
     let ids: Vec<String> = seen
         .iter()
@@ -185,7 +203,8 @@ async fn sentry_crons_http_check_ins() {
 #[tokio::test]
 async fn url_template() {
     let seen = run_format(|base| {
-        let template = format!("{base}/hook/{{monitor}}/{{status}}?run={{run_id}}&code={{exit_status}}");
+        let template =
+            format!("{base}/hook/{{monitor}}/{{status}}?run={{run_id}}&code={{exit_status}}");
         spawn(
             UrlTemplate::new(template)
                 .method(axum::http::Method::POST)
@@ -196,7 +215,12 @@ async fn url_template() {
     let paths: Vec<&str> = seen.iter().map(|(_, u)| path(u)).collect();
     assert_eq!(
         paths,
-        ["/hook/nightly/start", "/hook/nightly/done", "/hook/nightly/start", "/hook/nightly/failed"]
+        [
+            "/hook/nightly/start",
+            "/hook/nightly/done",
+            "/hook/nightly/start",
+            "/hook/nightly/failed"
+        ]
     );
     assert!(seen.iter().all(|(m, _)| m == "POST"));
     assert_eq!(query(&seen[0].1, "run"), query(&seen[1].1, "run"));

@@ -51,9 +51,12 @@ impl Worker {
     }
 
     fn start(&self, name: &'static str) -> Transaction {
-        let mut tx = self
-            .monitor
-            .start(JobMeta::builder("test", "jobs").name(name).attempt(1).build());
+        let mut tx = self.monitor.start(
+            JobMeta::builder("test", "jobs")
+                .name(name)
+                .attempt(1)
+                .build(),
+        );
         let check = self.checkins.find("jobs", name).unwrap();
         tx.checkin(&self.checkins, &check);
         tx
@@ -92,7 +95,11 @@ async fn cleanup(prefix: &str) {
         .await
         .unwrap();
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -278,7 +285,10 @@ async fn redis_outage_pauses_the_watchdog_without_false_misses() {
     assert!(worker.check().await.is_empty());
     assert!(!worker.watchdog.is_paused());
     clock.advance(10 * MIN);
-    assert!(worker.check().await.is_empty(), "a full interval from the return");
+    assert!(
+        worker.check().await.is_empty(),
+        "a full interval from the return"
+    );
     clock.advance(MIN + Duration::from_secs(1));
     assert_eq!(kinds(&worker.check().await), [("sync", "missed")]);
     assert!(worker.check().await.is_empty());

@@ -561,8 +561,10 @@ mod tests {
             AggregatedMetrics::I64(MetricData::Gauge(g)) => {
                 let p = g.data_points().next().unwrap();
                 assert_eq!(p.value(), check.last_success().unwrap());
-                assert!(p.attributes().any(|kv| kv.key.as_str() == "job.name"
-                    && kv.value.as_str() == "welcome"));
+                assert!(
+                    p.attributes()
+                        .any(|kv| kv.key.as_str() == "job.name" && kv.value.as_str() == "welcome")
+                );
             }
             _ => panic!("not an i64 gauge"),
         }

@@ -79,14 +79,21 @@ impl PingClient {
         let request = match http::Request::builder()
             .method(ping.method.clone())
             .uri(uri)
-            .header(http::header::USER_AGENT, concat!("jobsight/", env!("CARGO_PKG_VERSION")))
+            .header(
+                http::header::USER_AGENT,
+                concat!("jobsight/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Empty::new())
         {
             Ok(r) => r,
             Err(e) => return Answer::Refused(format!("bad request: {e}")),
         };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = response.status();
             // Read (and drop) the body so the connection can be reused.
             let _ = response.into_body().collect().await;

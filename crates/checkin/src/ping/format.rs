@@ -130,7 +130,9 @@ impl PingFormat for Healthchecks {
     fn request(&self, event: &CheckinEvent) -> Option<PingRequest> {
         let mut url = match (self.uuids.get(&*event.monitor), &self.ping_key) {
             (Some(uuid), _) => format!("{}/{}", self.base, encode(uuid)),
-            (None, Some(key)) => format!("{}/{}/{}", self.base, encode(key), encode(&event.monitor)),
+            (None, Some(key)) => {
+                format!("{}/{}/{}", self.base, encode(key), encode(&event.monitor))
+            }
             (None, None) => return None,
         };
         match (event.status, self.exit_status) {
@@ -234,7 +236,9 @@ impl SentryCrons {
         let (credentials, location) = rest.split_once('@').ok_or_else(|| bad("no public key"))?;
         let public_key = credentials.split(':').next().unwrap_or_default();
         let location = location.trim_end_matches('/');
-        let (host_path, project) = location.rsplit_once('/').ok_or_else(|| bad("no project id"))?;
+        let (host_path, project) = location
+            .rsplit_once('/')
+            .ok_or_else(|| bad("no project id"))?;
         if public_key.is_empty() || project.is_empty() || host_path.is_empty() {
             return Err(bad("expected <scheme>://<public key>@<host>/<project id>"));
         }
@@ -349,7 +353,12 @@ mod tests {
         assert_eq!(s.public_key, "abc123");
         let s = SentryCrons::from_dsn("http://k:secret@localhost:9000/sentry/7").unwrap();
         assert_eq!(s.endpoint, "http://localhost:9000/sentry/api/7/cron");
-        for bad in ["o1.ingest.sentry.io/42", "https://o1.ingest/42", "https://k@host/x", "https://k@host"] {
+        for bad in [
+            "o1.ingest.sentry.io/42",
+            "https://o1.ingest/42",
+            "https://k@host/x",
+            "https://k@host",
+        ] {
             assert!(SentryCrons::from_dsn(bad).is_err(), "{bad}");
         }
     }

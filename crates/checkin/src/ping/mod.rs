@@ -153,7 +153,9 @@ pub struct PingSink {
 
 impl std::fmt::Debug for PingSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PingSink").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("PingSink")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -161,7 +163,8 @@ impl PingSink {
     /// Starts the sender task on the current tokio runtime. It stops when
     /// every clone of the sink is dropped and the queue is empty.
     pub fn spawn(format: impl PingFormat, options: PingOptions) -> Result<Self, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime("PingSink"))?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime("PingSink"))?;
         let client = PingClient::new(options.timeout)?;
         let (queue, events) = mpsc::channel(options.queue_capacity);
         let stats = Arc::new(PingStats::default());

@@ -76,9 +76,7 @@ pub(crate) fn judge(
             }
         }
         Some(schedule) => {
-            if let Some(scheduled) = schedule
-                .last_scheduled(to_time(now - grace))
-                .map(from_time)
+            if let Some(scheduled) = schedule.last_scheduled(to_time(now - grace)).map(from_time)
                 && scheduled >= state.since.max(watch_from)
                 && state.last_ok.is_none_or(|ok| ok < scheduled - skew)
             {
@@ -167,10 +165,22 @@ mod tests {
         let p = every(10);
         assert!(judge(&p, &state(10 * MIN + 59_999, Some(0), &[]), 0, 1000).is_empty());
         let v = judge(&p, &state(11 * MIN, Some(0), &[]), 0, 1000);
-        assert_eq!(v, [Verdict::Missed { key: "missed:ok:0".into(), expected_at: 10 * MIN }]);
+        assert_eq!(
+            v,
+            [Verdict::Missed {
+                key: "missed:ok:0".into(),
+                expected_at: 10 * MIN
+            }]
+        );
         // Hours later, still the same incident.
         let v = judge(&p, &state(300 * MIN, Some(0), &[]), 0, 1000);
-        assert_eq!(v[0], Verdict::Missed { key: "missed:ok:0".into(), expected_at: 10 * MIN });
+        assert_eq!(
+            v[0],
+            Verdict::Missed {
+                key: "missed:ok:0".into(),
+                expected_at: 10 * MIN
+            }
+        );
         // A policy change (interval 20 min) keeps the key: reported once.
         let v = judge(&every(20), &state(300 * MIN, Some(0), &[]), 0, 1000);
         assert!(matches!(&v[0], Verdict::Missed { key, .. } if key == "missed:ok:0"));
@@ -183,7 +193,11 @@ mod tests {
         // Past the max runtime (+grace): missed and stuck.
         let v = judge(&p, &state(16 * MIN, Some(0), &[("r", 9 * MIN)]), 0, 1000);
         assert!(v.iter().any(|v| matches!(v, Verdict::Missed { .. })));
-        assert!(v.contains(&Verdict::Stuck { key: "stuck:r".into(), run_id: "r".into(), started_at: 9 * MIN }));
+        assert!(v.contains(&Verdict::Stuck {
+            key: "stuck:r".into(),
+            run_id: "r".into(),
+            started_at: 9 * MIN
+        }));
     }
 
     #[test]
@@ -192,7 +206,13 @@ mod tests {
         // Redis came back at minute 30; the last ok we know is at 0.
         assert!(judge(&p, &state(35 * MIN, Some(0), &[]), 30 * MIN, 1000).is_empty());
         let v = judge(&p, &state(41 * MIN, Some(0), &[]), 30 * MIN, 1000);
-        assert_eq!(v, [Verdict::Missed { key: "missed:ok:0".into(), expected_at: 40 * MIN }]);
+        assert_eq!(
+            v,
+            [Verdict::Missed {
+                key: "missed:ok:0".into(),
+                expected_at: 40 * MIN
+            }]
+        );
     }
 
     #[test]
@@ -200,7 +220,13 @@ mod tests {
         let p = every(10);
         let mut s = state(11 * MIN, None, &[]);
         s.since = 0;
-        assert_eq!(judge(&p, &s, 0, 1000), [Verdict::Missed { key: "missed:since:0".into(), expected_at: 10 * MIN }]);
+        assert_eq!(
+            judge(&p, &s, 0, 1000),
+            [Verdict::Missed {
+                key: "missed:since:0".into(),
+                expected_at: 10 * MIN
+            }]
+        );
     }
 
     #[test]
@@ -214,7 +240,13 @@ mod tests {
         let mut s = state(base + hour + 2 * MIN, Some(base + 10_000), &[]);
         s.since = base - hour;
         let v = judge(&p, &s, 0, 1000);
-        assert_eq!(v, [Verdict::Missed { key: format!("missed:at:{}", base + hour), expected_at: base + hour }]);
+        assert_eq!(
+            v,
+            [Verdict::Missed {
+                key: format!("missed:at:{}", base + hour),
+                expected_at: base + hour
+            }]
+        );
         // Within grace: nothing yet.
         s.now = base + hour + 30_000;
         assert!(judge(&p, &s, 0, 1000).is_empty());

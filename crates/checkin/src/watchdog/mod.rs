@@ -72,8 +72,8 @@ use redis::aio::MultiplexedConnection;
 
 use crate::error::Error;
 use judge::{MonitorState, Verdict, judge, to_time};
-pub use link::{Clock, ManualClock};
 use link::Link;
+pub use link::{Clock, ManualClock};
 pub use recorder::{Recorder, RecorderStats};
 
 /// Default key prefix.
@@ -272,7 +272,11 @@ impl WatchdogBuilder {
             .meter
             .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
         let counter = |name: &'static str, unit: &'static str, what: &'static str| {
-            meter.u64_counter(name).with_unit(unit).with_description(what).build()
+            meter
+                .u64_counter(name)
+                .with_unit(unit)
+                .with_description(what)
+                .build()
         };
         Ok(Watchdog {
             inner: Arc::new(Inner {
@@ -287,9 +291,21 @@ impl WatchdogBuilder {
                 stats: WatchdogStats::default(),
                 paused: Mutex::new(None),
                 watch_from: AtomicI64::new(0),
-                missed: counter(semconv::METRIC_CHECKIN_MISSED, "{run}", "Runs the watchdog found missed."),
-                stuck: counter(semconv::METRIC_CHECKIN_STUCK, "{run}", "Runs the watchdog found stuck."),
-                errors: counter(METRIC_WATCHDOG_ERRORS, "{error}", "Watchdog checks that failed."),
+                missed: counter(
+                    semconv::METRIC_CHECKIN_MISSED,
+                    "{run}",
+                    "Runs the watchdog found missed.",
+                ),
+                stuck: counter(
+                    semconv::METRIC_CHECKIN_STUCK,
+                    "{run}",
+                    "Runs the watchdog found stuck.",
+                ),
+                errors: counter(
+                    METRIC_WATCHDOG_ERRORS,
+                    "{error}",
+                    "Watchdog checks that failed.",
+                ),
             }),
         })
     }
@@ -522,7 +538,10 @@ impl Watchdog {
             }
         }
         // Runs that never ended, long reported: forget them.
-        let cutoff = now - inner.retention.max(policy.runtime_limit().map_or(0, judge::ms));
+        let cutoff = now
+            - inner
+                .retention
+                .max(policy.runtime_limit().map_or(0, judge::ms));
         let _: () = redis::cmd("ZREMRANGEBYSCORE")
             .arg(&running_key)
             .arg("-inf")
@@ -534,7 +553,10 @@ impl Watchdog {
 
     fn report(&self, incident: &Incident) {
         let inner = &self.inner;
-        let attrs = [KeyValue::new(semconv::JOB_NAME, incident.monitor.to_string())];
+        let attrs = [KeyValue::new(
+            semconv::JOB_NAME,
+            incident.monitor.to_string(),
+        )];
         let name: &'static str = match &incident.kind {
             IncidentKind::Missed { .. } => {
                 inner.stats.missed.fetch_add(1, Ordering::Relaxed);

@@ -61,12 +61,18 @@ pub struct Recorder {
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recorder").field("stats", &self.stats).finish()
+        f.debug_struct("Recorder")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
 impl Recorder {
-    pub(crate) fn spawn(link: Arc<Link>, capacity: usize, runtime: &tokio::runtime::Handle) -> Self {
+    pub(crate) fn spawn(
+        link: Arc<Link>,
+        capacity: usize,
+        runtime: &tokio::runtime::Handle,
+    ) -> Self {
         let (queue, events) = mpsc::channel(capacity.max(1));
         let stats = Arc::new(RecorderStats::default());
         runtime.spawn(write(link, events, stats.clone()));
@@ -98,7 +104,11 @@ impl CheckinSink for Recorder {
     }
 }
 
-async fn write(link: Arc<Link>, mut events: mpsc::Receiver<CheckinEvent>, stats: Arc<RecorderStats>) {
+async fn write(
+    link: Arc<Link>,
+    mut events: mpsc::Receiver<CheckinEvent>,
+    stats: Arc<RecorderStats>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         if batch.is_empty() {
@@ -117,7 +127,9 @@ async fn write(link: Arc<Link>, mut events: mpsc::Receiver<CheckinEvent>, stats:
         loop {
             match write_batch(&link, &batch).await {
                 Ok(()) => {
-                    stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     batch.clear();
                     break;
                 }

@@ -18,9 +18,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 
 use super::CheckinError;
 
@@ -68,7 +68,9 @@ impl CronSchedule {
             "@weekly" => "0 0 * * 0".to_owned(),
             "@daily" | "@midnight" => "0 0 * * *".to_owned(),
             "@hourly" => "0 * * * *".to_owned(),
-            other if other.starts_with('@') => return Err(bad(format!("unknown shorthand {other}"))),
+            other if other.starts_with('@') => {
+                return Err(bad(format!("unknown shorthand {other}")));
+            }
             _ => trimmed.to_owned(),
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();
@@ -270,7 +272,13 @@ mod tests {
             show(sunday.next_after(at("2026-11-23T00:00:00Z")).unwrap()),
             "2026-11-29T00:00:00Z"
         );
-        for bad in ["* * * *", "61 * * * *", "*/0 * * * *", "5-1 * * * *", "@often"] {
+        for bad in [
+            "* * * *",
+            "61 * * * *",
+            "*/0 * * * *",
+            "5-1 * * * *",
+            "@often",
+        ] {
             assert!(CronSchedule::parse(bad, "UTC").is_err(), "{bad}");
         }
         assert!(CronSchedule::parse("* * * * *", "Mars/Olympus").is_err());

@@ -414,21 +414,26 @@ impl Checkins {
     /// only: it never blocks the metric reader.
     fn ensure_gauge(&self) {
         self.inner.gauge.get_or_init(|| {
-            let meter = self
-                .inner
-                .meter
-                .clone()
-                .unwrap_or_else(|| opentelemetry::global::meter_with_scope(crate::instruments::scope()));
+            let meter = self.inner.meter.clone().unwrap_or_else(|| {
+                opentelemetry::global::meter_with_scope(crate::instruments::scope())
+            });
             let checks: Vec<(Arc<Check>, [KeyValue; 1])> = self
                 .inner
                 .checks
                 .iter()
-                .map(|c| (c.clone(), [KeyValue::new(semconv::JOB_NAME, c.monitor.to_string())]))
+                .map(|c| {
+                    (
+                        c.clone(),
+                        [KeyValue::new(semconv::JOB_NAME, c.monitor.to_string())],
+                    )
+                })
                 .collect();
             meter
                 .i64_observable_gauge(semconv::METRIC_CHECKIN_LAST_SUCCESS)
                 .with_unit("s")
-                .with_description("Unix time of the last successful run of a monitored job, per monitor.")
+                .with_description(
+                    "Unix time of the last successful run of a monitored job, per monitor.",
+                )
                 .with_callback(move |observer| {
                     for (check, attrs) in &checks {
                         let at = check.last_success.load(Ordering::Relaxed);
@@ -556,7 +561,10 @@ mod tests {
             .policy(CheckinPolicy::queue("emails").max_runtime(Duration::from_secs(5)))
             .sink(move |e: &CheckinEvent| sink.lock().unwrap().push(e.clone()));
         assert_eq!(checkins.find("any", "report").unwrap().monitor(), "report");
-        assert_eq!(checkins.find("emails", "welcome").unwrap().monitor(), "emails");
+        assert_eq!(
+            checkins.find("emails", "welcome").unwrap().monitor(),
+            "emails"
+        );
         assert!(checkins.find("other", "welcome").is_none());
 
         let check = checkins.find("any", "report").unwrap();
@@ -583,7 +591,8 @@ mod tests {
 
     #[test]
     fn policy_updates_apply_to_new_runs() {
-        let checkins = Checkins::new().policy(CheckinPolicy::job("a").grace(Duration::from_secs(1)));
+        let checkins =
+            Checkins::new().policy(CheckinPolicy::job("a").grace(Duration::from_secs(1)));
         assert!(checkins.update_policy(CheckinPolicy::job("a").grace(Duration::from_secs(9))));
         assert!(!checkins.update_policy(CheckinPolicy::job("b")));
         let check = checkins.find("q", "a").unwrap();

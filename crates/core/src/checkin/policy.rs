@@ -242,7 +242,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, CheckinError> {
     let (number, unit) = t.split_at(split);
     let bad = || CheckinError::Duration(text.to_owned());
     let n: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs).ok_or_else(bad);
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(bad)
+    };
     match unit.trim() {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => seconds(1),
@@ -257,7 +261,10 @@ impl CheckinConfig {
     /// The policies, checked: every entry names a job or a queue, has at
     /// most one schedule, and its cron expression and time zone parse.
     pub fn into_policies(self) -> Result<Vec<CheckinPolicy>, CheckinError> {
-        self.policies.into_iter().map(PolicyEntry::into_policy).collect()
+        self.policies
+            .into_iter()
+            .map(PolicyEntry::into_policy)
+            .collect()
     }
 }
 
@@ -286,7 +293,9 @@ impl PolicyEntry {
                 }
                 policy = policy.schedule(Schedule::every(every));
             }
-            (None, Some(expression)) => policy = policy.schedule(cron_schedule(&expression, self.timezone.as_deref())?),
+            (None, Some(expression)) => {
+                policy = policy.schedule(cron_schedule(&expression, self.timezone.as_deref())?)
+            }
             (None, None) => {}
         }
         if let Some(ConfigDuration(grace)) = self.grace {
@@ -353,7 +362,10 @@ mod tests {
         .unwrap();
         assert_eq!(p.target(), &Target::Queue("emails".into()));
         assert_eq!(p.monitor(), "digest");
-        assert_eq!(p.expected(), Some(&Schedule::every(Duration::from_secs(60))));
+        assert_eq!(
+            p.expected(),
+            Some(&Schedule::every(Duration::from_secs(60)))
+        );
         assert_eq!(p.grace_period(), Duration::from_secs(5));
     }
 }
