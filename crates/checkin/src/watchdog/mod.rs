@@ -454,6 +454,11 @@ impl Watchdog {
         let watch_from = inner.watch_from.load(Ordering::SeqCst);
         let mut incidents = Vec::new();
         for check in checkins.checks() {
+            // Every monitor's counters exist from the first check on (at
+            // 0), so that a rate or `increase()` sees the first incident.
+            let attrs = [KeyValue::new(semconv::JOB_NAME, check.monitor().to_owned())];
+            inner.missed.add(0, &attrs);
+            inner.stuck.add(0, &attrs);
             self.check_one(&mut conn, check, now, watch_from, &mut incidents)
                 .await?;
         }
