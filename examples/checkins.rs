@@ -104,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conn = apalis_redis::connect("redis://127.0.0.1:6379/").await?;
     // A 1 s heartbeat bounds apalis-core 1.0.0's interval-poll stall.
     let config = Config::default()
-        .queue(&format!("{run}:queue"))
+        .queue(format!("{run}:queue"))
         .heartbeat_interval(Duration::from_secs(1));
     let mut scheduler = RedisStorage::<Heartbeat>::new(conn.clone()).with_config(config.clone());
     tokio::spawn(async move {

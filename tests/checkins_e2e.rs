@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
-use e2e_util::{serial, stop_after, unique};
+use e2e_util::{stop_after, unique};
 use jobsight_apalis::MonitorLayer;
 use jobsight_checkin::ping::{Healthchecks, PingOptions, PingSink};
 use jobsight_checkin::watchdog::{Clock, ManualClock, Watchdog};
@@ -72,7 +72,6 @@ fn checkin_events(span: &Span) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkins_cross_every_wire() {
-    let _serial = serial();
     let rx = Receiver::grpc().await;
     let telemetry = Builder::new()
         .service_name(unique("checkins-e2e"))

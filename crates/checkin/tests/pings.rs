@@ -94,8 +94,7 @@ async fn run_format(make: impl FnOnce(&str) -> PingSink) -> Vec<(String, String)
         sink.stats()
     );
     assert_eq!(sink.stats().sent(), 4, "{:?}", sink.stats().last_error());
-    let seen = receiver.seen.lock().unwrap().clone();
-    seen
+    receiver.seen.lock().unwrap().clone()
 }
 
 fn spawn(format: impl PingFormat) -> PingSink {
