@@ -97,6 +97,24 @@ async fn run_format(make: impl FnOnce(&str) -> PingSink) -> Vec<(String, String)
     receiver.seen.lock().unwrap().clone()
 }
 
+/// Each request's `key` query value, one per request.
+fn values(seen: &[(String, String)], key: &str) -> Vec<String> {
+    seen.iter()
+        .map(|(_, u)| query(u, key).unwrap_or_else(|| panic!("no {key} in {u}")))
+        .collect()
+}
+
+/// Two runs of two pings each: the ids in `key` pair each run's pings and
+/// differ between runs; they are UUIDs.
+fn assert_paired(seen: &[(String, String)], key: &str) {
+    let ids = values(seen, key);
+    assert_eq!(ids.len(), 4, "{seen:?}");
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[2], ids[3]);
+    assert_ne!(ids[0], ids[2]);
+    assert_eq!(ids[0].len(), 36);
+}
+
 fn spawn(format: impl PingFormat) -> PingSink {
     PingSink::spawn(format, PingOptions::default()).unwrap()
 }
@@ -115,11 +133,7 @@ async fn healthchecks_slug_form() {
         ]
     );
     assert!(seen.iter().all(|(m, _)| m == "GET"));
-    let rids: Vec<String> = seen.iter().map(|(_, u)| query(u, "rid").unwrap()).collect();
-    assert_eq!(rids[0], rids[1]);
-    assert_eq!(rids[2], rids[3]);
-    assert_ne!(rids[0], rids[2]);
-    assert_eq!(rids[0].len(), 36);
+    assert_paired(&seen, "rid");
 }
 
 #[tokio::test]
@@ -144,7 +158,7 @@ async fn healthchecks_uuid_form_with_exit_status() {
             format!("/{uuid}/1")
         ]
     );
-    assert_eq!(query(&seen[0].1, "rid"), query(&seen[1].1, "rid"));
+    assert_paired(&seen, "rid");
 }
 
 #[tokio::test]
@@ -152,18 +166,8 @@ async fn cronitor_states_and_series() {
     let seen =
         run_format(|base| spawn(Cronitor::new("KEY").base_url(base).env("production"))).await;
     assert!(seen.iter().all(|(_, u)| path(u) == "/p/KEY/nightly"));
-    let states: Vec<String> = seen
-        .iter()
-        .map(|(_, u)| query(u, "state").unwrap())
-        .collect();
-    assert_eq!(states, ["run", "complete", "run", "fail"]);
-    let series: Vec<String> = seen
-        .iter()
-        .map(|(_, u)| query(u, "series").unwrap())
-        .collect();
-    assert_eq!(series[0], series[1]);
-    assert_eq!(series[2], series[3]);
-    assert_ne!(series[0], series[2]);
+    assert_eq!(values(&seen, "state"), ["run", "complete", "run", "fail"]);
+    assert_paired(&seen, "series");
     assert_eq!(query(&seen[1].1, "status_code").as_deref(), Some("0"));
     assert_eq!(query(&seen[3].1, "status_code").as_deref(), Some("1"));
     assert_eq!(query(&seen[0].1, "env").as_deref(), Some("production"));
@@ -182,18 +186,11 @@ async fn sentry_crons_http_check_ins() {
             .all(|(_, u)| path(u) == "/api/42/cron/nightly/pubkey/"),
         "{seen:?}"
     );
-    let statuses: Vec<String> = seen
-        .iter()
-        .map(|(_, u)| query(u, "status").unwrap())
-        .collect();
-    assert_eq!(statuses, ["in_progress", "ok", "in_progress", "error"]);
-    let ids: Vec<String> = seen
-        .iter()
-        .map(|(_, u)| query(u, "check_in_id").unwrap())
-        .collect();
-    assert_eq!(ids[0], ids[1]);
-    assert_eq!(ids[2], ids[3]);
-    assert_ne!(ids[0], ids[2]);
+    assert_eq!(
+        values(&seen, "status"),
+        ["in_progress", "ok", "in_progress", "error"]
+    );
+    assert_paired(&seen, "check_in_id");
     assert_eq!(query(&seen[0].1, "environment").as_deref(), Some("prod"));
     assert!(query(&seen[0].1, "duration").is_none());
     assert!(query(&seen[3].1, "duration").is_some());
@@ -222,7 +219,7 @@ async fn url_template() {
         ]
     );
     assert!(seen.iter().all(|(m, _)| m == "POST"));
-    assert_eq!(query(&seen[0].1, "run"), query(&seen[1].1, "run"));
+    assert_paired(&seen, "run");
     assert_eq!(query(&seen[0].1, "code").as_deref(), Some(""));
     assert_eq!(query(&seen[3].1, "code").as_deref(), Some("1"));
 }
