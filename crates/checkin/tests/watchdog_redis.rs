@@ -327,3 +327,83 @@ async fn a_cron_schedule_missed_once_per_scheduled_time() {
     assert_eq!(kinds(&check_all(&all).await), [("hourly", "missed")]);
     cleanup(&prefix).await;
 }
+
+/// The child half of `a_killed_worker_process_is_found_stuck`: a worker
+/// process that starts a run, makes sure Redis has it, says so on stdout
+/// and then waits to be killed. Does nothing unless started by that test.
+#[tokio::test]
+#[ignore = "started as a child process by a_killed_worker_process_is_found_stuck"]
+async fn child_worker() {
+    let Ok(prefix) = std::env::var("JOBSIGHT_CHILD_PREFIX") else {
+        return;
+    };
+    let watchdog = Watchdog::builder(REDIS).prefix(prefix).build().unwrap();
+    let checkins = Checkins::new()
+        .policy(CheckinPolicy::job("import").max_runtime(Duration::from_millis(500)))
+        .sink(watchdog.recorder());
+    let mut tx = JobMonitor::new().start(JobMeta::builder("test", "jobs").name("import").build());
+    tx.checkin(&checkins, &checkins.find("jobs", "import").unwrap());
+    assert!(watchdog.recorder().flush(Duration::from_secs(5)).await);
+    println!("CHILD-STARTED");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    drop(tx);
+}
+
+/// A real worker process killed (SIGKILL) mid-run: the two surviving
+/// workers find its run stuck, once, on Redis's own clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_process_is_found_stuck() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let prefix = unique_prefix();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("JOBSIGHT_CHILD_PREFIX", &prefix)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let started = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("CHILD-STARTED"))
+    })
+    .await
+    .unwrap();
+    assert!(started, "the child worker did not start its run");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let policy = CheckinPolicy::job("import").max_runtime(Duration::from_millis(500));
+    let survivors: Vec<(Watchdog, Checkins)> = (0..2)
+        .map(|_| {
+            let watchdog = Watchdog::builder(REDIS)
+                .prefix(prefix.clone())
+                .build()
+                .unwrap();
+            let checkins = Checkins::new()
+                .policy(policy.clone())
+                .sink(watchdog.recorder());
+            (watchdog, checkins)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (a, b) = tokio::join!(
+        survivors[0].0.check(&survivors[0].1),
+        survivors[1].0.check(&survivors[1].1)
+    );
+    let found: Vec<Incident> = [a.unwrap(), b.unwrap()].concat();
+    assert_eq!(kinds(&found), [("import", "stuck")]);
+    let again = survivors[0].0.check(&survivors[0].1).await.unwrap();
+    assert!(again.is_empty());
+    cleanup(&prefix).await;
+}
