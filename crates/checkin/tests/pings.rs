@@ -171,7 +171,10 @@ async fn cronitor_states_and_series() {
     assert_eq!(query(&seen[1].1, "status_code").as_deref(), Some("0"));
     assert_eq!(query(&seen[3].1, "status_code").as_deref(), Some("1"));
     assert_eq!(query(&seen[0].1, "env").as_deref(), Some("production"));
-    assert!(query(&seen[1].1, "duration").is_some());
+    assert!(
+        query(&seen[1].1, "metric").is_some_and(|m| m.starts_with("duration%3A")),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]

@@ -153,8 +153,8 @@ impl PingFormat for Healthchecks {
 
 /// Cronitor's telemetry API:
 /// `https://cronitor.link/p/<api key>/<monitor>?state=run|complete|fail&series=<run id>`,
-/// with `status_code=<exit status>` and `duration=<seconds>` when a run
-/// ends, and `env=` when set.
+/// with `status_code=<exit status>` and `metric=duration:<seconds>` when a
+/// run ends, and `env=` when set.
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct Cronitor {
@@ -207,7 +207,7 @@ impl PingFormat for Cronitor {
             let _ = write!(url, "&status_code={code}");
         }
         if let Some(d) = event.duration {
-            let _ = write!(url, "&duration={:.3}", d.as_secs_f64());
+            let _ = write!(url, "&metric=duration%3A{:.3}", d.as_secs_f64());
         }
         if let Some(env) = &self.env {
             let _ = write!(url, "&env={}", encode(env));
