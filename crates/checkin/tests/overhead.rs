@@ -37,6 +37,14 @@ async fn cost_per_run() {
         }
         started.elapsed() / RUNS
     };
+    let ids = {
+        let started = Instant::now();
+        for _ in 0..RUNS {
+            std::hint::black_box(jobsight_core::checkin::RunId::new());
+        }
+        started.elapsed() / RUNS
+    };
+    println!("run id: {ids:?}");
     for round in 0..3 {
         println!(
             "round {round}: run without sinks {:?}, with a ping sink {:?}, lookup of a job without policy {:?}",

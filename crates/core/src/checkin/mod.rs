@@ -116,24 +116,30 @@ impl CheckinStatus {
 pub struct RunId(u128);
 
 impl RunId {
-    /// A new random id (std's hasher keys, the clock, a counter and the
-    /// process id; unique, not cryptographic).
+    /// A new random id: a per-process seed (std's random hasher keys, the
+    /// clock and the process id, taken once) mixed with a counter through
+    /// SplitMix64, so ids are distinct within a process and unpredictable
+    /// across processes (unique, not cryptographic), at the cost of an
+    /// atomic increment.
     pub fn new() -> Self {
+        static SEED: OnceLock<(u64, u64)> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let (a, b) = *SEED.get_or_init(|| {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let half = |salt: u64| {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u64(salt);
+                h.write_u128(nanos);
+                h.write_u32(std::process::id());
+                h.finish()
+            };
+            (half(1), half(2))
+        });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let half = |salt: u64| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(salt);
-            h.write_u64(n);
-            h.write_u128(nanos);
-            h.write_u32(std::process::id());
-            h.finish()
-        };
-        let raw = (u128::from(half(1)) << 64) | u128::from(half(2));
+        let raw = (u128::from(splitmix64(a ^ n)) << 64) | u128::from(splitmix64(b.wrapping_add(n)));
         // Version 4, variant 10.
         let raw = (raw & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
         RunId(raw)
@@ -143,6 +149,15 @@ impl RunId {
     pub fn as_u128(self) -> u128 {
         self.0
     }
+}
+
+/// SplitMix64's output function: a bijection of `u64`, so distinct inputs
+/// give distinct outputs.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Default for RunId {
