@@ -115,6 +115,18 @@ fn assert_paired(seen: &[(String, String)], key: &str) {
     assert_eq!(ids[0].len(), 36);
 }
 
+/// A sink that retries `retries` times with a short backoff (5 ms, then
+/// doubled up to 40 ms).
+fn quick_retries(format: impl PingFormat, retries: u32) -> PingSink {
+    PingSink::spawn(
+        format,
+        PingOptions::default()
+            .retries(retries)
+            .backoff(Duration::from_millis(5), Duration::from_millis(40)),
+    )
+    .unwrap()
+}
+
 fn spawn(format: impl PingFormat) -> PingSink {
     PingSink::spawn(format, PingOptions::default()).unwrap()
 }
@@ -231,13 +243,7 @@ async fn url_template() {
 async fn retries_until_the_service_recovers() {
     let (receiver, base) = serve().await;
     receiver.fail_first.store(3, Ordering::SeqCst);
-    let sink = PingSink::spawn(
-        Healthchecks::slugs("pk").base_url(&base),
-        PingOptions::default()
-            .retries(3)
-            .backoff(Duration::from_millis(10), Duration::from_millis(40)),
-    )
-    .unwrap();
+    let sink = quick_retries(Healthchecks::slugs("pk").base_url(&base), 3);
     two_runs(sink.clone());
     assert!(sink.flush(Duration::from_secs(5)).await);
     let stats = sink.stats();
@@ -265,13 +271,7 @@ async fn retries_until_the_service_recovers() {
 async fn gives_up_after_the_retries_and_counts_it() {
     let (receiver, base) = serve().await;
     receiver.fail_first.store(usize::MAX, Ordering::SeqCst);
-    let sink = PingSink::spawn(
-        Cronitor::new("K").base_url(&base),
-        PingOptions::default()
-            .retries(1)
-            .backoff(Duration::from_millis(5), Duration::from_millis(5)),
-    )
-    .unwrap();
+    let sink = quick_retries(Cronitor::new("K").base_url(&base), 1);
     two_runs(sink.clone());
     assert!(sink.flush(Duration::from_secs(5)).await);
     assert_eq!((sink.stats().sent(), sink.stats().failed()), (0, 4));
@@ -307,13 +307,7 @@ async fn a_dead_service_costs_nothing_but_counts() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let sink = PingSink::spawn(
-        Healthchecks::slugs("pk").base_url(&base),
-        PingOptions::default()
-            .retries(1)
-            .backoff(Duration::from_millis(5), Duration::from_millis(5)),
-    )
-    .unwrap();
+    let sink = quick_retries(Healthchecks::slugs("pk").base_url(&base), 1);
     two_runs(sink.clone());
     assert!(sink.flush(Duration::from_secs(5)).await);
     assert_eq!(sink.stats().failed(), 4);
