@@ -47,6 +47,16 @@
 //! A Redis that restarts empty forgets runs in progress (no stuck report for
 //! them) and the last successes (watching starts again).
 //!
+//! # Limits
+//! - One Redis (a primary, with replicas if you like), not Redis Cluster:
+//!   the recorder writes several monitors' keys in one `MULTI`.
+//! - If more check-ins pile up while Redis is away than the recorder's
+//!   queue holds ([`WatchdogBuilder::queue_capacity`]), the newest are
+//!   dropped and counted ([`RecorderStats::dropped`]): a dropped
+//!   `in_progress` hides that run from stuck detection, a dropped end makes
+//!   its run look stuck once its maximum runtime has passed.
+//! - Only the 1000 oldest runs in progress of a monitor are judged per check.
+//!
 //! # Keys
 //! `{prefix}:{monitor}:running` (sorted set: run id → start ms),
 //! `…:last_ok` (sorted set, one member: last success ms), `…:since` (ms),
