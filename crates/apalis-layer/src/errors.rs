@@ -97,3 +97,12 @@ mod tests {
         assert!(u.error.is::<std::io::Error>());
     }
 }
+
+/// Errors of this crate's own setup calls (the layer itself never fails).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A background task was asked for outside a tokio runtime.
+    #[error("no tokio runtime: start the poller from within a tokio runtime")]
+    NoRuntime,
+}

@@ -42,7 +42,7 @@ use crate::service::MonitorService;
 #[must_use]
 pub struct MonitorLayer {
     monitor: JobMonitor,
-    settings: Arc<Settings>,
+    pub(crate) settings: Arc<Settings>,
 }
 
 #[derive(Clone, Debug)]

@@ -49,21 +49,37 @@
 //!   `max_attempts` says, so `job.max_attempts` is what the task asked for,
 //!   not always what the backend does.
 //!
+//! # Queue gauges (feature `redis`)
+//! [`RedisQueueStats`] polls apalis-redis for each queue's depth, oldest
+//! waiting job's age, and scheduled, running, done and dead counts, and
+//! reports them as observable gauges (`job.queue.*`). See [`redis_stats`]
+//! for the Redis commands it sends and what happens when Redis is down.
+//!
+//! # Cargo features
+//! - `redis` (off): the queue gauges poller; adds `redis` (the client
+//!   apalis-redis already uses), `tokio` and `ulid`.
+//!
 //! # Producers
 //! [`traced`] stamps a task with its enqueue time and the current trace
 //! context, so the job's span links back to the code that enqueued it.
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod carrier;
 mod errors;
 mod future;
 mod layer;
 pub mod producer;
+#[cfg(feature = "redis")]
+pub mod redis_stats;
 mod service;
 pub mod task_meta;
 
-pub use errors::JobPanicked;
+pub use args::{RecordArgsLayer, RecordArgsService};
+pub use errors::{Error, JobPanicked};
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;
 pub use producer::{Stamp, traced, traced_builder};
+#[cfg(feature = "redis")]
+pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
 pub use service::MonitorService;

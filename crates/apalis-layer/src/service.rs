@@ -116,7 +116,7 @@ where
                     check
                 }
             });
-        let meta = job_meta(
+        let mut meta = job_meta(
             &ctx,
             queue,
             name,
@@ -124,6 +124,10 @@ where
             self.monitor.propagation(),
             self.settings.max_attempts,
         );
+        meta.set_args(crate::args::captured(&ctx));
+        if self.monitor.has_observers() {
+            meta.set_metadata(crate::args::observed_metadata(&ctx));
+        }
         let mut tx = self.monitor.start_with_kind(kind, meta);
         if let (Some(check), Some(checkins)) = (&check, &self.settings.checkins) {
             tx.checkin(checkins, check);

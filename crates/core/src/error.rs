@@ -48,6 +48,22 @@ impl ErrorRecord {
         }
     }
 
+    /// Records an error known only through its `Display` and `Debug`
+    /// forms (`anyhow::Error`, a `String`, a generic `E`), with the same
+    /// `error.type` rules as [`from_error`](Self::from_error) except the
+    /// `std::io::Error` check.
+    pub fn from_parts(display: &dyn fmt::Display, debug: &dyn fmt::Debug) -> Self {
+        let debug = bounded_debug(debug, MAX_TYPE_LEN + 1);
+        Self {
+            error_type: match leading_type_name(&debug) {
+                Some(name) => Cow::Owned(name.to_owned()),
+                None => Cow::Borrowed(semconv::ERROR_TYPE_OTHER),
+            },
+            message: bounded_display(display, MAX_MESSAGE_LEN),
+            stacktrace: None,
+        }
+    }
+
     /// A record with a type and message given by the runner (for example a
     /// panic: type `panic`, message the panic payload).
     pub fn new(error_type: impl Into<Cow<'static, str>>, message: impl AsRef<str>) -> Self {

@@ -6,16 +6,21 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 
+use crate::monitor::Buckets;
 use crate::semconv;
 
 /// The tracer and instruments, built once per monitor.
 pub(crate) struct Instruments {
     pub(crate) tracer: BoxedTracer,
+    /// For instruments registered on first use (the progress gauge).
+    pub(crate) meter: Meter,
     pub(crate) duration: Histogram<f64>,
     pub(crate) queue_time: Histogram<f64>,
     pub(crate) consumed: Counter<u64>,
     pub(crate) outcomes: Counter<u64>,
     pub(crate) active: UpDownCounter<i64>,
+    pub(crate) retries: Counter<u64>,
+    pub(crate) overflow: Counter<u64>,
 }
 
 /// The instrumentation scope jobsight records under: crate name and version.
@@ -28,22 +33,37 @@ pub(crate) fn scope() -> InstrumentationScope {
 impl Instruments {
     /// Builds the instruments from `tracer` and `meter`, or from the global
     /// providers where they are not given.
-    pub(crate) fn new(tracer: Option<BoxedTracer>, meter: Option<Meter>) -> Self {
+    pub(crate) fn new(
+        tracer: Option<BoxedTracer>,
+        meter: Option<Meter>,
+        buckets: &Buckets,
+    ) -> Self {
         let tracer = tracer.unwrap_or_else(|| global::tracer_with_scope(scope()));
         let meter = meter.unwrap_or_else(|| global::meter_with_scope(scope()));
         Self {
             tracer,
+            meter: meter.clone(),
             duration: meter
                 .f64_histogram(semconv::METRIC_PROCESS_DURATION)
                 .with_unit("s")
                 .with_description("Duration of processing one attempt of a job.")
-                .with_boundaries(semconv::DURATION_BUCKETS.to_vec())
+                .with_boundaries(
+                    buckets
+                        .duration
+                        .clone()
+                        .unwrap_or_else(|| semconv::DURATION_BUCKETS.to_vec()),
+                )
                 .build(),
             queue_time: meter
                 .f64_histogram(semconv::METRIC_QUEUE_TIME)
                 .with_unit("s")
                 .with_description("Time a job waited between becoming due and starting.")
-                .with_boundaries(semconv::QUEUE_TIME_BUCKETS.to_vec())
+                .with_boundaries(
+                    buckets
+                        .queue_time
+                        .clone()
+                        .unwrap_or_else(|| semconv::QUEUE_TIME_BUCKETS.to_vec()),
+                )
                 .build(),
             consumed: meter
                 .u64_counter(semconv::METRIC_CONSUMED_MESSAGES)
@@ -59,6 +79,18 @@ impl Instruments {
                 .i64_up_down_counter(semconv::METRIC_ACTIVE)
                 .with_unit("{job}")
                 .with_description("Jobs running now.")
+                .build(),
+            retries: meter
+                .u64_counter(semconv::METRIC_RETRIES)
+                .with_unit("{attempt}")
+                .with_description("Job attempts that started as a retry (attempt > 1).")
+                .build(),
+            overflow: meter
+                .u64_counter(semconv::METRIC_CARDINALITY_OVERFLOW)
+                .with_unit("{attempt}")
+                .with_description(
+                    "Job attempts recorded under `_other`: the limit of distinct (queue, job name) pairs was reached.",
+                )
                 .build(),
         }
     }

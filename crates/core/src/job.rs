@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 use opentelemetry::trace::SpanContext;
 
+use crate::args::CapturedArgs;
+
 /// The facts a runner knows about one attempt of a job.
 ///
 /// Only the system and the queue are required; every other field is optional
@@ -36,6 +38,8 @@ pub struct JobMeta {
     priority: Option<i64>,
     consumer: Option<Arc<str>>,
     creation_context: Option<SpanContext>,
+    args: Option<CapturedArgs>,
+    metadata: Option<Arc<[(String, String)]>>,
 }
 
 impl JobMeta {
@@ -57,6 +61,8 @@ impl JobMeta {
                 priority: None,
                 consumer: None,
                 creation_context: None,
+                args: None,
+                metadata: None,
             },
         }
     }
@@ -119,6 +125,28 @@ impl JobMeta {
     /// The trace context of the code that created the job, when it was propagated.
     pub fn creation_context(&self) -> Option<&SpanContext> {
         self.creation_context.as_ref()
+    }
+
+    /// The job's arguments, when they were captured (see [`crate::args`]):
+    /// the `job.args` attribute.
+    pub fn args(&self) -> Option<&CapturedArgs> {
+        self.args.as_ref()
+    }
+
+    /// The runner's metadata for the job (masked), when captured; given to
+    /// observers only, never put on spans or metrics.
+    pub fn metadata(&self) -> &[(String, String)] {
+        self.metadata.as_deref().unwrap_or_default()
+    }
+
+    /// Sets or clears the captured arguments.
+    pub fn set_args(&mut self, args: Option<CapturedArgs>) {
+        self.args = args;
+    }
+
+    /// Sets the metadata given to observers.
+    pub fn set_metadata(&mut self, metadata: Vec<(String, String)>) {
+        self.metadata = (!metadata.is_empty()).then(|| Arc::from(metadata));
     }
 
     /// Whether the runner will try again after this attempt fails, as far as
@@ -215,6 +243,20 @@ impl JobMetaBuilder {
         if cx.is_valid() {
             self.meta.creation_context = Some(cx);
         }
+        self
+    }
+
+    /// The job's captured arguments (see [`crate::args::ArgsPolicy::capture`]).
+    /// Defaults to none.
+    pub fn args(mut self, args: CapturedArgs) -> Self {
+        self.meta.args = Some(args);
+        self
+    }
+
+    /// The runner's metadata for the job, for observers (mask it first with
+    /// [`crate::args::ArgsPolicy::mask_pairs`]). Defaults to none.
+    pub fn metadata(mut self, metadata: Vec<(String, String)>) -> Self {
+        self.meta.set_metadata(metadata);
         self
     }
 

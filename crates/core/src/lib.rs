@@ -21,6 +21,13 @@
 //! - [`semconv`]: every attribute and metric name.
 //! - [`checkin`]: check-in policies (heartbeats, cron schedules with the
 //!   `cron` feature) and the events a monitored job's runs send.
+//! - [`task`]: one-off tasks (`task::run("backfill_users", async { .. })`),
+//!   recorded like jobs under `messaging.system` = `task`.
+//! - [`observer`]: lifecycle subscribers (started, progressed, succeeded,
+//!   failed, …), run off the job's path.
+//! - [`progress`]: `tick(n)` against a total: throttled span events, a
+//!   gauge, an estimate of the time left.
+//! - [`args`]: opt-in, masked, size-limited recording of job arguments.
 //!
 //! # Using it by hand
 //! Any runner can record its jobs: start a transaction, run the job inside
@@ -49,18 +56,24 @@
 //! Metric attributes are `messaging.system`, `messaging.destination.name`,
 //! `job.name`, and `error.type` on failure (`job.outcome` on `job.outcomes`):
 //! nothing per job id or argument. Distinct (queue, name) pairs are capped
-//! per monitor ([`JobMonitorBuilder::max_kinds`]); past the cap new names
-//! are recorded as `_other`.
+//! per process (500, shared by every monitor) or per monitor
+//! ([`JobMonitorBuilder::max_kinds`]); past the cap new names are recorded
+//! as `_other` and counted in `jobsight.cardinality.overflow`.
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod checkin;
 pub mod error;
 mod instruments;
 pub mod job;
+mod kinds;
 pub mod monitor;
+pub mod observer;
 pub mod outcome;
+pub mod progress;
 pub mod propagation;
 pub mod semconv;
+pub mod task;
 pub mod transaction;
 
 pub use error::ErrorRecord;
@@ -69,3 +82,7 @@ pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
 pub use propagation::Propagation;
 pub use transaction::Transaction;
+
+pub use args::{ArgsPolicy, CapturedArgs};
+pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats};
+pub use progress::Progress;

@@ -2,10 +2,8 @@
 //! [`Transaction`]s, with its configuration.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::KeyValue;
 use opentelemetry::global::BoxedTracer;
@@ -14,7 +12,10 @@ use opentelemetry::trace::TracerProvider;
 
 use crate::instruments::{Instruments, interned_cow, scope};
 use crate::job::JobMeta;
+use crate::kinds::KindRegistry;
+use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
+use crate::progress::{ProgressRegistry, ProgressSettings, ProgressThrottle};
 use crate::propagation::Propagation;
 use crate::semconv;
 use crate::transaction::Transaction;
@@ -42,16 +43,27 @@ pub(crate) struct Inner {
     given_tracer: std::sync::Mutex<Option<BoxedTracer>>,
     given_meter: Option<Meter>,
     instruments: OnceLock<Instruments>,
-    kinds: RwLock<KindTable>,
-    max_kinds: usize,
-    overflowed: AtomicU64,
+    pub(crate) kinds: Arc<KindRegistry>,
+    buckets: Buckets,
+    /// `None` when no observer is registered: the job's path then builds no event.
+    observers: Option<Observers>,
+    pub(crate) progress: ProgressSettings,
+    pub(crate) progress_registry: ProgressRegistry,
+}
+
+/// Histogram bucket boundaries (s) the instruments are built with.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Buckets {
+    pub(crate) duration: Option<Vec<f64>>,
+    pub(crate) queue_time: Option<Vec<f64>>,
 }
 
 impl fmt::Debug for JobMonitor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobMonitor")
             .field("propagation", &self.inner.propagation)
-            .field("max_kinds", &self.inner.max_kinds)
+            .field("max_kinds", &self.inner.kinds.max())
+            .field("observers", &self.inner.observers)
             .finish_non_exhaustive()
     }
 }
@@ -88,49 +100,22 @@ impl JobMonitor {
         Transaction::start(self, kind, meta)
     }
 
-    /// The attribute sets of the job kind (queue, name), built once and then
-    /// shared; the system is the one given when the kind was first seen (a
-    /// monitor normally serves one runner). Past the limit set with
+    /// The attribute sets of the job kind (system, queue, name), built once
+    /// and then shared. Past the limit set with
     /// [`JobMonitorBuilder::max_kinds`], new names are folded into `_other`
     /// (and then new queues too) and counted in [`JobMonitor::overflowed`].
     pub fn kind(&self, system: &str, queue: &Arc<str>, name: &str) -> Arc<JobKind> {
-        let inner = &self.inner;
-        {
-            let kinds = match inner.kinds.read() {
-                Ok(k) => k,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if let Some(kind) = kinds.get(queue, name) {
-                return kind.clone();
-            }
-        }
-        let mut kinds = match inner.kinds.write() {
-            Ok(k) => k,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(kind) = kinds.get(queue, name) {
-            return kind.clone();
-        }
-        let (mut queue, mut name) = (queue.clone(), name);
-        if kinds.len >= inner.max_kinds {
-            inner.overflowed.fetch_add(1, Ordering::Relaxed);
-            name = OVERFLOW_NAME;
-            if kinds.get(&queue, name).is_none() {
-                queue = Arc::from(OVERFLOW_NAME);
-            }
-            if let Some(kind) = kinds.get(&queue, name) {
-                return kind.clone();
-            }
-        }
-        let kind = Arc::new(JobKind::new(system, &queue, name));
-        kinds.insert(queue, name, kind.clone());
-        kind
+        self.inner.kinds.get_or_insert(system, queue, name)
     }
 
-    /// How many times a job kind was folded into `_other` because the limit
-    /// of distinct kinds was reached.
+    /// How many lookups of a new (queue, job name) pair were folded into
+    /// `_other` because the limit of distinct kinds was reached, counted in
+    /// this monitor's table (the process-wide one unless the monitor has a
+    /// limit of its own). The exported counterpart is the
+    /// `jobsight.cardinality.overflow` counter, which counts the job
+    /// attempts recorded under `_other`.
     pub fn overflowed(&self) -> u64 {
-        self.inner.overflowed.load(Ordering::Relaxed)
+        self.inner.kinds.overflowed()
     }
 
     /// The classifier this monitor uses.
@@ -143,34 +128,50 @@ impl JobMonitor {
         self.inner.propagation
     }
 
+    /// Whether any [observer](crate::observer) is registered.
+    pub fn has_observers(&self) -> bool {
+        self.inner.observers.is_some()
+    }
+
+    pub(crate) fn observers(&self) -> Option<&Observers> {
+        self.inner.observers.as_ref()
+    }
+
+    /// Tells the observers that a job was enqueued (for producers; nothing
+    /// is recorded on any span or metric). Free without observers.
+    pub fn enqueued(&self, meta: &JobMeta) {
+        if let Some(observers) = &self.inner.observers {
+            observers.dispatch(Event::new(EventKind::Enqueued, Arc::new(meta.clone())));
+        }
+    }
+
+    /// Waits until the observers have handled every event queued so far,
+    /// at most `timeout`. Returns whether they did. Call it before the
+    /// process exits: observer threads do not keep it alive.
+    pub fn flush_observers(&self, timeout: std::time::Duration) -> bool {
+        self.inner
+            .observers
+            .as_ref()
+            .is_none_or(|observers| observers.flush(timeout))
+    }
+
+    /// Delivery counts per observer, in registration order.
+    pub fn observer_stats(&self) -> Vec<ObserverStats> {
+        self.inner
+            .observers
+            .as_ref()
+            .map(Observers::stats)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn instruments(&self) -> &Instruments {
         self.inner.instruments.get_or_init(|| {
             let tracer = match self.inner.given_tracer.lock() {
                 Ok(mut slot) => slot.take(),
                 Err(poisoned) => poisoned.into_inner().take(),
             };
-            Instruments::new(tracer, self.inner.given_meter.clone())
+            Instruments::new(tracer, self.inner.given_meter.clone(), &self.inner.buckets)
         })
-    }
-}
-
-/// Job kinds by queue, then by name: looked up with borrowed strings.
-#[derive(Default)]
-struct KindTable {
-    by_queue: HashMap<Arc<str>, HashMap<Box<str>, Arc<JobKind>>>,
-    len: usize,
-}
-
-impl KindTable {
-    fn get(&self, queue: &str, name: &str) -> Option<&Arc<JobKind>> {
-        self.by_queue.get(queue)?.get(name)
-    }
-
-    fn insert(&mut self, queue: Arc<str>, name: &str, kind: Arc<JobKind>) {
-        let names = self.by_queue.entry(queue).or_default();
-        if names.insert(name.into(), kind).is_none() {
-            self.len += 1;
-        }
     }
 }
 
@@ -183,10 +184,12 @@ pub struct JobKind {
     pub(crate) base: Vec<KeyValue>,
     /// `base` plus `job.outcome`, one per [`Outcome::index`].
     pub(crate) by_outcome: [Vec<KeyValue>; 6],
+    /// Made by folding a pair past the limit into `_other`.
+    pub(crate) overflow: bool,
 }
 
 impl JobKind {
-    fn new(system: &str, queue: &Arc<str>, name: &str) -> Self {
+    pub(crate) fn new(system: &str, queue: &Arc<str>, name: &str, overflow: bool) -> Self {
         let system: Cow<'static, str> = interned_cow(system.to_owned());
         let name: Cow<'static, str> = interned_cow(name.to_owned());
         let base = vec![
@@ -203,6 +206,7 @@ impl JobKind {
             span_name: interned_cow(format!("process {queue}")),
             base,
             by_outcome,
+            overflow,
         }
     }
 
@@ -226,6 +230,9 @@ pub struct JobMonitorBuilder {
     tracer: Option<BoxedTracer>,
     meter: Option<Meter>,
     max_kinds: Option<usize>,
+    buckets: Buckets,
+    observers: Vec<(Box<dyn Observer>, ObserverOptions)>,
+    progress: ProgressSettings,
 }
 
 impl fmt::Debug for JobMonitorBuilder {
@@ -233,6 +240,8 @@ impl fmt::Debug for JobMonitorBuilder {
         f.debug_struct("JobMonitorBuilder")
             .field("propagation", &self.propagation)
             .field("max_kinds", &self.max_kinds)
+            .field("observers", &self.observers.len())
+            .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
 }
@@ -275,10 +284,61 @@ impl JobMonitorBuilder {
     }
 
     /// The most distinct (queue, job name) pairs recorded as series of their
-    /// own; past it names are folded into `_other`. Defaults to
-    /// [`DEFAULT_MAX_KINDS`] (500). Values below 2 are raised to 2.
+    /// own; past it names are folded into `_other` and counted
+    /// (`jobsight.cardinality.overflow`). Values below 2 are raised to 2.
+    ///
+    /// Defaults to a table shared by the whole process, with room for
+    /// [`DEFAULT_MAX_KINDS`] (500) pairs, used by every monitor built
+    /// without this setting. With it, the monitor gets a table of its own;
+    /// share the monitor (clones, or jobsight-apalis's
+    /// `MonitorLayer::with_monitor`) to share the limit.
     pub fn max_kinds(mut self, max: usize) -> Self {
         self.max_kinds = Some(max.max(2));
+        self
+    }
+
+    /// Bucket boundaries (s, increasing) of `messaging.process.duration`.
+    /// Defaults to [`semconv::DURATION_BUCKETS`], 5 ms to one hour. A view
+    /// installed on the SDK (e.g. jobsight-otel's exponential histograms)
+    /// takes precedence over these.
+    pub fn duration_buckets(mut self, boundaries: impl Into<Vec<f64>>) -> Self {
+        self.buckets.duration = Some(boundaries.into());
+        self
+    }
+
+    /// Bucket boundaries (s, increasing) of `job.queue_time`. Defaults to
+    /// [`semconv::QUEUE_TIME_BUCKETS`], 5 ms to one day. A view installed
+    /// on the SDK takes precedence over these.
+    pub fn queue_time_buckets(mut self, boundaries: impl Into<Vec<f64>>) -> Self {
+        self.buckets.queue_time = Some(boundaries.into());
+        self
+    }
+
+    /// Adds a lifecycle [observer](crate::observer) with the default
+    /// [`ObserverOptions`]. Each observer gets a thread and a bounded queue,
+    /// started by [`build`](Self::build). Defaults to none.
+    pub fn observer(self, observer: impl Observer) -> Self {
+        self.observer_with(observer, ObserverOptions::new())
+    }
+
+    /// Adds a lifecycle observer with a name and queue capacity of its own.
+    pub fn observer_with(mut self, observer: impl Observer, options: ObserverOptions) -> Self {
+        self.observers.push((Box::new(observer), options));
+        self
+    }
+
+    /// Whether jobs can report [progress](crate::progress). Defaults to
+    /// `false`: progress costs each job a context entry (about 0.2–0.4 µs).
+    /// Tasks and monitors with observers have it whatever this says.
+    pub fn progress(mut self, enabled: bool) -> Self {
+        self.progress.enabled = enabled;
+        self
+    }
+
+    /// When progress ticks become span and observer events. Defaults to
+    /// [`ProgressThrottle::default`].
+    pub fn progress_throttle(mut self, throttle: ProgressThrottle) -> Self {
+        self.progress.throttle = throttle;
         self
     }
 
@@ -293,9 +353,14 @@ impl JobMonitorBuilder {
                 given_tracer: std::sync::Mutex::new(self.tracer),
                 given_meter: self.meter,
                 instruments: OnceLock::new(),
-                kinds: RwLock::new(KindTable::default()),
-                max_kinds: self.max_kinds.unwrap_or(DEFAULT_MAX_KINDS),
-                overflowed: AtomicU64::new(0),
+                kinds: match self.max_kinds {
+                    Some(max) => Arc::new(KindRegistry::new(max)),
+                    None => KindRegistry::process(),
+                },
+                buckets: self.buckets,
+                observers: (!self.observers.is_empty()).then(|| Observers::start(self.observers)),
+                progress: self.progress,
+                progress_registry: ProgressRegistry::default(),
             }),
         }
     }
@@ -324,6 +389,7 @@ mod tests {
             .map(|kv| kv.value.as_str().into_owned());
         assert_eq!(name.as_deref(), Some(OVERFLOW_NAME));
         assert!(monitor.overflowed() >= 99);
-        assert!(monitor.inner.kinds.read().unwrap().len <= 4);
+        assert!(folded.overflow);
+        assert!(monitor.inner.kinds.len() <= 4);
     }
 }

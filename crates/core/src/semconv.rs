@@ -44,6 +44,38 @@ pub const JOB_ENQUEUED_AT: &str = "job.enqueued_at";
 pub const JOB_PRIORITY: &str = "job.priority";
 /// `job.outcome`: `succeeded`, `failed`, `retried`, `panicked`, `abandoned` or `ignored`.
 pub const JOB_OUTCOME: &str = "job.outcome";
+/// `job.args`: the job's arguments as masked, size-limited JSON text, when
+/// recording them was turned on for the job (see [`crate::args`]).
+pub const JOB_ARGS: &str = "job.args";
+/// `job.progress.ticks`: ticks reported (progress events, final span
+/// attribute, exception event).
+pub const JOB_PROGRESS_TICKS: &str = "job.progress.ticks";
+/// `job.progress.total`: the total the ticks count towards, when set.
+pub const JOB_PROGRESS_TOTAL: &str = "job.progress.total";
+/// `job.progress.ratio`: ticks over total, 0 to 1 (progress events).
+pub const JOB_PROGRESS_RATIO: &str = "job.progress.ratio";
+/// `job.progress.eta`: estimated seconds to completion (progress events).
+pub const JOB_PROGRESS_ETA: &str = "job.progress.eta";
+/// `job.progress.element`: the element being processed (exception event).
+pub const JOB_PROGRESS_ELEMENT: &str = "job.progress.element";
+
+// ---- one-off tasks and commands (jobsight_core::task, jobsight-run) ----
+
+/// `messaging.system` of one-off tasks.
+pub const SYSTEM_TASK: &str = "task";
+/// `process.command`: the program a command task ran (OTel process
+/// conventions); its arguments are not recorded.
+pub const PROCESS_COMMAND: &str = "process.command";
+/// `process.pid`: the process id of a command task (OTel process conventions).
+pub const PROCESS_PID: &str = "process.pid";
+/// `process.exit.code`: the exit code of a command that exited (OTel process
+/// conventions); absent when a signal ended it.
+pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+/// `job.signal`: the signal that ended a command, e.g. `SIGKILL`.
+pub const JOB_SIGNAL: &str = "job.signal";
+/// `job.stderr_tail`: the last lines a failed command wrote to stderr,
+/// size-limited.
+pub const JOB_STDERR_TAIL: &str = "job.stderr_tail";
 
 // ---- exception event (OpenTelemetry exception conventions) ----
 
@@ -55,6 +87,15 @@ pub const EXCEPTION_TYPE: &str = "exception.type";
 pub const EXCEPTION_MESSAGE: &str = "exception.message";
 /// `exception.stacktrace` on the exception event, when the runner has one.
 pub const EXCEPTION_STACKTRACE: &str = "exception.stacktrace";
+
+// ---- lifecycle span events ----
+
+/// Name of the throttled progress span event (see [`crate::progress`]).
+pub const JOB_PROGRESS_EVENT: &str = "job.progress";
+/// Name of the span event a runner adds when it pauses a job.
+pub const JOB_PAUSED_EVENT: &str = "job.paused";
+/// Name of the span event a runner adds when it resumes a job.
+pub const JOB_RESUMED_EVENT: &str = "job.resumed";
 
 // ---- values ----
 
@@ -79,6 +120,37 @@ pub const METRIC_QUEUE_TIME: &str = "job.queue_time";
 pub const METRIC_OUTCOMES: &str = "job.outcomes";
 /// Up-down counter: jobs running now.
 pub const METRIC_ACTIVE: &str = "job.active";
+/// Observable gauge (1): progress of the running jobs of a kind, 0 to 1
+/// (see [`crate::progress`]).
+pub const METRIC_PROGRESS: &str = "job.progress";
+
+/// Counter: attempts that started as a retry (`job.attempt` > 1), per kind.
+/// Differs from `job.outcomes{job.outcome=retried}`, which counts attempts
+/// that *ended* in an error with attempts left.
+pub const METRIC_RETRIES: &str = "job.retries";
+/// Counter: job attempts recorded under `_other` because the limit of
+/// distinct (queue, job name) pairs was reached. No attributes.
+pub const METRIC_CARDINALITY_OVERFLOW: &str = "jobsight.cardinality.overflow";
+
+// ---- backend gauges (read from the queue's storage, not from the layer) ----
+
+/// Gauge: jobs due and waiting to be picked up, per queue.
+pub const METRIC_QUEUE_DEPTH: &str = "job.queue.depth";
+/// Gauge (s): age of the oldest job that is due and waiting (Sidekiq's
+/// "queue latency"); 0 when nothing waits.
+pub const METRIC_QUEUE_OLDEST_AGE: &str = "job.queue.oldest_age";
+/// Gauge: jobs scheduled for later, including failed jobs waiting for
+/// their retry.
+pub const METRIC_QUEUE_SCHEDULED: &str = "job.queue.scheduled";
+/// Gauge: jobs taken by a live worker and not yet acknowledged.
+pub const METRIC_QUEUE_RUNNING: &str = "job.queue.running";
+/// Gauge: jobs the backend keeps as done.
+pub const METRIC_QUEUE_DONE: &str = "job.queue.done";
+/// Gauge: jobs the backend gave up on (dead letters).
+pub const METRIC_QUEUE_DEAD: &str = "job.queue.dead";
+/// Counter: polls of the backend's queue statistics that failed, by
+/// `error.type`. No queue attribute: one poll covers every queue.
+pub const METRIC_QUEUE_POLL_ERRORS: &str = "jobsight.queue_poll.errors";
 
 /// Default bucket boundaries (s) for `messaging.process.duration`: from 5 ms
 /// to one hour, so that both quick jobs and ten-minute jobs land in a bucket

@@ -4,7 +4,10 @@
 //! # When things happen
 //! - [`JobMonitor::start`] opens the CONSUMER span `process {queue}` with
 //!   every attribute known at start (so samplers see them), adds 1 to
-//!   `job.active` and records `job.queue_time` when the due time is known.
+//!   `job.active` and records `job.queue_time` when the due time is known;
+//!   an attempt after the first adds 1 to `job.retries`, and an attempt
+//!   recorded under `_other` (the kind limit was reached) adds 1 to
+//!   `jobsight.cardinality.overflow`.
 //! - The job runs. Code that runs inside [`Transaction::context`] (attached
 //!   by the runner around each poll) creates child spans of the process span.
 //! - A finishing call ([`succeed`](Transaction::succeed),
@@ -36,7 +39,9 @@ use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
 use crate::monitor::{JobKind, JobMonitor};
+use crate::observer::EventKind;
 use crate::outcome::{ErrorClass, Outcome};
+use crate::progress::{self, Progress, RunState};
 use crate::propagation::Propagation;
 use crate::semconv;
 
@@ -121,6 +126,9 @@ impl Transaction {
         if let Some(priority) = meta.priority() {
             attrs.push(KeyValue::new(semconv::JOB_PRIORITY, priority));
         }
+        if let Some(args) = meta.args() {
+            attrs.push(KeyValue::new(semconv::JOB_ARGS, args.as_arc().clone()));
+        }
 
         let mut builder = SpanBuilder::from_name(kind.span_name.clone())
             .with_kind(SpanKind::Consumer)
@@ -136,9 +144,16 @@ impl Transaction {
             _ => Context::current(),
         };
         let span = instruments.tracer.build_with_context(builder, &parent);
-        let cx = parent.with_span(span);
+        let started = Instant::now();
+        let cx = progress::begin(monitor, &kind, &meta, parent.with_span(span), started, now);
 
         instruments.active.add(1, &kind.base);
+        if meta.attempt().is_some_and(|attempt| attempt > 1) {
+            instruments.retries.add(1, &kind.base);
+        }
+        if kind.overflow {
+            instruments.overflow.add(1, &[]);
+        }
         if let Some(waited) = queue_time {
             instruments.queue_time.record(waited, &kind.base);
         }
@@ -148,7 +163,7 @@ impl Transaction {
             kind,
             meta,
             cx,
-            started: Instant::now(),
+            started,
             error: None,
             finished: false,
             checkin: None,
@@ -200,6 +215,37 @@ impl Transaction {
         self.checkin = Some(run);
     }
 
+    /// The job's [progress] handle; `None` when the monitor
+    /// was built with progress off and no observer.
+    pub fn progress(&self) -> Option<Progress> {
+        Progress::from_context(&self.cx)
+    }
+
+    /// Records that the runner paused the job: a `job.paused` span event
+    /// and a `Paused` event for observers.
+    pub fn paused(&self) {
+        self.lifecycle_event(semconv::JOB_PAUSED_EVENT, EventKind::Paused);
+    }
+
+    /// Records that the runner resumed the job: a `job.resumed` span event
+    /// and a `Resumed` event for observers.
+    pub fn resumed(&self) {
+        self.lifecycle_event(semconv::JOB_RESUMED_EVENT, EventKind::Resumed);
+    }
+
+    fn lifecycle_event(&self, span_event: &'static str, kind: EventKind) {
+        self.cx.span().add_event(span_event, Vec::new());
+        if let Some(run) = self.cx.get::<RunState>() {
+            run.notify(kind);
+        }
+    }
+
+    /// Finishes the attempt as cancelled by the runner: recorded like a
+    /// dropped transaction (`abandoned`), but observers get `Cancelled`.
+    pub fn cancelled(mut self) {
+        self.complete_as(Outcome::Abandoned, true, EventKind::Cancelled);
+    }
+
     /// Remembers `error` as the error the job failed with; used by
     /// [`finish`](Self::finish) with a `Failed` outcome.
     pub fn record_error(&mut self, error: ErrorRecord) {
@@ -247,6 +293,10 @@ impl Transaction {
     }
 
     fn complete(&mut self, outcome: Outcome, report: bool) {
+        self.complete_as(outcome, report, EventKind::for_outcome(outcome));
+    }
+
+    fn complete_as(&mut self, outcome: Outcome, report: bool, event: EventKind) {
         if self.finished {
             return;
         }
@@ -285,6 +335,9 @@ impl Transaction {
                                 trace.to_owned(),
                             ));
                         }
+                        if let Some(run) = self.cx.get::<RunState>() {
+                            run.error_context(&mut event);
+                        }
                         span.add_event(semconv::EXCEPTION_EVENT, event);
                     }
                     (None, _) => span.set_status(Status::error(outcome.as_str())),
@@ -295,6 +348,9 @@ impl Transaction {
             let (status, exit_status) = CheckinStatus::of_outcome(outcome);
             span.add_event(semconv::CHECKIN_EVENT, run.span_event_attributes(status));
             run.finish(status, exit_status);
+        }
+        if let Some(run) = self.cx.get::<RunState>() {
+            run.finish(&self.cx, outcome, self.error.as_ref(), event);
         }
         span.end();
 

@@ -42,6 +42,9 @@ pub struct Builder {
     shutdown_timeout: Duration,
     summary: Option<bool>,
     summary_writer: Option<Box<dyn Write + Send>>,
+    exponential_histograms: bool,
+    #[cfg(feature = "prometheus")]
+    prometheus_endpoint: Option<String>,
 }
 
 impl Default for Builder {
@@ -53,6 +56,9 @@ impl Default for Builder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             summary: None,
             summary_writer: None,
+            exponential_histograms: false,
+            #[cfg(feature = "prometheus")]
+            prometheus_endpoint: None,
         }
     }
 }
@@ -66,7 +72,8 @@ impl fmt::Debug for Builder {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("summary", &self.summary)
             .field("summary_writer", &self.summary_writer.is_some())
-            .finish()
+            .field("exponential_histograms", &self.exponential_histograms)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,6 +132,29 @@ impl Builder {
         self
     }
 
+    /// Records jobsight's `messaging.process.duration` and `job.queue_time`
+    /// as base-2 exponential histograms (160 buckets, scale chosen from the
+    /// data: a few percent relative error from microseconds to days) instead
+    /// of explicit buckets, for every reader. Defaults to `false`. The OTLP
+    /// path carries them; the Prometheus scrape endpoint cannot, so asking
+    /// for both is an [`Error::Conflict`] at install.
+    pub fn exponential_histograms(mut self, on: bool) -> Self {
+        self.exponential_histograms = on;
+        self
+    }
+
+    /// Serves the metrics for Prometheus to scrape at
+    /// `http://{address}/metrics`, e.g. `"0.0.0.0:9464"` (port 0 picks a
+    /// free port; see [`Telemetry::prometheus_addr`]). Series are named as
+    /// an OpenTelemetry Collector's Prometheus exporter names them. OTLP
+    /// export, when configured, goes on alongside. Off by default. With it
+    /// on and no OTLP endpoint, the exit summary is off unless asked for.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus_endpoint(mut self, address: impl Into<String>) -> Self {
+        self.prometheus_endpoint = Some(address.into());
+        self
+    }
+
     /// Reads and validates the `OTEL_*` environment, builds the tracer and
     /// meter providers and installs them as the global providers, with the
     /// W3C TraceContext and Baggage propagators as the global propagator.
@@ -149,9 +179,29 @@ impl Builder {
             ExportTarget::resolve(env, signal, self.endpoint.as_deref(), self.protocol)
         });
         let endpoint_configured = self.endpoint.is_some() || env.has_endpoint();
+        // The scrape endpoint binds first, so that a taken port fails the
+        // install before anything is made global.
+        #[cfg(feature = "prometheus")]
+        let (prometheus, scrape) = match &self.prometheus_endpoint {
+            Some(_) if self.exponential_histograms => {
+                return Err(Error::Conflict {
+                    reason: "Builder::exponential_histograms cannot be used with Builder::prometheus_endpoint: the Prometheus exporter drops exponential histograms",
+                });
+            }
+            Some(address) => {
+                let reader = crate::scrape::ScrapeReader::new(address)?;
+                let endpoint = crate::scrape::ScrapeEndpoint::start(address, reader.registry)?;
+                (Some(reader.exporter), Some(endpoint))
+            }
+            None => (None, None),
+        };
+        #[cfg(feature = "prometheus")]
+        let backend_configured = endpoint_configured || scrape.is_some();
+        #[cfg(not(feature = "prometheus"))]
+        let backend_configured = endpoint_configured;
         let summary_reader = self
             .summary
-            .unwrap_or(!endpoint_configured)
+            .unwrap_or(!backend_configured)
             .then(SummaryReader::new);
         let providers = Plan {
             env,
@@ -159,6 +209,9 @@ impl Builder {
             traces,
             metrics,
             summary: summary_reader.clone(),
+            exponential: self.exponential_histograms,
+            #[cfg(feature = "prometheus")]
+            prometheus,
         }
         .build(&failures)?;
 
@@ -183,6 +236,8 @@ impl Builder {
                 summary,
                 shutdown_timeout: self.shutdown_timeout,
                 otlp_signals: providers.otlp_signals,
+                #[cfg(feature = "prometheus")]
+                scrape,
             }),
             failures,
         ))

@@ -67,6 +67,22 @@ pub enum Error {
     /// The local summary could not be written.
     #[error("cannot write the telemetry summary: {0}")]
     Summary(#[source] std::io::Error),
+    /// The Prometheus scrape endpoint could not be started (feature
+    /// `prometheus`).
+    #[error("cannot serve Prometheus metrics on {address:?}: {source}")]
+    Scrape {
+        /// The address given to `Builder::prometheus_endpoint`.
+        address: String,
+        /// Why binding or starting failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Two settings on the [`Builder`](crate::Builder) cannot be used together.
+    #[error("{reason}")]
+    Conflict {
+        /// Which settings, and why.
+        reason: &'static str,
+    },
 }
 
 impl Error {

@@ -40,6 +40,9 @@ pub(crate) struct Active {
     pub(crate) shutdown_timeout: Duration,
     /// Signals with an OTLP exporter (none in local-only mode).
     pub(crate) otlp_signals: Vec<Signal>,
+    /// The Prometheus scrape endpoint; stops when dropped.
+    #[cfg(feature = "prometheus")]
+    pub(crate) scrape: Option<crate::scrape::ScrapeEndpoint>,
 }
 
 impl Telemetry {
@@ -65,6 +68,26 @@ impl Telemetry {
         self.active
             .as_ref()
             .map_or(&[], |active| active.otlp_signals.as_slice())
+    }
+
+    /// How long [`shutdown`](Self::shutdown) and [`force_flush`](Self::force_flush)
+    /// wait at most ([`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)).
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.active
+            .as_ref()
+            .map_or(crate::DEFAULT_SHUTDOWN_TIMEOUT, |active| {
+                active.shutdown_timeout
+            })
+    }
+
+    /// The address the Prometheus scrape endpoint listens on, when one was
+    /// asked for with `Builder::prometheus_endpoint` (feature `prometheus`).
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus_addr(&self) -> Option<std::net::SocketAddr> {
+        self.active
+            .as_ref()
+            .and_then(|active| active.scrape.as_ref())
+            .map(crate::scrape::ScrapeEndpoint::addr)
     }
 
     /// Telemetry lost to failed exports so far.
@@ -113,7 +136,7 @@ impl Telemetry {
             runtime,
             summary,
             shutdown_timeout,
-            otlp_signals: _,
+            ..
         } = active;
         let failures = Arc::clone(&self.failures);
         let shutdown = run_with_deadline("shutdown", shutdown_timeout, move || {

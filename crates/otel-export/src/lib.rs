@@ -117,6 +117,28 @@
 //! [`Telemetry::export_failures`], and a total is printed at shutdown. A
 //! backend that takes traces but rejects metrics costs one warning.
 //!
+//! # One-off tasks
+//!
+//! A program that runs one task and exits — a backfill, a report, what a
+//! Rails team runs as a rake task — uses [`Telemetry::run_task`] (or
+//! [`Telemetry::run_task_async`]): it records the task through
+//! `jobsight_core::task` (span `process {name}`, `messaging.system` =
+//! `task`, outcome, duration, panics), then shuts telemetry down within the
+//! deadline before it returns the task's output. Calling
+//! `std::process::exit` right after loses nothing; past the deadline,
+//! whatever was not exported is lost and a line on stderr says so.
+//!
+//! ```no_run
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let telemetry = jobsight_otel::init()?;
+//!     telemetry.run_task("backfill_users", || -> Result<(), std::io::Error> {
+//!         // ... the task ...
+//!         Ok(())
+//!     })?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Local summary
 //!
 //! When on ([`Builder::summary`]; by default exactly when no OTLP endpoint is
@@ -130,6 +152,23 @@
 //! export the exported histograms are left alone and the summary
 //! interpolates within their explicit buckets, which is only as precise as
 //! those buckets. [`Builder::summary_writer`] sends the table elsewhere.
+//!
+//! # Histograms
+//!
+//! jobsight's two histograms (`messaging.process.duration`,
+//! `job.queue_time`) carry job-sized explicit buckets (set in
+//! `jobsight-core`, overridable there). [`Builder::exponential_histograms`]
+//! turns them into base-2 exponential histograms (160 buckets, a few percent
+//! relative error at any scale) for backends that take OTLP exponential
+//! histograms; the Prometheus scrape endpoint cannot serve those.
+//!
+//! # Prometheus scrape endpoint
+//!
+//! OTLP to a collector is the main path. With the cargo feature
+//! `prometheus`, [`Builder::prometheus_endpoint`] also serves the metrics
+//! for Prometheus to scrape (`GET /metrics`), named as an OpenTelemetry
+//! Collector's `prometheus` exporter names them, so one dashboard serves
+//! both paths (see the README's table of names).
 //!
 //! # Cargo features
 //!
@@ -149,6 +188,9 @@
 //!   transports use it instead of ring; this crate never installs one.
 //!   Without `tls`, an `https://` endpoint is refused at install with an
 //!   error naming the feature, and the certificate variables are ignored.
+//! - `prometheus` (off): the scrape endpoint; adds `opentelemetry-prometheus`
+//!   and the `prometheus` crate (no HTTP framework: the server is a small
+//!   loop on `std::net`).
 
 #![warn(missing_docs)]
 
@@ -167,8 +209,11 @@ mod protocol;
 mod providers;
 mod resource;
 mod sampler;
+#[cfg(feature = "prometheus")]
+mod scrape;
 mod signal;
 mod summary;
+mod task;
 #[cfg(feature = "tls")]
 mod tls;
 

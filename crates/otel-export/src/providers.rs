@@ -42,6 +42,11 @@ pub(crate) struct Plan<'a> {
     pub(crate) metrics: Option<ExportTarget>,
     /// The summary's reader, when the summary is on.
     pub(crate) summary: Option<SummaryReader>,
+    /// Exponential histograms for jobsight's histograms, asked for.
+    pub(crate) exponential: bool,
+    /// The Prometheus exporter (a pull reader), when scraping is on.
+    #[cfg(feature = "prometheus")]
+    pub(crate) prometheus: Option<opentelemetry_prometheus::PrometheusExporter>,
 }
 
 /// The built providers and what keeps their exporters running.
@@ -114,13 +119,22 @@ impl Plan<'_> {
                     .build(),
             );
         }
+        #[cfg(feature = "prometheus")]
+        let scraped = self.prometheus.is_some();
+        #[cfg(not(feature = "prometheus"))]
+        let scraped = false;
+        #[cfg(feature = "prometheus")]
+        if let Some(reader) = self.prometheus {
+            meter_provider = meter_provider.with_reader(reader);
+        }
+        let summary_on = self.summary.is_some();
         if let Some(reader) = self.summary {
             meter_provider = meter_provider.with_reader(reader);
-            // Views apply to every reader: only when nothing is exported
-            // may they change the histograms' buckets.
-            if self.metrics.is_none() {
-                meter_provider = meter_provider.with_view(exponential_histogram_view);
-            }
+        }
+        // Views apply to every reader: without an explicit request they may
+        // change the histograms' buckets only when nothing else reads them.
+        if self.exponential || (summary_on && self.metrics.is_none() && !scraped) {
+            meter_provider = meter_provider.with_view(exponential_histogram_view);
         }
 
         let otlp_signals = [&self.traces, &self.metrics]

@@ -1,0 +1,257 @@
+//! The table of job kinds (system, queue, job name) a monitor records series for,
+//! and the limit that keeps it bounded.
+//!
+//! Monitors built without [`JobMonitorBuilder::max_kinds`] share one table
+//! for the whole process, so the bound holds however many workers (and
+//! `MonitorLayer`s) a process runs. A monitor given its own limit gets a
+//! table of its own; layers built from clones of that monitor share it.
+//!
+//! [`JobMonitorBuilder::max_kinds`]: crate::JobMonitorBuilder::max_kinds
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crate::monitor::{DEFAULT_MAX_KINDS, JobKind, OVERFLOW_NAME};
+
+/// A bounded table of job kinds, with the count of lookups that were
+/// folded into `_other`.
+pub(crate) struct KindRegistry {
+    table: RwLock<KindTable>,
+    max: usize,
+    overflowed: AtomicU64,
+}
+
+impl KindRegistry {
+    /// A table of its own with room for `max` kinds.
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            table: RwLock::new(KindTable::default()),
+            max,
+            overflowed: AtomicU64::new(0),
+        }
+    }
+
+    /// The table every monitor without a limit of its own shares.
+    pub(crate) fn process() -> Arc<Self> {
+        static PROCESS: OnceLock<Arc<KindRegistry>> = OnceLock::new();
+        PROCESS
+            .get_or_init(|| Arc::new(KindRegistry::new(DEFAULT_MAX_KINDS)))
+            .clone()
+    }
+
+    /// The limit of distinct kinds.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// How many lookups were folded into `_other`.
+    pub(crate) fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Kinds in the table, `_other` ones included.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        read(&self.table).len
+    }
+
+    /// The kind for (queue, name), created when new. Past the limit, new
+    /// names are folded into `_other` within a queue that already has an
+    /// `_other` kind, else into the (`_other`, `_other`) kind; the table
+    /// then holds at most `max + 1` kinds.
+    pub(crate) fn get_or_insert(&self, system: &str, queue: &Arc<str>, name: &str) -> Arc<JobKind> {
+        if let Some(kind) = read(&self.table).get(system, queue, name) {
+            return kind.clone();
+        }
+        let mut table = match self.table.write() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(kind) = table.get(system, queue, name) {
+            return kind.clone();
+        }
+        let (mut queue, mut name, mut overflow) = (queue.clone(), name, false);
+        if table.len >= self.max {
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            overflow = true;
+            name = OVERFLOW_NAME;
+            if table.get(system, &queue, name).is_none() {
+                queue = Arc::from(OVERFLOW_NAME);
+            }
+            if let Some(kind) = table.get(system, &queue, name) {
+                return kind.clone();
+            }
+        }
+        let kind = Arc::new(JobKind::new(system, &queue, name, overflow));
+        table.insert(system, queue, name, kind.clone());
+        kind
+    }
+}
+
+fn read(table: &RwLock<KindTable>) -> std::sync::RwLockReadGuard<'_, KindTable> {
+    match table.read() {
+        Ok(t) => t,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Kinds of one queue, by job name.
+type ByName = HashMap<Box<str>, Arc<JobKind>>;
+/// Kinds of one system, by queue.
+type ByQueue = HashMap<Arc<str>, ByName>;
+
+/// Job kinds by system, queue, then name: looked up with borrowed strings.
+#[derive(Default)]
+struct KindTable {
+    by_system: HashMap<Box<str>, ByQueue>,
+    len: usize,
+}
+
+impl KindTable {
+    fn get(&self, system: &str, queue: &str, name: &str) -> Option<&Arc<JobKind>> {
+        self.by_system.get(system)?.get(queue)?.get(name)
+    }
+
+    fn insert(&mut self, system: &str, queue: Arc<str>, name: &str, kind: Arc<JobKind>) {
+        let names = self
+            .by_system
+            .entry(system.into())
+            .or_default()
+            .entry(queue)
+            .or_default();
+        if names.insert(name.into(), kind).is_none() {
+            self.len += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    use crate::{JobMeta, JobMonitor, semconv};
+
+    fn provider() -> (SdkMeterProvider, InMemoryMetricExporter) {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        (provider, exporter)
+    }
+
+    fn last(exporter: &InMemoryMetricExporter) -> ResourceMetrics {
+        exporter
+            .get_finished_metrics()
+            .unwrap()
+            .pop()
+            .expect("one collection")
+    }
+
+    /// Sum of a u64 counter's points, with the points' `job.name`s.
+    fn counter(rm: &ResourceMetrics, name: &str) -> (u64, Vec<String>) {
+        let mut total = 0;
+        let mut names = Vec::new();
+        for m in rm.scope_metrics().flat_map(|sm| sm.metrics()) {
+            if m.name() != name {
+                continue;
+            }
+            if let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data() {
+                for p in sum.data_points() {
+                    total += p.value();
+                    names.extend(
+                        p.attributes()
+                            .filter(|kv| kv.key.as_str() == semconv::JOB_NAME)
+                            .map(|kv| kv.value.as_str().into_owned()),
+                    );
+                }
+            }
+        }
+        (total, names)
+    }
+
+    #[test]
+    fn retries_and_overflow_are_counted() {
+        let (provider, exporter) = provider();
+        let monitor = JobMonitor::builder()
+            .meter_provider(&provider)
+            .max_kinds(2)
+            .build();
+        for attempt in 1..=3 {
+            let meta = JobMeta::builder("t", "q")
+                .name("a")
+                .attempt(attempt)
+                .build();
+            monitor.start(meta).succeed();
+        }
+        monitor
+            .start(JobMeta::builder("t", "q").name("b").build())
+            .succeed();
+        for i in 0..5 {
+            let meta = JobMeta::builder("t", "q").name(format!("dyn-{i}")).build();
+            monitor.start(meta).succeed();
+        }
+        provider.force_flush().unwrap();
+        let rm = last(&exporter);
+        assert_eq!(counter(&rm, semconv::METRIC_RETRIES).0, 2);
+        assert_eq!(counter(&rm, semconv::METRIC_CARDINALITY_OVERFLOW).0, 5);
+        let (consumed, mut names) = counter(&rm, semconv::METRIC_CONSUMED_MESSAGES);
+        assert_eq!(consumed, 9);
+        names.sort();
+        assert_eq!(names, ["_other", "a", "b"]);
+        assert_eq!(monitor.overflowed(), 5);
+    }
+
+    #[test]
+    fn bucket_boundaries_can_be_overridden() {
+        let (provider, exporter) = provider();
+        let monitor = JobMonitor::builder()
+            .meter_provider(&provider)
+            .duration_buckets(vec![1.0, 2.0])
+            .queue_time_buckets([0.5])
+            .build();
+        let meta = JobMeta::builder("t", "q")
+            .enqueued_at(std::time::SystemTime::now())
+            .build();
+        monitor.start(meta).succeed();
+        provider.force_flush().unwrap();
+        let rm = last(&exporter);
+        let mut seen = Vec::new();
+        for m in rm.scope_metrics().flat_map(|sm| sm.metrics()) {
+            if let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() {
+                for p in h.data_points() {
+                    seen.push((m.name().to_owned(), p.bounds().collect::<Vec<_>>()));
+                }
+            }
+        }
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            seen,
+            [
+                ("job.queue_time".to_owned(), vec![0.5]),
+                ("messaging.process.duration".to_owned(), vec![1.0, 2.0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn monitors_without_a_limit_share_the_process_table() {
+        let a = JobMonitor::new();
+        let b = JobMonitor::new();
+        let q: Arc<str> = Arc::from("shared-table-queue");
+        assert!(Arc::ptr_eq(&a.kind("t", &q, "x"), &b.kind("t", &q, "x")));
+        let own = JobMonitor::builder().max_kinds(10).build();
+        assert!(!Arc::ptr_eq(&a.kind("t", &q, "x"), &own.kind("t", &q, "x")));
+        let other_system = b.kind("u", &q, "x");
+        let system = |kind: &crate::JobKind| {
+            kind.attributes()
+                .iter()
+                .find(|kv| kv.key.as_str() == semconv::MESSAGING_SYSTEM)
+                .map(|kv| kv.value.as_str().into_owned())
+        };
+        assert_eq!(system(&other_system).as_deref(), Some("u"));
+    }
+}

@@ -1,0 +1,424 @@
+//! `jobsight-run` as cron runs it: the real binary, configured through the
+//! environment, exporting over real OTLP to the workspace's in-process
+//! receiver (tests/support), or to a collector that is down.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Receiver, Span, StatusCode, Transport};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jobsight-run");
+
+/// `jobsight-run` with a clean environment for jobsight and OpenTelemetry.
+fn jobsight_run() -> Command {
+    let mut command = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("OTEL_") || key.starts_with("JOBSIGHT_") {
+            command.env_remove(&*key);
+        }
+    }
+    command.env("OTEL_SERVICE_NAME", "jobsight-run-test");
+    command
+}
+
+fn exporting_to(rx: &Receiver) -> Command {
+    let mut command = jobsight_run();
+    command
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint())
+        .env(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            match rx.transport() {
+                Transport::Grpc => "grpc",
+                Transport::Http => "http/protobuf",
+            },
+        );
+    command
+}
+
+async fn run(mut command: Command) -> (Output, Duration) {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let output = command.output().expect("jobsight-run ran");
+        (output, started.elapsed())
+    })
+    .await
+    .expect("runner thread")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn only_span(rx: &Receiver, name: &str) -> Span {
+    let spans = rx.spans();
+    let matching: Vec<_> = spans.iter().filter(|s| s.name == name).cloned().collect();
+    assert_eq!(matching.len(), 1, "{name} in {spans:#?}");
+    matching
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| unreachable!())
+}
+
+fn int(span: &Span, key: &str) -> Option<i64> {
+    span.attr(key).and_then(|v| v.as_i64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_succeeding_command() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command.args(["--name", "nightly-report", "--", "sh", "-c", "echo hello"]);
+    let (output, took) = run(command).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "hello\n");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    eprintln!("collector up: jobsight-run took {took:?} in all");
+    // The process has exited: everything must be at the receiver already.
+    let span = only_span(&rx, "process nightly-report");
+    assert_eq!(span.attr_str("messaging.system"), Some("task"));
+    assert_eq!(span.attr_str("job.name"), Some("nightly-report"));
+    assert_eq!(span.attr_str("job.outcome"), Some("succeeded"));
+    assert_eq!(span.attr_str("process.command"), Some("sh"));
+    assert_eq!(int(&span, "process.exit.code"), Some(0));
+    assert!(int(&span, "process.pid").is_some_and(|pid| pid > 0));
+    assert!(span.attr("error.type").is_none());
+    assert!(span.attr("job.stderr_tail").is_none());
+    assert_eq!(span.status_code, StatusCode::Unset);
+    let points = rx.metric("messaging.process.duration");
+    assert!(
+        points
+            .iter()
+            .any(|p| p.attr("messaging.system").and_then(|v| v.as_str()) == Some("task")),
+        "{points:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_reports_the_tail_of_its_stderr() {
+    let rx = Receiver::grpc().await;
+    let mut command = exporting_to(&rx);
+    command
+        .env("JOBSIGHT_TASK_NAME", "db-backup")
+        .env("JOBSIGHT_STDERR_TAIL", "3")
+        .args([
+            "sh",
+            "-c",
+            "echo to-stdout; for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 3",
+        ]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(text(&output.stdout), "to-stdout\n");
+    // stderr still reaches the terminal, all of it.
+    let stderr = text(&output.stderr);
+    for i in 1..=5 {
+        assert!(stderr.contains(&format!("line {i}\n")), "{stderr}");
+    }
+    let span = only_span(&rx, "process db-backup");
+    assert_eq!(span.attr_str("job.outcome"), Some("failed"));
+    assert_eq!(span.attr_str("error.type"), Some("exit_3"));
+    assert_eq!(int(&span, "process.exit.code"), Some(3));
+    assert_eq!(span.status_code, StatusCode::Error);
+    assert_eq!(span.status_message, "`sh` exited with status 3");
+    assert_eq!(
+        span.attr_str("job.stderr_tail"),
+        Some("line 3\nline 4\nline 5")
+    );
+    assert!(span.event("exception").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signalled_command_exits_with_128_plus_the_signal() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command.args([
+        "--name",
+        "oom",
+        "--",
+        "sh",
+        "-c",
+        "echo dying >&2; kill -KILL $$",
+    ]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(128 + 9));
+    let span = only_span(&rx, "process oom");
+    assert_eq!(span.attr_str("error.type"), Some("SIGKILL"));
+    assert_eq!(span.attr_str("job.signal"), Some("SIGKILL"));
+    assert!(span.attr("process.exit.code").is_none());
+    assert_eq!(span.status_message, "`sh` was ended by SIGKILL");
+    assert_eq!(span.attr_str("job.stderr_tail"), Some("dying"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_jobsight_run_is_forwarded_and_recorded() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command
+        .args([
+            "--name",
+            "long",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (status, took) = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("started");
+        // The command runs: jobsight-run's handlers are in place.
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        assert_eq!(line, "started\n");
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: a plain kill(2) of our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = child.wait().expect("waited");
+        (status, started.elapsed())
+    })
+    .await
+    .expect("thread");
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let span = only_span(&rx, "process long");
+    assert_eq!(span.attr_str("error.type"), Some("SIGTERM"));
+    assert!(span.duration_nanos() >= 100_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_is_not_found() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command.args(["--name", "typo", "--", "/nonexistent/report.sh"]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(127));
+    assert!(text(&output.stderr).contains("cannot start `/nonexistent/report.sh`"));
+    let span = only_span(&rx, "process typo");
+    assert_eq!(span.attr_str("error.type"), Some("spawn_failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_gets_the_trace_context() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command.args([
+        "--name",
+        "traced",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$TRACEPARENT\"",
+    ]);
+    let (output, _) = run(command).await;
+    let span = only_span(&rx, "process traced");
+    assert_eq!(
+        text(&output.stdout).trim(),
+        format!("00-{}-{}-01", span.trace_id, span.span_id)
+    );
+}
+
+/// A port where nothing listens.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_collector_down_the_command_runs_and_the_exit_is_prompt() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let mut command = jobsight_run();
+        command
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", closed_port()),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1500")
+            .args(["sh", "-c", "echo ran; exit 4"]);
+        let (output, took) = run(command).await;
+        assert_eq!(output.status.code(), Some(4), "{protocol}");
+        assert_eq!(text(&output.stdout), "ran\n");
+        // The deadline, plus slack for starting processes on a busy machine.
+        assert!(
+            took < Duration::from_millis(1500 + 1500),
+            "{protocol}: {took:?}"
+        );
+        eprintln!("collector down ({protocol}): exited after {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_collector_that_never_answers_the_exit_waits_only_the_deadline() {
+    // Accepts connections and reads nothing: every export hangs until the
+    // exporter's own 10 s timeout; jobsight-run must not wait for it.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
+        }
+    });
+    for protocol in ["http/protobuf", "grpc"] {
+        let mut command = jobsight_run();
+        command
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1000")
+            .args(["sh", "-c", "exit 0"]);
+        let (output, took) = run(command).await;
+        assert_eq!(output.status.code(), Some(0), "{protocol}");
+        assert!(took >= Duration::from_millis(1000), "{protocol}: {took:?}");
+        assert!(
+            took < Duration::from_millis(1000 + 1500),
+            "{protocol}: {took:?}"
+        );
+        assert!(
+            text(&output.stderr).contains("did not finish within"),
+            "{protocol}: {}",
+            text(&output.stderr)
+        );
+        eprintln!("collector hung ({protocol}): exited after {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_otel_variable_does_not_stop_the_command() {
+    let mut command = jobsight_run();
+    command
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
+        .args(["sh", "-c", "exit 5"]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(5));
+    assert!(text(&output.stderr).contains("telemetry is off"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_without_running_anything() {
+    let mut command = jobsight_run();
+    command.args(["--nmae", "x", "--", "sh", "-c", "echo should-not-run"]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stdout).is_empty());
+    assert!(text(&output.stderr).contains("unknown option --nmae"));
+}
+
+/// `METHOD path` and body of each request the ping server got.
+type Requests = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A tiny HTTP server that records `METHOD path` and the body of each
+/// request and answers 200.
+fn ping_server() -> (String, Requests) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/ping/abc-123",
+        listener.local_addr().expect("addr")
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let mut parts = request_line.split_whitespace();
+            let head = format!(
+                "{} {}",
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or("")
+            );
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((head, String::from_utf8_lossy(&body).into_owned()));
+            let mut stream = reader.into_inner();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_in_pings_healthchecks_style() {
+    let (url, seen) = ping_server();
+    let mut command = jobsight_run();
+    command
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("JOBSIGHT_PING_URL", &url)
+        .args(["sh", "-c", "exit 0"]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let requests: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h.clone())
+        .collect();
+    assert_eq!(requests, ["POST /ping/abc-123/start", "POST /ping/abc-123"]);
+
+    seen.lock().unwrap().clear();
+    let mut command = jobsight_run();
+    command.env("OTEL_SDK_DISABLED", "true").args([
+        "--ping-url",
+        &url,
+        "--",
+        "sh",
+        "-c",
+        "echo 'disk full' >&2; exit 1",
+    ]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(1));
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].0, "POST /ping/abc-123/start");
+    assert_eq!(requests[1].0, "POST /ping/abc-123/fail");
+    assert_eq!(requests[1].1, "`sh` exited with status 1\n\ndisk full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_server_that_is_down_costs_a_warning_only() {
+    let mut command = jobsight_run();
+    command
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1000")
+        .env(
+            "JOBSIGHT_PING_URL",
+            format!("http://127.0.0.1:{}/secret-uuid", closed_port()),
+        )
+        .args(["sh", "-c", "exit 0"]);
+    let (output, took) = run(command).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(took < Duration::from_millis(1000 + 1500), "{took:?}");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("check-in ping"), "{stderr}");
+    assert!(!stderr.contains("secret-uuid"), "{stderr}");
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Checks dashboards/ against a real Prometheus: installs Debian's `prometheus`
+# package if missing, runs `promtool check rules`, builds the redis_queues
+# example, then check.py starts the example (Redis at 127.0.0.1:6379) and a
+# Prometheus scraping it on loopback ports, evaluates every PromQL expression
+# of the dashboard and of the alert rules through the HTTP API, and stops
+# both. Bounded: check.py gives up after JOBSIGHT_CHECK_DEADLINE seconds
+# (default 180).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  echo "dashboards: installing Debian's prometheus package (prometheus, promtool)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+promtool check rules dashboards/alerts.yml dashboards/checkin-alerts.yml
+promtool test rules dashboards/checkin-alerts.test.yml
+
+cargo build --locked --quiet --example redis_queues
+exec python3 dashboards/check/check.py \
+  --example target/debug/examples/redis_queues \
+  --dashboard dashboards/jobsight-queues.json \
+  --rules dashboards/alerts.yml
