@@ -407,3 +407,59 @@ async fn a_killed_worker_process_is_found_stuck() {
     assert!(again.is_empty());
     cleanup(&prefix).await;
 }
+
+/// Incidents reach the lifecycle observers of a monitor, as `Missed` and
+/// `Stuck` events naming the check-in monitor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_reach_lifecycle_observers() {
+    use jobsight_core::observer::{Event, EventKind};
+
+    let prefix = unique_prefix();
+    let clock = ManualClock::now();
+    /// What an observer saw: kind, job name, run id.
+    type Seen = Vec<(EventKind, String, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let log = seen.clone();
+    let observing = JobMonitor::builder()
+        .observer(move |event: &Event| {
+            log.lock().unwrap().push((
+                event.kind,
+                event.job.name().to_owned(),
+                event.run_id.as_deref().map(str::to_owned),
+            ));
+        })
+        .build();
+    let watchdog = Watchdog::builder(REDIS)
+        .prefix(prefix.clone())
+        .clock(Clock::Manual(clock.clone()))
+        .observers(observing.clone())
+        .build()
+        .unwrap();
+    let checkins = Checkins::new()
+        .policy(
+            CheckinPolicy::job("sync")
+                .schedule(Schedule::every(10 * MIN))
+                .max_runtime(5 * MIN),
+        )
+        .sink(watchdog.recorder());
+    let mut tx = JobMonitor::new().start(JobMeta::builder("test", "jobs").name("sync").build());
+    tx.checkin(&checkins, &checkins.find("jobs", "sync").unwrap());
+    assert!(watchdog.recorder().flush(Duration::from_secs(5)).await);
+    assert!(watchdog.check(&checkins).await.unwrap().is_empty());
+    clock.advance(20 * MIN);
+    let found = watchdog.check(&checkins).await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(observing.flush_observers(Duration::from_secs(5)));
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|(kind, _, _)| kind.as_str());
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[0].0, seen[0].1.as_str()), (EventKind::Missed, "sync"));
+    assert_eq!((seen[1].0, seen[1].1.as_str()), (EventKind::Stuck, "sync"));
+    assert_eq!(
+        seen[1].2.as_ref().map(String::len),
+        Some(36),
+        "the stuck run's id"
+    );
+    std::mem::forget(tx);
+    cleanup(&prefix).await;
+}

@@ -27,8 +27,9 @@
 //! `SET key NX` reports it, the others see it taken. An incident is reported
 //! as a `job.checkin.missed` / `job.checkin.stuck` counter increment and a
 //! zero-length span of that name (both with `job.name` = the monitor), and
-//! to the callbacks given with [`WatchdogBuilder::on_incident`] (the place
-//! to hook lifecycle observers or notifications).
+//! to the callbacks given with [`WatchdogBuilder::on_incident`], and to the
+//! lifecycle observers of a [`JobMonitor`] given with
+//! [`WatchdogBuilder::observers`] (as `Missed` and `Stuck` events).
 //!
 //! # Time
 //! "Now" is Redis's clock ([`Clock::Redis`]), and a run's times are Redis's
@@ -74,7 +75,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use jobsight_core::checkin::{Check, Checkins};
+use jobsight_core::observer::EventKind;
 use jobsight_core::semconv;
+use jobsight_core::{JobMeta, JobMonitor};
 use opentelemetry::metrics::{Counter, MeterProvider};
 use opentelemetry::trace::{Span, SpanKind, Tracer};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -185,6 +188,7 @@ pub struct WatchdogBuilder {
     hooks: Vec<IncidentHook>,
     meter: Option<opentelemetry::metrics::Meter>,
     quiet: bool,
+    observers: Option<JobMonitor>,
 }
 
 impl std::fmt::Debug for WatchdogBuilder {
@@ -257,6 +261,15 @@ impl WatchdogBuilder {
         self
     }
 
+    /// Tells the lifecycle observers of `monitor` about every incident this
+    /// watchdog reports, as [`EventKind::Missed`] and [`EventKind::Stuck`]
+    /// events (see [`JobMonitor::checkin_incident`]): the same observers
+    /// that hear about the jobs' own lifecycle (Slack, webhooks).
+    pub fn observers(mut self, monitor: JobMonitor) -> Self {
+        self.observers = Some(monitor);
+        self
+    }
+
     /// Records the watchdog's counters with a meter from `provider` instead
     /// of the global one.
     pub fn meter_provider(mut self, provider: &dyn MeterProvider) -> Self {
@@ -297,6 +310,7 @@ impl WatchdogBuilder {
                 incident_ttl: self.incident_ttl,
                 retention: judge::ms(self.retention),
                 hooks: self.hooks,
+                observers: self.observers,
                 quiet: self.quiet,
                 stats: WatchdogStats::default(),
                 paused: Mutex::new(None),
@@ -341,6 +355,7 @@ struct Inner {
     incident_ttl: Duration,
     retention: i64,
     hooks: Vec<IncidentHook>,
+    observers: Option<JobMonitor>,
     quiet: bool,
     stats: WatchdogStats,
     /// When the current outage started, if Redis is away.
@@ -378,6 +393,7 @@ impl Watchdog {
             hooks: Vec::new(),
             meter: None,
             quiet: false,
+            observers: None,
         }
     }
 
@@ -607,6 +623,23 @@ impl Watchdog {
             .with_attributes(span_attrs)
             .start(&tracer);
         span.end();
+        if let Some(monitor) = &inner.observers {
+            let name: Arc<str> = incident.monitor.clone();
+            let job = JobMeta::builder("checkin", name.clone())
+                .name(name.to_string())
+                .build();
+            match &incident.kind {
+                IncidentKind::Missed { .. } => {
+                    monitor.checkin_incident(EventKind::Missed, &job, None, None);
+                }
+                IncidentKind::Stuck { run_id, started_at } => monitor.checkin_incident(
+                    EventKind::Stuck,
+                    &job,
+                    Some(run_id),
+                    Some(*started_at),
+                ),
+            }
+        }
         for hook in &inner.hooks {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(incident)));
         }
