@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
-use e2e_util::{stop_after, unique};
+use e2e_util::{serial, stop_after, unique};
 use jobsight_apalis::MonitorLayer;
 use jobsight_checkin::ping::{Healthchecks, PingOptions, PingSink};
 use jobsight_checkin::watchdog::{Clock, ManualClock, Watchdog};
@@ -71,7 +71,9 @@ fn checkin_events(span: &Span) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
 async fn checkins_cross_every_wire() {
+    let _serial = serial();
     let rx = Receiver::grpc().await;
     let telemetry = Builder::new()
         .service_name(unique("checkins-e2e"))
@@ -279,4 +281,68 @@ fn the_checkins_example_reports_the_stuck_and_the_missed_run() {
     assert!(count("/my-ping-key/heartbeat/start?rid=") >= 4, "{stdout}");
     assert_eq!(count("/my-ping-key/heartbeat/fail?rid="), 1, "{stdout}");
     assert!(stdout.contains(" missed, 1 stuck, "), "{stdout}");
+}
+
+/// The names `dashboards/checkin-alerts.yml` uses are the names a Prometheus
+/// scrape of jobsight-otel's endpoint shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
+async fn checkin_metrics_scrape_under_the_alert_rules_names() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let _serial = serial();
+    let telemetry = Builder::new()
+        .service_name(unique("checkins-scrape"))
+        .prometheus_endpoint("127.0.0.1:0")
+        .summary(false)
+        .install()
+        .expect("install telemetry");
+    let meters = telemetry.meter_provider().expect("meter provider");
+    let clock = ManualClock::now();
+    let prefix = unique("jobsight-e2e-scrape");
+    let watchdog = Watchdog::builder("redis://127.0.0.1:6379/")
+        .prefix(prefix.clone())
+        .clock(Clock::Manual(clock.clone()))
+        .meter_provider(meters)
+        .build()
+        .unwrap();
+    let checkins = Checkins::new()
+        .policy(
+            CheckinPolicy::job("export")
+                .schedule(Schedule::every(Duration::from_secs(60)))
+                .max_runtime(Duration::from_secs(30)),
+        )
+        .sink(watchdog.recorder())
+        .meter_provider(meters);
+    let check = checkins.find("q", "export").unwrap();
+    checkins
+        .start_run(&check)
+        .finish(jobsight_core::checkin::CheckinStatus::Ok, 0);
+    assert!(watchdog.recorder().flush(WAIT).await);
+    assert!(watchdog.check(&checkins).await.unwrap().is_empty());
+    clock.advance(Duration::from_secs(200));
+    assert_eq!(watchdog.check(&checkins).await.unwrap().len(), 1);
+
+    let addr = telemetry.prometheus_addr().expect("scrape endpoint");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("job_name=\"export\""))
+            .unwrap_or_else(|| panic!("no {name} series for export in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("job_checkin_last_success_seconds").len() > 10);
+    assert!(line("job_checkin_missed_total").ends_with(" 1"), "{text}");
+    assert!(line("job_checkin_stuck_total").ends_with(" 0"), "{text}");
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap()
+        .expect("telemetry shutdown");
+    cleanup(&prefix).await;
 }
