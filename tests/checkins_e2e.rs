@@ -52,6 +52,23 @@ async fn ping_receiver() -> (Arc<Mutex<Vec<String>>>, String) {
     (seen, base)
 }
 
+/// A watchdog on the real Redis under a unique prefix, on a manual clock,
+/// counting with `meters`.
+fn manual_watchdog(
+    prefix: &str,
+    meters: &opentelemetry_sdk::metrics::SdkMeterProvider,
+) -> (Watchdog, ManualClock, String) {
+    let clock = ManualClock::now();
+    let prefix = unique(prefix);
+    let watchdog = Watchdog::builder("redis://127.0.0.1:6379/")
+        .prefix(prefix.clone())
+        .clock(Clock::Manual(clock.clone()))
+        .meter_provider(meters)
+        .build()
+        .unwrap();
+    (watchdog, clock, prefix)
+}
+
 fn checkin_events(span: &Span) -> Vec<(String, String)> {
     span.events
         .iter()
@@ -94,14 +111,7 @@ async fn checkins_cross_every_wire() {
         PingOptions::default(),
     )
     .unwrap();
-    let clock = ManualClock::now();
-    let prefix = unique("jobsight-e2e");
-    let watchdog = Watchdog::builder("redis://127.0.0.1:6379/")
-        .prefix(prefix.clone())
-        .clock(Clock::Manual(clock.clone()))
-        .meter_provider(meters)
-        .build()
-        .unwrap();
+    let (watchdog, clock, prefix) = manual_watchdog("jobsight-e2e", meters);
     let checkins = Checkins::new()
         .policy(
             CheckinPolicy::job("Digest")
@@ -298,14 +308,7 @@ async fn checkin_metrics_scrape_under_the_alert_rules_names() {
         .install()
         .expect("install telemetry");
     let meters = telemetry.meter_provider().expect("meter provider");
-    let clock = ManualClock::now();
-    let prefix = unique("jobsight-e2e-scrape");
-    let watchdog = Watchdog::builder("redis://127.0.0.1:6379/")
-        .prefix(prefix.clone())
-        .clock(Clock::Manual(clock.clone()))
-        .meter_provider(meters)
-        .build()
-        .unwrap();
+    let (watchdog, clock, prefix) = manual_watchdog("jobsight-e2e-scrape", meters);
     let checkins = Checkins::new()
         .policy(
             CheckinPolicy::job("export")
