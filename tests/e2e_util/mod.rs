@@ -12,6 +12,10 @@ use apalis::prelude::{Event, WorkerContext};
 
 use crate::support::{Attributes, MetricKind, MetricPoint, Span, Temporality};
 
+mod redis_keys;
+#[allow(unused_imports)] // not every test binary talks to Redis
+pub use redis_keys::{REDIS_ADDR, RedisKeys};
+
 /// A name no other test, and no parallel run of this suite, uses:
 /// `{prefix}-{pid}-{unix ms}-{counter}`.
 pub fn unique(prefix: &str) -> String {

@@ -100,6 +100,20 @@ impl MonitorLayer {
     /// Defaults to [`Propagation::Link`]. Replaces the monitor with a new one
     /// using the default classifier; to set both, build a [`JobMonitor`] and
     /// use [`MonitorLayer::with_monitor`].
+    ///
+    /// For a mode per job name or per queue, build the monitor:
+    ///
+    /// ```
+    /// use jobsight_apalis::MonitorLayer;
+    /// use jobsight_core::{JobMonitor, Propagation};
+    /// let layer = MonitorLayer::with_monitor(
+    ///     JobMonitor::builder()
+    ///         .propagation(Propagation::Link)
+    ///         .propagation_for_queue("webhooks", Propagation::Child)
+    ///         .propagation_for_job("AuditLog", Propagation::None)
+    ///         .build(),
+    /// );
+    /// ```
     pub fn propagation(self, propagation: Propagation) -> Self {
         Self {
             monitor: JobMonitor::builder().propagation(propagation).build(),

@@ -50,9 +50,9 @@
 //!   not always what the backend does.
 //!
 //! # Queue gauges (feature `redis`)
-//! [`RedisQueueStats`] polls apalis-redis for each queue's depth, oldest
+//! `RedisQueueStats` polls apalis-redis for each queue's depth, oldest
 //! waiting job's age, and scheduled, running, done and dead counts, and
-//! reports them as observable gauges (`job.queue.*`). See [`redis_stats`]
+//! reports them as observable gauges (`job.queue.*`). See `redis_stats`
 //! for the Redis commands it sends and what happens when Redis is down.
 //!
 //! # Cargo features
@@ -60,8 +60,11 @@
 //!   apalis-redis already uses), `tokio` and `ulid`.
 //!
 //! # Producers
-//! [`traced`] stamps a task with its enqueue time and the current trace
-//! context, so the job's span links back to the code that enqueued it.
+//! [`TracedPush`] (`storage.push_traced(args)`) and [`SendLayer`] record
+//! each push as a PRODUCER span `send {queue}` and stamp the task with its
+//! context and enqueue time, so the job's `process {queue}` span links back
+//! to it (see [`send`]). [`traced`] only stamps the task with the current
+//! context, without a send span.
 #![warn(missing_docs)]
 
 pub mod args;
@@ -72,6 +75,7 @@ mod layer;
 pub mod producer;
 #[cfg(feature = "redis")]
 pub mod redis_stats;
+pub mod send;
 mod service;
 pub mod task_meta;
 
@@ -82,4 +86,5 @@ pub use layer::MonitorLayer;
 pub use producer::{Stamp, traced, traced_builder};
 #[cfg(feature = "redis")]
 pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
+pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use service::MonitorService;

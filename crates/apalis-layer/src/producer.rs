@@ -45,12 +45,26 @@ pub struct Stamp {
 impl Stamp {
     /// Takes the current time and [`Context::current`].
     pub fn now() -> Self {
+        Self::with_context(Context::current())
+    }
+}
+
+impl Stamp {
+    /// Takes the current time and `cx` (a send span's context).
+    pub(crate) fn with_context(cx: Context) -> Self {
+        Self {
+            cx,
+            ..Self::now_without_context()
+        }
+    }
+
+    fn now_without_context() -> Self {
         Self {
             enqueued_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis())
                 .unwrap_or(0),
-            cx: Context::current(),
+            cx: Context::new(),
         }
     }
 }

@@ -121,7 +121,6 @@ where
             queue,
             name,
             self.consumer.clone(),
-            self.monitor.propagation(),
             self.settings.max_attempts,
         );
         meta.set_args(crate::args::captured(&ctx));

@@ -12,13 +12,14 @@
 //! | enqueued-at | metadata `jobsight.enqueued_at` (unix ms, set by [`crate::traced`]); else the timestamp of a ULID task id (apalis-redis); first attempt only |
 //! | priority | `priority()` |
 //! | consumer | the worker's name |
-//! | creation context | metadata `traceparent` / `tracestate` |
+//! | creation context, baggage | metadata `traceparent` / `tracestate` / `baggage`, read within the limits of [`jobsight_core::propagation`]; every attempt reads the same values, so every attempt links to the same creation context |
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis_core::task::ExecutionContext;
-use jobsight_core::{JobMeta, Propagation};
+use jobsight_core::JobMeta;
+use jobsight_core::propagation::extract_propagated;
 
 use crate::carrier::MetadataExtractor;
 
@@ -28,15 +29,11 @@ pub const SYSTEM: &str = "apalis";
 /// Metadata key holding the enqueue time in unix milliseconds.
 pub const ENQUEUED_AT_KEY: &str = "jobsight.enqueued_at";
 
-/// W3C trace context key, checked before the propagator is asked.
-const TRACEPARENT: &str = "traceparent";
-
 pub(crate) fn job_meta(
     ctx: &ExecutionContext,
     queue: Arc<str>,
     name: &'static str,
     consumer: Option<Arc<str>>,
-    propagation: Propagation,
     default_max_attempts: Option<u32>,
 ) -> JobMeta {
     let attempt = u32::try_from(ctx.attempt().saturating_add(1)).unwrap_or(u32::MAX);
@@ -59,13 +56,9 @@ pub(crate) fn job_meta(
     if let Some(consumer) = consumer {
         builder = builder.consumer(consumer);
     }
-    if propagation != Propagation::None
-        && ctx.metadata().contains_key(TRACEPARENT)
-        && let Some(cx) = jobsight_core::propagation::extract(&MetadataExtractor(ctx.metadata()))
-    {
-        builder = builder.creation_context(cx);
-    }
-    builder.build()
+    builder
+        .propagated(extract_propagated(&MetadataExtractor(ctx.metadata())))
+        .build()
 }
 
 fn enqueued_at(ctx: &ExecutionContext) -> Option<SystemTime> {
@@ -98,14 +91,7 @@ mod tests {
             .run_at_timestamp(1_700_000_060)
             .with_metadata(md)
             .build();
-        let meta = job_meta(
-            task.ctx(),
-            Arc::from("emails"),
-            "Email",
-            None,
-            Propagation::Link,
-            None,
-        );
+        let meta = job_meta(task.ctx(), Arc::from("emails"), "Email", None, None);
         assert_eq!(meta.id(), Some("42"));
         assert_eq!(meta.attempt(), Some(1));
         assert_eq!(meta.max_attempts(), Some(5));
@@ -125,14 +111,7 @@ mod tests {
     fn ulid_ids_give_the_enqueue_time() {
         let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let task = TaskBuilder::new(()).task_id(ulid).build();
-        let meta = job_meta(
-            task.ctx(),
-            Arc::from("q"),
-            "J",
-            None,
-            Propagation::Link,
-            None,
-        );
+        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None);
         let at = meta.enqueued_at().expect("enqueue time from ULID");
         assert_eq!(
             at.duration_since(UNIX_EPOCH).unwrap().as_millis(),
@@ -144,14 +123,7 @@ mod tests {
     fn retries_do_not_claim_the_original_enqueue_time() {
         let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let task = TaskBuilder::new(()).task_id(ulid).attempt(1).build();
-        let meta = job_meta(
-            task.ctx(),
-            Arc::from("q"),
-            "J",
-            None,
-            Propagation::Link,
-            None,
-        );
+        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None);
         assert_eq!(meta.attempt(), Some(2));
         assert!(meta.enqueued_at().is_none());
     }

@@ -19,6 +19,11 @@ pub(crate) struct Instruments {
     pub(crate) consumed: Counter<u64>,
     pub(crate) outcomes: Counter<u64>,
     pub(crate) active: UpDownCounter<i64>,
+    /// Producer side (see `crate::send`).
+    pub(crate) sent: Counter<u64>,
+    pub(crate) send_duration: Histogram<f64>,
+    /// Propagated contexts dropped as too long or invalid.
+    pub(crate) propagation_invalid: Counter<u64>,
     pub(crate) retries: Counter<u64>,
     pub(crate) overflow: Counter<u64>,
 }
@@ -79,6 +84,24 @@ impl Instruments {
                 .i64_up_down_counter(semconv::METRIC_ACTIVE)
                 .with_unit("{job}")
                 .with_description("Jobs running now.")
+                .build(),
+            sent: meter
+                .u64_counter(semconv::METRIC_SENT_MESSAGES)
+                .with_unit("{message}")
+                .with_description("Jobs a producer tried to enqueue.")
+                .build(),
+            send_duration: meter
+                .f64_histogram(semconv::METRIC_CLIENT_OPERATION_DURATION)
+                .with_unit("s")
+                .with_description("Duration of enqueueing one job.")
+                .with_boundaries(semconv::CLIENT_OPERATION_BUCKETS.to_vec())
+                .build(),
+            propagation_invalid: meter
+                .u64_counter(semconv::METRIC_PROPAGATION_INVALID)
+                .with_unit("{attempt}")
+                .with_description(
+                    "Job attempts whose propagated trace context was dropped as too long or invalid.",
+                )
                 .build(),
             retries: meter
                 .u64_counter(semconv::METRIC_RETRIES)

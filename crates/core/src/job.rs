@@ -4,9 +4,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use opentelemetry::Context;
+use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::trace::SpanContext;
 
 use crate::args::CapturedArgs;
+use crate::propagation::{Propagated, PropagationProblem};
 
 /// The facts a runner knows about one attempt of a job.
 ///
@@ -38,6 +41,9 @@ pub struct JobMeta {
     priority: Option<i64>,
     consumer: Option<Arc<str>>,
     creation_context: Option<SpanContext>,
+    /// A context holding only the producer's baggage.
+    creation_baggage: Option<Context>,
+    propagation_problem: Option<PropagationProblem>,
     args: Option<CapturedArgs>,
     metadata: Option<Arc<[(String, String)]>>,
 }
@@ -61,6 +67,8 @@ impl JobMeta {
                 priority: None,
                 consumer: None,
                 creation_context: None,
+                creation_baggage: None,
+                propagation_problem: None,
                 args: None,
                 metadata: None,
             },
@@ -125,6 +133,22 @@ impl JobMeta {
     /// The trace context of the code that created the job, when it was propagated.
     pub fn creation_context(&self) -> Option<&SpanContext> {
         self.creation_context.as_ref()
+    }
+
+    /// The producer's baggage, when it was propagated.
+    pub fn creation_baggage(&self) -> Option<&Baggage> {
+        self.creation_baggage.as_ref().map(BaggageExt::baggage)
+    }
+
+    /// A context holding only the producer's baggage.
+    pub(crate) fn creation_baggage_context(&self) -> Option<&Context> {
+        self.creation_baggage.as_ref()
+    }
+
+    /// What was wrong with the propagated context, if anything (counted by
+    /// the transaction as `jobsight.propagation.invalid`).
+    pub fn propagation_problem(&self) -> Option<PropagationProblem> {
+        self.propagation_problem
     }
 
     /// The job's arguments, when they were captured (see [`crate::args`]):
@@ -243,6 +267,17 @@ impl JobMetaBuilder {
         if cx.is_valid() {
             self.meta.creation_context = Some(cx);
         }
+        self
+    }
+
+    /// Everything a runner extracted from the job's carrier with
+    /// [`crate::propagation::extract_propagated`]: the creation context, the
+    /// producer's baggage and any problem with them. Defaults to nothing.
+    pub fn propagated(mut self, propagated: Propagated) -> Self {
+        let (span_context, baggage, problem) = propagated.into_parts();
+        self.meta.creation_context = span_context;
+        self.meta.creation_baggage = baggage;
+        self.meta.propagation_problem = problem;
         self
     }
 

@@ -18,6 +18,8 @@
 //! - [`error`]: [`ErrorRecord`], a low-cardinality `error.type` and a
 //!   bounded message for any Rust error.
 //! - [`propagation`]: links between the code that enqueued a job and its run.
+//! - [`send`]: [`SendTransaction`], the producer side: the `send {queue}`
+//!   span whose context is injected into the job.
 //! - [`semconv`]: every attribute and metric name.
 //! - [`checkin`]: check-in policies (heartbeats, cron schedules with the
 //!   `cron` feature) and the events a monitored job's runs send.
@@ -73,6 +75,7 @@ pub mod outcome;
 pub mod progress;
 pub mod propagation;
 pub mod semconv;
+pub mod send;
 pub mod task;
 pub mod transaction;
 
@@ -80,7 +83,8 @@ pub use error::ErrorRecord;
 pub use job::{JobMeta, JobMetaBuilder};
 pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
-pub use propagation::Propagation;
+pub use propagation::{Propagated, Propagation, PropagationProblem};
+pub use send::SendTransaction;
 pub use transaction::Transaction;
 
 pub use args::{ArgsPolicy, CapturedArgs};

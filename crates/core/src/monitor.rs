@@ -2,7 +2,9 @@
 //! [`Transaction`]s, with its configuration.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::KeyValue;
@@ -16,8 +18,9 @@ use crate::kinds::KindRegistry;
 use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
 use crate::progress::{ProgressRegistry, ProgressSettings, ProgressThrottle};
-use crate::propagation::Propagation;
+use crate::propagation::{Propagation, PropagationProblem};
 use crate::semconv;
+use crate::send::SendKind;
 use crate::transaction::Transaction;
 
 /// The `job.name` / queue value that job kinds past the limit are folded into.
@@ -40,6 +43,8 @@ pub struct JobMonitor {
 pub(crate) struct Inner {
     pub(crate) classifier: Arc<dyn Classify>,
     pub(crate) propagation: Propagation,
+    propagation_overrides: PropagationOverrides,
+    pub(crate) invalid_contexts: AtomicU64,
     given_tracer: std::sync::Mutex<Option<BoxedTracer>>,
     given_meter: Option<Meter>,
     instruments: OnceLock<Instruments>,
@@ -123,9 +128,43 @@ impl JobMonitor {
         &*self.inner.classifier
     }
 
-    /// How the process span relates to the job's creation context.
+    /// How the process span relates to the job's creation context, for jobs
+    /// without an override (see [`JobMonitor::propagation_for`]).
     pub fn propagation(&self) -> Propagation {
         self.inner.propagation
+    }
+
+    /// How the process span of a job named `name` on `queue` relates to its
+    /// creation context: the override for the job name, else the one for
+    /// the queue, else [`JobMonitor::propagation`]. Without overrides this
+    /// reads a field; with some it looks both names up (two small hash
+    /// lookups per attempt). Job kinds are shared between monitors (see
+    /// [`JobMonitorBuilder::max_kinds`]), so the mode is the monitor's, not
+    /// the kind's.
+    pub fn propagation_for(&self, queue: &str, name: &str) -> Propagation {
+        let inner = &self.inner;
+        if inner.propagation_overrides.is_empty() {
+            return inner.propagation;
+        }
+        inner
+            .propagation_overrides
+            .resolve(queue, name)
+            .unwrap_or(inner.propagation)
+    }
+
+    /// How many job attempts carried a propagated context that was dropped
+    /// as too long or invalid (see [`crate::propagation`]).
+    pub fn invalid_contexts(&self) -> u64 {
+        self.inner.invalid_contexts.load(Ordering::Relaxed)
+    }
+
+    /// Counts one attempt whose propagated context was dropped.
+    pub(crate) fn count_invalid_context(&self, kind: &JobKind, problem: PropagationProblem) {
+        self.inner.invalid_contexts.fetch_add(1, Ordering::Relaxed);
+        let mut attrs = Vec::with_capacity(kind.base.len() + 1);
+        attrs.extend(kind.base.iter().cloned());
+        attrs.push(KeyValue::new(semconv::ERROR_TYPE, problem.as_str()));
+        self.instruments().propagation_invalid.add(1, &attrs);
     }
 
     /// Whether any [observer](crate::observer) is registered.
@@ -197,6 +236,26 @@ impl JobMonitor {
     }
 }
 
+/// Per job name and per queue propagation modes.
+#[derive(Debug, Default)]
+struct PropagationOverrides {
+    by_name: HashMap<Box<str>, Propagation>,
+    by_queue: HashMap<Box<str>, Propagation>,
+}
+
+impl PropagationOverrides {
+    fn is_empty(&self) -> bool {
+        self.by_name.is_empty() && self.by_queue.is_empty()
+    }
+
+    fn resolve(&self, queue: &str, name: &str) -> Option<Propagation> {
+        self.by_name
+            .get(name)
+            .or_else(|| self.by_queue.get(queue))
+            .copied()
+    }
+}
+
 /// The attribute sets of one kind of job (system, queue, job name), built
 /// once so that the per-job path copies no strings.
 #[derive(Debug)]
@@ -208,6 +267,8 @@ pub struct JobKind {
     pub(crate) by_outcome: [Vec<KeyValue>; 6],
     /// Made by folding a pair past the limit into `_other`.
     pub(crate) overflow: bool,
+    /// What the producer side records: `send {queue}` and its attributes.
+    pub(crate) send: SendKind,
 }
 
 impl JobKind {
@@ -226,6 +287,7 @@ impl JobKind {
         });
         Self {
             span_name: interned_cow(format!("process {queue}")),
+            send: SendKind::new(queue, &base),
             base,
             by_outcome,
             overflow,
@@ -249,6 +311,7 @@ impl JobKind {
 pub struct JobMonitorBuilder {
     classifier: Option<Arc<dyn Classify>>,
     propagation: Propagation,
+    propagation_overrides: PropagationOverrides,
     tracer: Option<BoxedTracer>,
     meter: Option<Meter>,
     max_kinds: Option<usize>,
@@ -283,6 +346,32 @@ impl JobMonitorBuilder {
     /// to [`Propagation::Link`].
     pub fn propagation(mut self, propagation: Propagation) -> Self {
         self.propagation = propagation;
+        self
+    }
+
+    /// Overrides the propagation mode for jobs named `job_name` (`job.name`),
+    /// on any queue. Wins over [`propagation_for_queue`](Self::propagation_for_queue).
+    pub fn propagation_for_job(
+        mut self,
+        job_name: impl Into<Box<str>>,
+        propagation: Propagation,
+    ) -> Self {
+        self.propagation_overrides
+            .by_name
+            .insert(job_name.into(), propagation);
+        self
+    }
+
+    /// Overrides the propagation mode for every job on `queue`
+    /// (`messaging.destination.name`), unless its job name has an override.
+    pub fn propagation_for_queue(
+        mut self,
+        queue: impl Into<Box<str>>,
+        propagation: Propagation,
+    ) -> Self {
+        self.propagation_overrides
+            .by_queue
+            .insert(queue.into(), propagation);
         self
     }
 
@@ -372,6 +461,8 @@ impl JobMonitorBuilder {
                     .classifier
                     .unwrap_or_else(|| Arc::new(DefaultClassifier::new())),
                 propagation: self.propagation,
+                propagation_overrides: self.propagation_overrides,
+                invalid_contexts: AtomicU64::new(0),
                 given_tracer: std::sync::Mutex::new(self.tracer),
                 given_meter: self.meter,
                 instruments: OnceLock::new(),
@@ -413,5 +504,42 @@ mod tests {
         assert!(monitor.overflowed() >= 99);
         assert!(folded.overflow);
         assert!(monitor.inner.kinds.len() <= 4);
+    }
+
+    #[test]
+    fn propagation_is_resolved_by_job_name_then_queue() {
+        let monitor = JobMonitor::builder()
+            .propagation(Propagation::Link)
+            .propagation_for_queue("payments", Propagation::Child)
+            .propagation_for_job("audit", Propagation::None)
+            .build();
+        let mode = |queue: &str, name: &str| monitor.propagation_for(queue, name);
+        assert_eq!(mode("emails", "welcome"), Propagation::Link);
+        assert_eq!(mode("payments", "charge"), Propagation::Child);
+        assert_eq!(mode("payments", "audit"), Propagation::None);
+        assert_eq!(mode("emails", "audit"), Propagation::None);
+        assert_eq!(
+            JobMonitor::new().propagation_for("payments", "audit"),
+            Propagation::Link
+        );
+    }
+
+    #[test]
+    fn invalid_contexts_are_counted_per_attempt() {
+        use crate::propagation::extract_propagated;
+        use std::collections::HashMap;
+        crate::propagation::tests::install();
+        let monitor = JobMonitor::new();
+        let carrier: HashMap<String, String> =
+            [("traceparent".to_owned(), "00-zz-zz-01".to_owned())].into();
+        for attempt in 1..=3 {
+            let meta = JobMeta::builder("t", "q")
+                .attempt(attempt)
+                .propagated(extract_propagated(&carrier))
+                .build();
+            assert!(meta.creation_context().is_none());
+            monitor.start(meta).succeed();
+        }
+        assert_eq!(monitor.invalid_contexts(), 3);
     }
 }

@@ -5,7 +5,7 @@
 //! # Events and when they fire
 //! | [`EventKind`] | fired by |
 //! |---|---|
-//! | `Enqueued` | [`JobMonitor::enqueued`](crate::JobMonitor::enqueued), called by a producer |
+//! | `Enqueued` | [`JobMonitor::enqueued`](crate::JobMonitor::enqueued), called by a producer; a [`SendTransaction`](crate::SendTransaction) that succeeds |
 //! | `Started` | [`JobMonitor::start`](crate::JobMonitor::start), when the span opens |
 //! | `Progressed` | a [`progress`](crate::progress) tick that passes the throttle (the same ticks that become span events) |
 //! | `Succeeded` | `succeed`, and an error the classifier ignores (`outcome` = `Ignored`, `error` set) |

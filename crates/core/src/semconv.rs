@@ -101,6 +101,8 @@ pub const JOB_RESUMED_EVENT: &str = "job.resumed";
 
 /// Value of `messaging.operation.name` and `messaging.operation.type` on consumer spans.
 pub const OPERATION_PROCESS: &str = "process";
+/// Value of `messaging.operation.name` and `messaging.operation.type` on producer spans.
+pub const OPERATION_SEND: &str = "send";
 /// `error.type` for a job whose code panicked.
 pub const ERROR_TYPE_PANIC: &str = "panic";
 /// `error.type` for a job dropped before it finished (timeout, shutdown).
@@ -151,6 +153,23 @@ pub const METRIC_QUEUE_DEAD: &str = "job.queue.dead";
 /// Counter: polls of the backend's queue statistics that failed, by
 /// `error.type`. No queue attribute: one poll covers every queue.
 pub const METRIC_QUEUE_POLL_ERRORS: &str = "jobsight.queue_poll.errors";
+
+/// Counter: jobs a producer tried to enqueue, with `error.type` when the
+/// push failed. OTel messaging convention.
+pub const METRIC_SENT_MESSAGES: &str = "messaging.client.sent.messages";
+/// Histogram (s): how long one push took, with `messaging.operation.name` =
+/// `send`. OTel messaging convention.
+pub const METRIC_CLIENT_OPERATION_DURATION: &str = "messaging.client.operation.duration";
+/// Counter: job attempts whose propagated context was dropped (too long or
+/// invalid), by `error.type` = `too_long` | `invalid`. jobsight's own
+/// self-metric.
+pub const METRIC_PROPAGATION_INVALID: &str = "jobsight.propagation.invalid";
+
+/// Bucket boundaries (s) for `messaging.client.operation.duration`: the
+/// conventions' advisory buckets.
+pub const CLIENT_OPERATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 /// Default bucket boundaries (s) for `messaging.process.duration`: from 5 ms
 /// to one hour, so that both quick jobs and ten-minute jobs land in a bucket

@@ -42,7 +42,7 @@ use crate::monitor::{JobKind, JobMonitor};
 use crate::observer::EventKind;
 use crate::outcome::{ErrorClass, Outcome};
 use crate::progress::{self, Progress, RunState};
-use crate::propagation::Propagation;
+use crate::propagation;
 use crate::semconv;
 
 /// Status message of an abandoned job.
@@ -133,16 +133,17 @@ impl Transaction {
         let mut builder = SpanBuilder::from_name(kind.span_name.clone())
             .with_kind(SpanKind::Consumer)
             .with_attributes(attrs);
-        let parent = match (monitor.propagation(), meta.creation_context()) {
-            (Propagation::Link, Some(creation)) => {
-                builder = builder.with_links(vec![Link::with_context(creation.clone())]);
-                Context::new()
-            }
-            (Propagation::Child, Some(creation)) => {
-                Context::new().with_remote_span_context(creation.clone())
-            }
-            _ => Context::current(),
-        };
+        let (parent, link) = propagation::parent_for(
+            monitor.propagation_for(meta.queue(), meta.name()),
+            meta.creation_context(),
+            meta.creation_baggage_context(),
+        );
+        if let Some(creation) = link {
+            builder = builder.with_links(vec![Link::with_context(creation)]);
+        }
+        if let Some(problem) = meta.propagation_problem() {
+            monitor.count_invalid_context(&kind, problem);
+        }
         let span = instruments.tracer.build_with_context(builder, &parent);
         let started = Instant::now();
         let cx = progress::begin(monitor, &kind, &meta, parent.with_span(span), started, now);
@@ -391,7 +392,7 @@ fn unix_seconds(at: SystemTime) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::outcome::DefaultClassifier;
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
@@ -399,15 +400,16 @@ mod tests {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use std::time::Duration;
 
-    struct Harness {
-        spans: InMemorySpanExporter,
-        tracer_provider: SdkTracerProvider,
-        metrics: InMemoryMetricExporter,
-        meter_provider: SdkMeterProvider,
+    /// SDK providers with in-memory exporters (also used by `send`'s tests).
+    pub(crate) struct Harness {
+        pub(crate) spans: InMemorySpanExporter,
+        pub(crate) tracer_provider: SdkTracerProvider,
+        pub(crate) metrics: InMemoryMetricExporter,
+        pub(crate) meter_provider: SdkMeterProvider,
     }
 
     impl Harness {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             let spans = InMemorySpanExporter::default();
             let tracer_provider = SdkTracerProvider::builder()
                 .with_simple_exporter(spans.clone())
@@ -655,7 +657,7 @@ mod tests {
             .start(m.clone())
             .succeed();
         let child_monitor = JobMonitor::builder()
-            .propagation(Propagation::Child)
+            .propagation(crate::Propagation::Child)
             .tracer_provider(&h.tracer_provider)
             .meter_provider(&h.meter_provider)
             .build();

@@ -165,7 +165,7 @@
 //! # Prometheus scrape endpoint
 //!
 //! OTLP to a collector is the main path. With the cargo feature
-//! `prometheus`, [`Builder::prometheus_endpoint`] also serves the metrics
+//! `prometheus`, `Builder::prometheus_endpoint` also serves the metrics
 //! for Prometheus to scrape (`GET /metrics`), named as an OpenTelemetry
 //! Collector's `prometheus` exporter names them, so one dashboard serves
 //! both paths (see the README's table of names).
@@ -191,6 +191,10 @@
 //! - `prometheus` (off): the scrape endpoint; adds `opentelemetry-prometheus`
 //!   and the `prometheus` crate (no HTTP framework: the server is a small
 //!   loop on `std::net`).
+//! - `tracing` (off by default): [`Telemetry::tracing_layer`], a
+//!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
+//!   `tracing` spans a job makes are children of its `process {queue}` span
+//!   (see `tracing_bridge`, which says how the parent is picked).
 
 #![warn(missing_docs)]
 
@@ -216,6 +220,8 @@ mod summary;
 mod task;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use error::Error;

@@ -1,0 +1,137 @@
+//! The worker half of the Redis example: runs the jobs `examples/producer.rs`
+//! enqueued, in a process of its own, with `MonitorLayer`. Each job makes one
+//! span with the `opentelemetry` API and one with `tracing` (through
+//! `jobsight_otel`'s bridge): both are children of the job's
+//! `process {queue}` span. The job reads the producer's baggage.
+//!
+//! ```text
+//! cargo run --example producer -- --queue reports --jobs 3
+//! cargo run --example worker -- --queue reports --runs 3 --propagation link
+//! ```
+//!
+//! Options, each also read from an environment variable:
+//!
+//! | option | variable | default | meaning |
+//! |---|---|---|---|
+//! | `--queue` | `JOBSIGHT_QUEUE` | `reports` | apalis-redis queue (namespace) |
+//! | `--runs` | `JOBSIGHT_RUNS` | `3` | attempts to run before exiting (a retried job counts once per attempt) |
+//! | `--propagation` | `JOBSIGHT_PROPAGATION` | `link` | `link`, `child` or `none` |
+//! | `--worker` | `JOBSIGHT_WORKER` | `{queue}-worker-{pid}` | worker name (unique per run: apalis-redis refuses a name seen in the last heartbeat interval) |
+//! | `--timeout-secs` | `JOBSIGHT_TIMEOUT_SECS` | `60` | give up (exit code 2) after this long |
+//! | `--redis` | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+//!
+//! Telemetry comes from the `OTEL_*` variables; with none set, a summary is
+//! printed at exit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_redis::{Config, RedisStorage};
+use jobsight::demo::{self, BuildReport, Options};
+use jobsight_apalis::MonitorLayer;
+use jobsight_core::JobMonitor;
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::{TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue, global};
+use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+#[derive(Debug, thiserror::Error)]
+enum ReportError {
+    #[error("report storage busy, try again")]
+    StorageBusy,
+}
+
+async fn build_report(job: BuildReport, attempt: Attempt) -> Result<(), BoxDynError> {
+    // The producer's baggage, whatever the propagation mode.
+    let tenant = Context::current()
+        .baggage()
+        .get("tenant")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+
+    // A span made with the OpenTelemetry API: a child of `process {queue}`.
+    global::tracer("jobsight-example-worker").in_span("render report", |cx| {
+        cx.span()
+            .set_attribute(KeyValue::new("app.tenant", tenant.clone()));
+    });
+
+    // A span made with `tracing`: also a child of `process {queue}`.
+    async { tokio::time::sleep(Duration::from_millis(5)).await }
+        .instrument(tracing::info_span!("store report", report = job.report, tenant = %tenant))
+        .await;
+
+    // apalis counts attempts from 1 once the job runs.
+    if attempt.current() <= job.fail_attempts as usize {
+        return Err(ReportError::StorageBusy.into());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = Options::from_args();
+    let queue = options.text("queue", "JOBSIGHT_QUEUE", "reports");
+    let runs: usize = options.parsed("runs", "JOBSIGHT_RUNS", "3")?;
+    let propagation =
+        demo::propagation(&options.text("propagation", "JOBSIGHT_PROPAGATION", "link"))?;
+    let default_name = format!("{queue}-worker-{}", std::process::id());
+    let worker_name = options.text("worker", "JOBSIGHT_WORKER", &default_name);
+    let timeout: u64 = options.parsed("timeout-secs", "JOBSIGHT_TIMEOUT_SECS", "60")?;
+    let redis_url = options.text("redis", "REDIS_URL", "redis://127.0.0.1:6379");
+
+    let telemetry = jobsight_otel::Builder::new()
+        .service_name("jobsight-example-worker")
+        .install()?;
+    // `tracing` spans become OpenTelemetry spans.
+    tracing_subscriber::registry()
+        .with(telemetry.tracing_layer())
+        .init();
+
+    let conn = apalis_redis::connect(redis_url).await?;
+    let config = Config::default()
+        .queue(&queue)
+        // apalis-core 1.0.0's interval poll strategy can stop ticking, after
+        // which only the heartbeat (30 s by default) wakes an idle worker: a
+        // short heartbeat bounds that stall. With one worker per queue its
+        // other effect (orphaned jobs are taken back after two missed
+        // heartbeats) does not matter.
+        .heartbeat_interval(Duration::from_secs(1));
+    let storage = RedisStorage::<BuildReport>::new(conn)
+        .with_config(config)
+        // Pick new jobs up within 100 ms, not at the next heartbeat.
+        .poll_with_interval(Duration::from_millis(100));
+    let monitor = JobMonitor::builder().propagation(propagation).build();
+
+    let finished = Arc::new(AtomicUsize::new(0));
+    let seen = finished.clone();
+    let worker = WorkerBuilder::new(worker_name)
+        .backend(storage)
+        .layer(MonitorLayer::with_monitor(monitor.clone()).queue(queue.as_str()))
+        .on_event(move |w: &WorkerContext, event: &Event| {
+            if matches!(event, Event::Success(_) | Event::Error(_))
+                && seen.fetch_add(1, Ordering::SeqCst) + 1 == runs
+            {
+                let _ = w.stop();
+            }
+        })
+        .build(build_report);
+
+    let ran = tokio::time::timeout(Duration::from_secs(timeout), worker.run()).await;
+    eprintln!(
+        "worker: {} runs on {queue}; {} propagated contexts dropped as invalid",
+        finished.load(Ordering::SeqCst),
+        monitor.invalid_contexts()
+    );
+    telemetry.shutdown()?;
+    match ran {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            eprintln!("worker: gave up after {timeout} s");
+            std::process::exit(2);
+        }
+    }
+}
