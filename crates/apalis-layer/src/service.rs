@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
+use jobsight_core::checkin::Check;
 use jobsight_core::error::short_type_name;
 use jobsight_core::{JobKind, JobMonitor};
 use tower_service::Service;
@@ -26,6 +27,8 @@ pub struct MonitorService<S> {
     /// go to one queue skips the monitor's shared table.
     last: Option<(Arc<str>, Arc<JobKind>)>,
     consumer: Option<Arc<str>>,
+    /// The check-in monitor of the last job kind, looked up once per kind.
+    last_check: Option<(Arc<JobKind>, Option<Arc<Check>>)>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for MonitorService<S> {
@@ -45,6 +48,7 @@ impl<S> MonitorService<S> {
             settings,
             last: None,
             consumer: None,
+            last_check: None,
         }
     }
 }
@@ -100,6 +104,18 @@ where
                 .get::<WorkerContext>()
                 .map(|w| Arc::from(w.name()));
         }
+        let check = self
+            .settings
+            .checkins
+            .as_ref()
+            .and_then(|checkins| match &self.last_check {
+                Some((k, check)) if Arc::ptr_eq(k, &kind) => check.clone(),
+                _ => {
+                    let check = checkins.find(&queue, name);
+                    self.last_check = Some((kind.clone(), check.clone()));
+                    check
+                }
+            });
         let mut meta = job_meta(
             &ctx,
             queue,
@@ -111,7 +127,10 @@ where
         if self.monitor.has_observers() {
             meta.set_metadata(crate::args::observed_metadata(&ctx));
         }
-        let tx = self.monitor.start_with_kind(kind, meta);
+        let mut tx = self.monitor.start_with_kind(kind, meta);
+        if let (Some(check), Some(checkins)) = (&check, &self.settings.checkins) {
+            tx.checkin(checkins, check);
+        }
         let fut = {
             let _attached = tx.context().clone().attach();
             self.inner.call(task)
