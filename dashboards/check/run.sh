@@ -15,7 +15,8 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-promtool check rules dashboards/alerts.yml
+promtool check rules dashboards/alerts.yml dashboards/checkin-alerts.yml
+promtool test rules dashboards/checkin-alerts.test.yml
 
 cargo build --locked --quiet --example redis_queues
 exec python3 dashboards/check/check.py \

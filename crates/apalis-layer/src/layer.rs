@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use jobsight_core::checkin::{CheckinPolicy, Checkins};
 use jobsight_core::{Classify, JobMonitor, Propagation};
 use tower_layer::Layer;
 
@@ -50,6 +51,7 @@ pub(crate) struct Settings {
     pub(crate) job_name: Option<&'static str>,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) catch_panics: bool,
+    pub(crate) checkins: Option<Checkins>,
 }
 
 impl Default for MonitorLayer {
@@ -75,6 +77,7 @@ impl MonitorLayer {
                 job_name: None,
                 max_attempts: None,
                 catch_panics: true,
+                checkins: None,
             }),
         }
     }
@@ -152,6 +155,28 @@ impl MonitorLayer {
     pub fn catch_panics(mut self, catch: bool) -> Self {
         Arc::make_mut(&mut self.settings).catch_panics = catch;
         self
+    }
+
+    /// Adds a check-in policy: the jobs it covers report `in_progress`,
+    /// `ok` and `error` check-ins (see [`jobsight_core::checkin`]). Jobs
+    /// with no policy cost nothing more.
+    pub fn checkin(mut self, policy: CheckinPolicy) -> Self {
+        let settings = Arc::make_mut(&mut self.settings);
+        settings.checkins = Some(settings.checkins.take().unwrap_or_default().policy(policy));
+        self
+    }
+
+    /// Uses `checkins` (policies and sinks) for this layer's jobs, in place
+    /// of any policy added before. Give the watchdog the same registry.
+    pub fn with_checkins(mut self, checkins: Checkins) -> Self {
+        Arc::make_mut(&mut self.settings).checkins = Some(checkins);
+        self
+    }
+
+    /// The check-in registry of this layer, if a policy was added: hand it
+    /// to the watchdog and add sinks to it before the worker starts.
+    pub fn checkins(&self) -> Option<&Checkins> {
+        self.settings.checkins.as_ref()
     }
 
     /// The monitor this layer records through.

@@ -32,6 +32,14 @@
 //! `job.queue_time`, `job.outcomes` and `job.active`, per
 //! `messaging.destination.name` and `job.name` (see the README's table).
 //!
+//! # Check-ins
+//! [`MonitorLayer::checkin`] (or [`MonitorLayer::with_checkins`] with a
+//! shared registry) gives jobs a check-in policy: each attempt then sends
+//! `in_progress` and `ok`/`error` check-ins, recorded as `job.checkin` span
+//! events and the `job.checkin.last_success` gauge, and passed to the
+//! registry's sinks (pings and the Redis watchdog live in
+//! `jobsight-checkin`). See [`jobsight_core::checkin`].
+//!
 //! # What apalis does not tell us
 //! - apalis-redis keeps neither the queue nor the run-at on the task; the
 //!   queue defaults to the `Args` type's path (apalis-redis's default queue

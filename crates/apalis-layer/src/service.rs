@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
+use jobsight_core::checkin::Check;
 use jobsight_core::error::short_type_name;
 use jobsight_core::{JobKind, JobMonitor};
 use tower_service::Service;
@@ -28,6 +29,8 @@ pub struct MonitorService<S> {
     consumer: Option<Arc<str>>,
     /// `Args`' full type name and its short form, computed once.
     short_name: Option<(&'static str, &'static str)>,
+    /// The check-in monitor of the last job kind, looked up once per kind.
+    last_check: Option<(Arc<JobKind>, Option<Arc<Check>>)>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for MonitorService<S> {
@@ -48,6 +51,7 @@ impl<S> MonitorService<S> {
             last: None,
             consumer: None,
             short_name: None,
+            last_check: None,
         }
     }
 }
@@ -118,6 +122,18 @@ where
                 .get::<WorkerContext>()
                 .map(|w| Arc::from(w.name()));
         }
+        let check = self
+            .settings
+            .checkins
+            .as_ref()
+            .and_then(|checkins| match &self.last_check {
+                Some((k, check)) if Arc::ptr_eq(k, &kind) => check.clone(),
+                _ => {
+                    let check = checkins.find(&queue, name);
+                    self.last_check = Some((kind.clone(), check.clone()));
+                    check
+                }
+            });
         let mut meta = job_meta(
             &ctx,
             queue,
@@ -129,7 +145,10 @@ where
         if self.monitor.has_observers() {
             meta.set_metadata(crate::args::observed_metadata(&ctx));
         }
-        let tx = self.monitor.start_with_kind(kind, meta);
+        let mut tx = self.monitor.start_with_kind(kind, meta);
+        if let (Some(check), Some(checkins)) = (&check, &self.settings.checkins) {
+            tx.checkin(checkins, check);
+        }
         let fut = {
             let _attached = tx.context().clone().attach();
             self.inner.call(task)

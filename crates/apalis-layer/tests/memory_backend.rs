@@ -212,3 +212,44 @@ async fn a_job_cut_off_by_an_outer_timeout_is_abandoned() {
     );
     assert!(matches!(finished[0].status, Status::Error { .. }));
 }
+
+fn checkin_statuses(span: &SpanData) -> Vec<String> {
+    span.events
+        .iter()
+        .filter(|e| e.name == "job.checkin")
+        .flat_map(|e| e.attributes.iter())
+        .filter(|kv| kv.key.as_str() == "job.checkin.status")
+        .map(|kv| kv.value.as_str().into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_checkin_policy_pairs_each_attempt_and_others_cost_nothing() {
+    use jobsight_core::checkin::CheckinPolicy;
+    let (numbers_monitor, spans) = monitor();
+    let layer = MonitorLayer::with_monitor(numbers_monitor)
+        .queue("numbers")
+        .checkin(CheckinPolicy::queue("numbers").monitor_name("numbers-heartbeat"));
+    assert_eq!(layer.checkins().map(|c| c.checks().len()), Some(1));
+    // Job 0 succeeds; job 1 fails once, then succeeds on the retry.
+    run_jobs(layer, &[0, 1], 2).await;
+    let finished = spans.get_finished_spans().unwrap();
+    assert_eq!(finished.len(), 3);
+    let mut runs: Vec<Vec<String>> = finished.iter().map(checkin_statuses).collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            ["in_progress", "error"],
+            ["in_progress", "ok"],
+            ["in_progress", "ok"]
+        ]
+    );
+
+    // A policy for another job: these jobs carry no check-in events.
+    let (other_monitor, other_spans) = monitor();
+    let layer = MonitorLayer::with_monitor(other_monitor).checkin(CheckinPolicy::job("Other"));
+    run_jobs(layer, &[0], 1).await;
+    let finished = other_spans.get_finished_spans().unwrap();
+    assert!(checkin_statuses(&finished[0]).is_empty());
+}

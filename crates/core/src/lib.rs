@@ -21,6 +21,8 @@
 //! - [`send`]: [`SendTransaction`], the producer side: the `send {queue}`
 //!   span whose context is injected into the job.
 //! - [`semconv`]: every attribute and metric name.
+//! - [`checkin`]: check-in policies (heartbeats, cron schedules with the
+//!   `cron` feature) and the events a monitored job's runs send.
 //! - [`task`]: one-off tasks (`task::run("backfill_users", async { .. })`),
 //!   recorded like jobs under `messaging.system` = `task`.
 //! - [`observer`]: lifecycle subscribers (started, progressed, succeeded,
@@ -72,6 +74,7 @@
 
 pub mod args;
 mod bound;
+pub mod checkin;
 pub mod error;
 mod instruments;
 pub mod job;

@@ -184,6 +184,28 @@ impl JobMonitor {
         }
     }
 
+    /// Tells the observers about a check-in incident: `kind` is
+    /// [`EventKind::Missed`] or [`EventKind::Stuck`], `job` names the
+    /// monitor (system `checkin`, queue and name = the monitor's name, unless
+    /// the caller knows better), and a stuck run gives its `run_id` and
+    /// `started_at`. Nothing is recorded on any span or metric here (the
+    /// watchdog records its own). Free without observers.
+    pub fn checkin_incident(
+        &self,
+        kind: EventKind,
+        job: &JobMeta,
+        run_id: Option<&str>,
+        started_at: Option<std::time::SystemTime>,
+    ) {
+        if let Some(observers) = &self.inner.observers {
+            let mut event = Event::new(kind, Arc::new(job.clone()));
+            event.run_id = run_id.map(Arc::from);
+            event.started_at = started_at;
+            event.running_for = started_at.and_then(|at| event.at.duration_since(at).ok());
+            observers.dispatch(event);
+        }
+    }
+
     /// Waits until the observers have handled every event queued so far,
     /// at most `timeout`. Returns whether they did. Call it before the
     /// process exits: observer threads do not keep it alive.

@@ -14,6 +14,7 @@
 //! | `Abandoned` | a transaction dropped before it finished (timeout, shutdown) |
 //! | `Paused`, `Resumed` | [`Transaction::paused`](crate::Transaction::paused) / [`resumed`](crate::Transaction::resumed), for runners that pause jobs |
 //! | `Cancelled` | [`Transaction::cancelled`](crate::Transaction::cancelled), for runners that cancel jobs (recorded as `abandoned` on the span) |
+//! | `Missed`, `Stuck` | [`JobMonitor::checkin_incident`](crate::JobMonitor::checkin_incident), called by the check-in watchdog (`jobsight-checkin`) once per incident across a fleet; `job` names the check-in monitor, `run_id` and `started_at` are the stuck run's |
 //!
 //! Each [`Event`] carries the job's [`JobMeta`] (system, queue, name, id,
 //! attempt, max attempts, masked arguments and metadata when captured,
@@ -121,6 +122,11 @@ pub enum EventKind {
     Resumed,
     /// The runner cancelled the job.
     Cancelled,
+    /// The check-in watchdog found an expected run missing (see
+    /// [`JobMonitor::checkin_incident`](crate::JobMonitor::checkin_incident)).
+    Missed,
+    /// The check-in watchdog found a run older than its maximum runtime.
+    Stuck,
 }
 
 impl EventKind {
@@ -137,6 +143,8 @@ impl EventKind {
             EventKind::Paused => "paused",
             EventKind::Resumed => "resumed",
             EventKind::Cancelled => "cancelled",
+            EventKind::Missed => "missed",
+            EventKind::Stuck => "stuck",
         }
     }
 

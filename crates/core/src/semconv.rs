@@ -185,3 +185,20 @@ pub const QUEUE_TIME_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
     1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
 ];
+
+// ---- check-ins (see `checkin`) ----
+
+/// Name of the span event a check-in adds to the process span.
+pub const CHECKIN_EVENT: &str = "job.checkin";
+/// `job.checkin.status` on the check-in event: `in_progress`, `ok` or `error`.
+pub const CHECKIN_STATUS: &str = "job.checkin.status";
+/// `job.checkin.run_id` on the check-in event: the UUID pairing a run's events.
+pub const CHECKIN_RUN_ID: &str = "job.checkin.run_id";
+/// `job.checkin.monitor` on the check-in event: the monitor's name.
+pub const CHECKIN_MONITOR: &str = "job.checkin.monitor";
+/// Gauge (unix s): the last successful run of a monitored job, per `job.name` (the monitor's name).
+pub const METRIC_CHECKIN_LAST_SUCCESS: &str = "job.checkin.last_success";
+/// Counter: runs the watchdog found missed, per `job.name` (the monitor's name).
+pub const METRIC_CHECKIN_MISSED: &str = "job.checkin.missed";
+/// Counter: runs the watchdog found stuck, per `job.name` (the monitor's name).
+pub const METRIC_CHECKIN_STUCK: &str = "job.checkin.stuck";

@@ -35,6 +35,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 
+use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
 use crate::monitor::{JobKind, JobMonitor};
@@ -70,6 +71,7 @@ pub struct Transaction {
     started: Instant,
     error: Option<ErrorRecord>,
     finished: bool,
+    checkin: Option<CheckinRun>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -165,6 +167,7 @@ impl Transaction {
             started,
             error: None,
             finished: false,
+            checkin: None,
         }
     }
 
@@ -194,6 +197,23 @@ impl Transaction {
     /// sampled).
     pub fn event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
         self.cx.span().add_event(name, attributes);
+    }
+
+    /// Makes this attempt a check-in run of `check` (from
+    /// [`Checkins::find`]): sends `in_progress` to the registry's sinks and
+    /// adds a `job.checkin` event to the process span now, and `ok` or
+    /// `error` when the transaction finishes (see [`crate::checkin`]).
+    /// A second call is ignored.
+    pub fn checkin(&mut self, checkins: &Checkins, check: &Arc<Check>) {
+        if self.checkin.is_some() || self.finished {
+            return;
+        }
+        let run = checkins.start_run(check);
+        self.cx.span().add_event(
+            semconv::CHECKIN_EVENT,
+            run.span_event_attributes(CheckinStatus::InProgress),
+        );
+        self.checkin = Some(run);
     }
 
     /// The job's [progress] handle; `None` when the monitor
@@ -324,6 +344,11 @@ impl Transaction {
                     (None, _) => span.set_status(Status::error(outcome.as_str())),
                 }
             }
+        }
+        if let Some(run) = self.checkin.take() {
+            let (status, exit_status) = CheckinStatus::of_outcome(outcome);
+            span.add_event(semconv::CHECKIN_EVENT, run.span_event_attributes(status));
+            run.finish(status, exit_status);
         }
         if let Some(run) = self.cx.get::<RunState>() {
             run.finish(&self.cx, outcome, self.error.as_ref(), event);
@@ -535,6 +560,68 @@ pub(crate) mod tests {
         assert!(matches!(s.status, Status::Error { .. }));
         assert_eq!(attr(s, "error.type").unwrap().as_str(), "abandoned");
         assert_eq!(attr(s, "job.outcome").unwrap().as_str(), "abandoned");
+    }
+
+    #[test]
+    fn checkin_events_pair_on_the_span_and_move_the_gauge() {
+        use crate::checkin::{CheckinPolicy, Checkins};
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let h = Harness::new();
+        let checkins = Checkins::new()
+            .policy(CheckinPolicy::job("welcome"))
+            .meter_provider(&h.meter_provider);
+        let check = checkins.find("emails", "welcome").unwrap();
+        let monitor = h.monitor(DefaultClassifier::new());
+        let mut tx = monitor.start(meta(1, 1));
+        tx.checkin(&checkins, &check);
+        tx.succeed();
+        let mut tx = monitor.start(meta(1, 1));
+        tx.checkin(&checkins, &check);
+        tx.panicked("boom");
+        let spans = h.finished();
+        let events = |s: &SpanData| -> Vec<(String, String)> {
+            s.events
+                .iter()
+                .filter(|e| e.name == "job.checkin")
+                .map(|e| {
+                    let get = |k: &str| {
+                        e.attributes
+                            .iter()
+                            .find(|kv| kv.key.as_str() == k)
+                            .map(|kv| kv.value.as_str().into_owned())
+                            .unwrap()
+                    };
+                    (get("job.checkin.status"), get("job.checkin.run_id"))
+                })
+                .collect()
+        };
+        let ok = events(&spans[0]);
+        assert_eq!(ok.len(), 2);
+        assert_eq!((ok[0].0.as_str(), ok[1].0.as_str()), ("in_progress", "ok"));
+        assert_eq!(ok[0].1, ok[1].1);
+        let failed = events(&spans[1]);
+        assert_eq!(failed[1].0, "error");
+        assert_ne!(failed[0].1, ok[0].1);
+
+        h.meter_provider.force_flush().unwrap();
+        let exported = h.metrics.get_finished_metrics().unwrap();
+        let gauge = exported
+            .iter()
+            .flat_map(|rm| rm.scope_metrics())
+            .flat_map(|sm| sm.metrics())
+            .find(|m| m.name() == semconv::METRIC_CHECKIN_LAST_SUCCESS)
+            .expect("last-success gauge");
+        match gauge.data() {
+            AggregatedMetrics::I64(MetricData::Gauge(g)) => {
+                let p = g.data_points().next().unwrap();
+                assert_eq!(p.value(), check.last_success().unwrap());
+                assert!(
+                    p.attributes()
+                        .any(|kv| kv.key.as_str() == "job.name" && kv.value.as_str() == "welcome")
+                );
+            }
+            _ => panic!("not an i64 gauge"),
+        }
     }
 
     #[test]

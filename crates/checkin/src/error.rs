@@ -1,0 +1,34 @@
+//! [`Error`]: what can go wrong in `jobsight-checkin`.
+
+/// Errors of `jobsight-checkin`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A background task was asked for outside a tokio runtime.
+    #[error("{0} must be started inside a tokio runtime")]
+    NoRuntime(&'static str),
+    /// The TLS configuration could not be built.
+    #[error("cannot configure TLS for pings: {0}")]
+    Tls(String),
+    /// A Sentry DSN that does not parse.
+    #[error("invalid Sentry DSN: {0}")]
+    InvalidDsn(String),
+    /// The check-in configuration file could not be read.
+    #[error("cannot read check-in configuration {path}: {source}")]
+    ConfigFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The check-in configuration is not valid JSON of the expected shape.
+    #[error("check-in configuration: {0}")]
+    ConfigJson(#[from] serde_json::Error),
+    /// A policy in the configuration is inconsistent.
+    #[error(transparent)]
+    Policy(#[from] jobsight_core::checkin::CheckinError),
+    /// Redis refused or could not be reached.
+    #[cfg(feature = "redis")]
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
