@@ -27,6 +27,8 @@ pub struct MonitorService<S> {
     /// go to one queue skips the monitor's shared table.
     last: Option<(Arc<str>, Arc<JobKind>)>,
     consumer: Option<Arc<str>>,
+    /// `Args`' full type name and its short form, computed once.
+    short_name: Option<(&'static str, &'static str)>,
     /// The check-in monitor of the last job kind, looked up once per kind.
     last_check: Option<(Arc<JobKind>, Option<Arc<Check>>)>,
 }
@@ -48,6 +50,7 @@ impl<S> MonitorService<S> {
             settings,
             last: None,
             consumer: None,
+            short_name: None,
             last_check: None,
         }
     }
@@ -72,6 +75,21 @@ fn cached_kind(
     (queue, kind)
 }
 
+/// `short_type_name(full)`, remembered for the last `full` seen.
+fn cached_short_name(
+    cache: &mut Option<(&'static str, &'static str)>,
+    full: &'static str,
+) -> &'static str {
+    match *cache {
+        Some((seen, short)) if seen == full => short,
+        _ => {
+            let short = short_type_name(full);
+            *cache = Some((full, short));
+            short
+        }
+    }
+}
+
 impl<S, Args, E> Service<Task<Args>> for MonitorService<S>
 where
     S: Service<Task<Args>, Error = E>,
@@ -87,10 +105,10 @@ where
 
     fn call(&mut self, task: Task<Args>) -> Self::Future {
         let ctx = task.ctx().clone();
-        let name = self
-            .settings
-            .job_name
-            .unwrap_or_else(|| short_type_name(std::any::type_name::<Args>()));
+        let name = match self.settings.job_name {
+            Some(name) => name,
+            None => cached_short_name(&mut self.short_name, std::any::type_name::<Args>()),
+        };
         let catch_panics = self.settings.catch_panics;
         let queue: &str = match (ctx.queue(), &self.settings.queue) {
             (Some(q), _) => q.as_ref(),

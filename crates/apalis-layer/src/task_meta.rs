@@ -48,7 +48,11 @@ pub(crate) fn job_meta(
         .maybe_scheduled_at(ctx.run_at().map(|s| UNIX_EPOCH + Duration::from_secs(s)))
         .maybe_priority(ctx.priority().map(|p| i64::try_from(p).unwrap_or(i64::MAX)));
     if let Some(id) = ctx.task_id() {
-        builder = builder.id(id.to_string());
+        // A string id (the memory backend's) is copied, not formatted.
+        builder = builder.id(match id.as_string() {
+            Some(id) => id.to_owned(),
+            None => id.to_string(),
+        });
     }
     if attempt == 1 {
         builder = builder.maybe_enqueued_at(enqueued_at(ctx));

@@ -26,6 +26,9 @@ pub(crate) struct Instruments {
     pub(crate) propagation_invalid: Counter<u64>,
     pub(crate) retries: Counter<u64>,
     pub(crate) overflow: Counter<u64>,
+    /// Unique in the process: which monitor's instruments a job kind's
+    /// bound handles belong to (see `bound.rs`).
+    pub(crate) id: u64,
 }
 
 /// The instrumentation scope jobsight records under: crate name and version.
@@ -45,7 +48,9 @@ impl Instruments {
     ) -> Self {
         let tracer = tracer.unwrap_or_else(|| global::tracer_with_scope(scope()));
         let meter = meter.unwrap_or_else(|| global::meter_with_scope(scope()));
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tracer,
             meter: meter.clone(),
             duration: meter

@@ -269,6 +269,8 @@ pub struct JobKind {
     pub(crate) overflow: bool,
     /// What the producer side records: `send {queue}` and its attributes.
     pub(crate) send: SendKind,
+    /// The metric calls with these attribute sets.
+    pub(crate) metrics: crate::bound::KindMetrics,
 }
 
 impl JobKind {
@@ -277,7 +279,10 @@ impl JobKind {
         let name: Cow<'static, str> = interned_cow(name.to_owned());
         let base = vec![
             KeyValue::new(semconv::MESSAGING_SYSTEM, system.clone()),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, queue.clone()),
+            KeyValue::new(
+                semconv::MESSAGING_DESTINATION_NAME,
+                interned_cow(queue.to_string()),
+            ),
             KeyValue::new(semconv::JOB_NAME, name),
         ];
         let by_outcome = Outcome::ALL.map(|outcome| {
@@ -291,6 +296,7 @@ impl JobKind {
             base,
             by_outcome,
             overflow,
+            metrics: Default::default(),
         }
     }
 

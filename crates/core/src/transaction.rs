@@ -148,7 +148,7 @@ impl Transaction {
         let started = Instant::now();
         let cx = progress::begin(monitor, &kind, &meta, parent.with_span(span), started, now);
 
-        instruments.active.add(1, &kind.base);
+        kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
             instruments.retries.add(1, &kind.base);
         }
@@ -156,7 +156,7 @@ impl Transaction {
             instruments.overflow.add(1, &[]);
         }
         if let Some(waited) = queue_time {
-            instruments.queue_time.record(waited, &kind.base);
+            kind.metrics.queue_time(instruments, &kind.base, waited);
         }
 
         Self {
@@ -358,10 +358,7 @@ impl Transaction {
         let instruments = self.monitor.instruments();
         let kind = &self.kind;
         match error_type {
-            None => {
-                instruments.duration.record(elapsed, &kind.base);
-                instruments.consumed.add(1, &kind.base);
-            }
+            None => kind.metrics.processed(instruments, &kind.base, elapsed),
             Some(error_type) => {
                 let mut attrs = Vec::with_capacity(kind.base.len() + 1);
                 attrs.extend(kind.base.iter().cloned());
@@ -370,10 +367,9 @@ impl Transaction {
                 instruments.consumed.add(1, &attrs);
             }
         }
-        instruments
-            .outcomes
-            .add(1, &kind.by_outcome[outcome.index()]);
-        instruments.active.add(-1, &kind.base);
+        let by_outcome = &kind.by_outcome[outcome.index()];
+        kind.metrics.outcome(instruments, outcome, by_outcome);
+        kind.metrics.active(instruments, &kind.base, -1);
     }
 }
 

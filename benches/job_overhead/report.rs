@@ -1,0 +1,347 @@
+//! The interleaved rounds and the table `cargo bench` prints (the README's
+//! "Performance" table).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::alloc_count::{Counted, Counting};
+use crate::workers::{Bench, Config};
+
+/// Sizes of one table run.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// Jobs per worker run.
+    pub jobs: u64,
+    /// Interleaved rounds; each runs every configuration at each concurrency.
+    pub rounds: usize,
+    /// Jobs per run when counting allocations.
+    pub alloc_jobs: u64,
+    /// Jobs in the memory check, run in ten chunks.
+    pub memory_jobs: u64,
+}
+
+const CONCURRENCY: [usize; 2] = [1, 4];
+
+/// A target's row: label, the figures at concurrency 1 and 4, how to print
+/// one, and whether one meets the target.
+type TargetRow<'a> = (
+    &'a str,
+    [f64; 2],
+    &'a dyn Fn(f64) -> String,
+    &'a dyn Fn(f64) -> bool,
+);
+
+/// A row of the table: a worker configuration or the floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Row {
+    Worker(Config),
+    /// The SDK floor, metric calls unbound (`bound` = false) or through
+    /// bound instruments.
+    Floor {
+        bound: bool,
+    },
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn yes_no(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
+
+/// Runs the rounds, the allocation count and the memory check, and returns
+/// the report in Markdown.
+pub fn run(bench: &Bench, p: Params) -> String {
+    // ns per job, per (row, concurrency), one value per round.
+    let mut ns: HashMap<(Row, usize), Vec<f64>> = HashMap::new();
+    let mut runs: HashMap<Config, u64> = HashMap::new();
+    let rows: Vec<Row> = Config::ALL
+        .iter()
+        .map(|c| Row::Worker(*c))
+        .chain([Row::Floor { bound: false }, Row::Floor { bound: true }])
+        .collect();
+    // Spans exported before the table (criterion's runs use the same
+    // pipelines), so that only the table's own are counted below.
+    let exported_before: HashMap<Config, u64> = [Config::Full, Config::Apalis]
+        .into_iter()
+        .filter_map(|config| {
+            let pipeline = bench.pipeline(config)?;
+            let _ = pipeline.tracer_provider.force_flush();
+            Some((config, pipeline.stats.spans()))
+        })
+        .collect();
+    for round in 0..p.rounds {
+        // Rotate the order so each configuration takes each position.
+        let mut order = rows.clone();
+        order.rotate_left(round % rows.len());
+        for &concurrency in &CONCURRENCY {
+            for &row in &order {
+                let per_job = match row {
+                    Row::Worker(config) => {
+                        let storage = bench.storage(p.jobs);
+                        let took = bench.run(config, concurrency, storage, p.jobs);
+                        *runs.entry(config).or_default() += p.jobs;
+                        took.as_nanos() as f64 / p.jobs as f64
+                    }
+                    Row::Floor { bound } if concurrency == CONCURRENCY[0] => {
+                        bench.run_floor(p.jobs, bound).as_nanos() as f64 / p.jobs as f64
+                    }
+                    Row::Floor { .. } => continue,
+                };
+                ns.entry((row, concurrency)).or_default().push(per_job);
+            }
+        }
+        eprintln!("jobsight bench: round {} of {} done", round + 1, p.rounds);
+    }
+
+    let value = |row: Row, c: usize, round: usize| -> f64 {
+        ns.get(&(row, c))
+            .and_then(|v| v.get(round).copied())
+            .unwrap_or(f64::NAN)
+    };
+    let med = |row: Row, c: usize| -> f64 {
+        let mut v: Vec<f64> = ns.get(&(row, c)).cloned().unwrap_or_default();
+        median(&mut v)
+    };
+    // Overhead: the configuration minus the bare worker of the same round.
+    let overhead = |config: Config, c: usize| -> f64 {
+        let mut v: Vec<f64> = (0..p.rounds)
+            .map(|r| value(Row::Worker(config), c, r) - value(Row::Worker(Config::Bare), c, r))
+            .collect();
+        median(&mut v)
+    };
+    // Throughput of `config` relative to `Full` (collector up), same round.
+    let throughput_vs_up = |config: Config, c: usize| -> f64 {
+        let mut v: Vec<f64> = (0..p.rounds)
+            .map(|r| value(Row::Worker(Config::Full), c, r) / value(Row::Worker(config), c, r))
+            .collect();
+        median(&mut v)
+    };
+    let floor = med(Row::Floor { bound: false }, 1);
+    let floor_bound = med(Row::Floor { bound: true }, 1);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "jobsight per-job cost: apalis 1.0 worker, in-memory backend, no-op job; {} jobs a run, \
+         median of {} interleaved rounds; {} CPUs\n",
+        p.jobs,
+        p.rounds,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let _ = writeln!(
+        out,
+        "| configuration | ns/job, c=1 | overhead, c=1 | ns/job, c=4 | overhead, c=4 |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for config in Config::ALL {
+        let row = Row::Worker(config);
+        if config == Config::Bare {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | — | {:.0} | — |",
+                config.label(),
+                med(row, 1),
+                med(row, 4)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:+.0} | {:.0} | {:+.0} |",
+                config.label(),
+                med(row, 1),
+                overhead(config, 1),
+                med(row, 4),
+                overhead(config, 4)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "| SDK floor: one span with the same attributes + the same metric calls, no worker | — | {floor:.0} | — | — |"
+    );
+    let _ = writeln!(
+        out,
+        "| SDK floor, metric instruments bound to the attribute sets | — | {floor_bound:.0} | — | — |\n"
+    );
+
+    // Targets.
+    let full = [overhead(Config::Full, 1), overhead(Config::Full, 4)];
+    let apalis = [overhead(Config::Apalis, 1), overhead(Config::Apalis, 4)];
+    let metrics = [
+        overhead(Config::MetricsOnly, 1),
+        overhead(Config::MetricsOnly, 4),
+    ];
+    let vs_floor = [full[0] / floor, full[1] / floor];
+    let vs_floor_bound = [full[0] / floor_bound, full[1] / floor_bound];
+    let vs_apalis = [full[0] / apalis[0], full[1] / apalis[1]];
+    let refusing = [
+        throughput_vs_up(Config::FullRefusing, 1),
+        throughput_vs_up(Config::FullRefusing, 4),
+    ];
+    let hanging = [
+        throughput_vs_up(Config::FullHanging, 1),
+        throughput_vs_up(Config::FullHanging, 4),
+    ];
+    let _ = writeln!(out, "| target | c=1 | c=4 | met |");
+    let _ = writeln!(out, "|---|---:|---:|---|");
+    let ratio = |v: f64| format!("{v:.2}×");
+    let nanos = |v: f64| format!("{v:.0} ns");
+    let percent = |v: f64| format!("{:.0}%", v * 100.0);
+    let targets: [TargetRow; 6] = [
+        (
+            "full monitoring overhead ≤ 1.5× the SDK floor",
+            vs_floor,
+            &ratio,
+            &|r| r <= 1.5,
+        ),
+        (
+            "full monitoring overhead ≤ 1.5× the SDK floor with bound instruments",
+            vs_floor_bound,
+            &ratio,
+            &|r| r <= 1.5,
+        ),
+        (
+            "full monitoring overhead ≤ 0.5× apalis's tracing + metrics layers' overhead",
+            vs_apalis,
+            &ratio,
+            &|r| r <= 0.5,
+        ),
+        ("metrics-only overhead ≤ 400 ns", metrics, &nanos, &|m| {
+            m <= 400.0
+        }),
+        (
+            "collector refusing: throughput ≥ 95% of collector up",
+            refusing,
+            &percent,
+            &|r| r >= 0.95,
+        ),
+        (
+            "collector hanging: throughput ≥ 95% of collector up",
+            hanging,
+            &percent,
+            &|r| r >= 0.95,
+        ),
+    ];
+    for (label, figures, show, meets) in targets {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} |",
+            show(figures[0]),
+            show(figures[1]),
+            yes_no(figures.iter().all(|f| meets(*f)))
+        );
+    }
+
+    // Memory over many jobs with the collector hanging (the span queue fills
+    // and stays full), in ten chunks.
+    let chunk = (p.memory_jobs / 10).max(1);
+    let mut rss = Vec::new();
+    for _ in 0..10 {
+        let storage = bench.storage(chunk);
+        bench.run(Config::FullHanging, 1, storage, chunk);
+        rss.push(rss_bytes().unwrap_or(0));
+    }
+    let (first, last) = (rss[0], rss[rss.len() - 1]);
+    let peak = rss.iter().copied().max().unwrap_or(0);
+    let growth = last.saturating_sub(first);
+    let _ = writeln!(
+        out,
+        "| memory flat over {} jobs, collector hanging (RSS after the first and the last {} jobs; peak) | {:.1} → {:.1} MB (peak {:.1}) | | {} |\n",
+        chunk * 10,
+        chunk,
+        mb(first),
+        mb(last),
+        mb(peak),
+        yes_no(growth < 8 * 1024 * 1024)
+    );
+
+    // Allocations per job, concurrency 1.
+    let mut allocs: Vec<(Config, Counted)> = Vec::new();
+    for config in [
+        Config::Bare,
+        Config::Full,
+        Config::MetricsOnly,
+        Config::Apalis,
+    ] {
+        let storage = bench.storage(p.alloc_jobs);
+        Counting::start();
+        bench.run(config, 1, storage, p.alloc_jobs);
+        allocs.push((config, Counting::stop()));
+    }
+    Counting::start();
+    bench.run_floor(p.alloc_jobs, true);
+    let floor_allocs = Counting::stop();
+    let per_job = |n: u64| n as f64 / p.alloc_jobs as f64;
+    let bare = allocs[0].1;
+    let _ = writeln!(
+        out,
+        "| heap allocations per job, c=1 | job's thread | all threads (incl. exporter) | added to the bare worker (job's thread / all) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (config, counted) in &allocs {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.1} | {} |",
+            config.label(),
+            per_job(counted.this_thread),
+            per_job(counted.all_threads),
+            if *config == Config::Bare {
+                "—".to_owned()
+            } else {
+                format!(
+                    "{:+.1} / {:+.1}",
+                    per_job(counted.this_thread) - per_job(bare.this_thread),
+                    per_job(counted.all_threads) - per_job(bare.all_threads)
+                )
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| SDK floor (bound instruments) | {:.1} | {:.1} | — |\n",
+        per_job(floor_allocs.this_thread),
+        per_job(floor_allocs.all_threads)
+    );
+
+    // Spans that reached the exporter (the rest were dropped by a full
+    // queue, or are still queued).
+    for config in [Config::Full, Config::Apalis] {
+        if let Some(pipeline) = bench.pipeline(config) {
+            let _ = pipeline.tracer_provider.force_flush();
+            let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
+            let exported =
+                pipeline.stats.spans() - exported_before.get(&config).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "spans exported, {}: {} of {} ({:.2}% dropped)",
+                config.label(),
+                exported,
+                made,
+                100.0 * (1.0 - exported as f64 / made.max(1) as f64)
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,332 @@
+//! The configurations measured: an apalis worker on the in-memory backend
+//! running no-op jobs, bare or behind a layer, and the SDK floor.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use apalis::layers::opentelemetry::OpenTelemetryMetricsLayer;
+use apalis::layers::tracing::TraceLayer;
+use apalis::prelude::*;
+use jobsight_apalis::MonitorLayer;
+use jobsight_core::JobMonitor;
+use opentelemetry::metrics::{
+    BoundCounter, BoundHistogram, BoundUpDownCounter, Counter, Histogram, MeterProvider as _,
+    UpDownCounter,
+};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Tracer as _, TracerProvider as _};
+use opentelemetry::{KeyValue, global};
+use opentelemetry_sdk::trace::SdkTracer;
+use tokio::runtime::Runtime;
+use tracing::Dispatch;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::pipelines::{Collector, Pipeline};
+
+/// The worker's name (`messaging.consumer.group.name`).
+const WORKER: &str = "bench";
+
+/// A way of running the same no-op jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Config {
+    /// No layer: the baseline.
+    Bare,
+    /// `MonitorLayer`, spans sampled in, collector up.
+    Full,
+    /// `MonitorLayer`, spans sampled out: metrics only.
+    MetricsOnly,
+    /// apalis's `TraceLayer` through tracing-opentelemetry plus apalis's
+    /// `OpenTelemetryMetricsLayer`, collector up.
+    Apalis,
+    /// `MonitorLayer` as `Full`, collector refusing every export.
+    FullRefusing,
+    /// `MonitorLayer` as `Full`, collector hanging on every export.
+    FullHanging,
+}
+
+impl Config {
+    /// Every worker configuration, in table order.
+    pub const ALL: [Config; 6] = [
+        Config::Bare,
+        Config::Full,
+        Config::MetricsOnly,
+        Config::Apalis,
+        Config::FullRefusing,
+        Config::FullHanging,
+    ];
+
+    /// The row label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Config::Bare => "bare worker (baseline)",
+            Config::Full => "MonitorLayer, traces + metrics (100% sampled)",
+            Config::MetricsOnly => "MonitorLayer, traces sampled out (metrics only)",
+            Config::Apalis => {
+                "apalis TraceLayer + tracing-opentelemetry + OpenTelemetryMetricsLayer"
+            }
+            Config::FullRefusing => "MonitorLayer, traces + metrics, collector refusing",
+            Config::FullHanging => "MonitorLayer, traces + metrics, collector hanging",
+        }
+    }
+}
+
+/// Jobs finished in the current run, and how many the run is for.
+static FINISHED: AtomicU64 = AtomicU64::new(0);
+static TARGET: AtomicU64 = AtomicU64::new(0);
+
+/// The job: does nothing, and stops the worker after the last one.
+async fn noop(_job: u64, worker: WorkerContext) -> Result<(), BoxDynError> {
+    if FINISHED.fetch_add(1, Ordering::Relaxed) + 1 == TARGET.load(Ordering::Relaxed) {
+        worker.stop()?;
+    }
+    Ok(())
+}
+
+/// Everything the configurations record into, built once and shared by all
+/// runs (as in an application, the instruments live as long as the process).
+pub struct Bench {
+    runtime: Runtime,
+    full: (Pipeline, JobMonitor),
+    metrics_only: (Pipeline, JobMonitor),
+    refusing: (Pipeline, JobMonitor),
+    hanging: (Pipeline, JobMonitor),
+    apalis: (Pipeline, Dispatch),
+    floor: (Pipeline, Floor),
+}
+
+fn monitored(collector: Collector, sampled: bool) -> (Pipeline, JobMonitor) {
+    let pipeline = Pipeline::new(collector, sampled);
+    let monitor = JobMonitor::builder()
+        .tracer_provider(&pipeline.tracer_provider)
+        .meter_provider(&pipeline.meter_provider)
+        .build();
+    (pipeline, monitor)
+}
+
+impl Bench {
+    /// Builds the pipelines, the monitors, the tracing subscriber apalis's
+    /// layer records through, and a current-thread runtime: a worker polls
+    /// its jobs inline on its own task, so one thread runs the worker and
+    /// its jobs, while the exporters run on their own threads.
+    pub fn new() -> Self {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => panic!("tokio runtime: {e}"),
+        };
+        let apalis_pipeline = Pipeline::new(Collector::Up, true);
+        // apalis's metrics layer records with the global meter.
+        global::set_meter_provider(apalis_pipeline.meter_provider.clone());
+        let tracer = apalis_pipeline.tracer_provider.tracer("apalis-bench");
+        // apalis's task span is at DEBUG: the filter a user needs to see it.
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .with(LevelFilter::DEBUG);
+        let dispatch = Dispatch::new(subscriber);
+        let floor_pipeline = Pipeline::new(Collector::Up, true);
+        let floor = Floor::new(&floor_pipeline);
+        Self {
+            runtime,
+            full: monitored(Collector::Up, true),
+            metrics_only: monitored(Collector::Up, false),
+            refusing: monitored(Collector::Refusing, true),
+            hanging: monitored(Collector::Hanging, true),
+            apalis: (apalis_pipeline, dispatch),
+            floor: (floor_pipeline, floor),
+        }
+    }
+
+    /// The pipeline a configuration records into (none for the bare worker).
+    pub fn pipeline(&self, config: Config) -> Option<&Pipeline> {
+        match config {
+            Config::Bare => None,
+            Config::Full => Some(&self.full.0),
+            Config::MetricsOnly => Some(&self.metrics_only.0),
+            Config::Apalis => Some(&self.apalis.0),
+            Config::FullRefusing => Some(&self.refusing.0),
+            Config::FullHanging => Some(&self.hanging.0),
+        }
+    }
+
+    /// Lets hanging exporters go.
+    pub fn release(&self) {
+        self.hanging.0.stats.release();
+    }
+
+    /// A memory backend holding `jobs` tasks, pushed outside the measurement.
+    pub fn storage(&self, jobs: u64) -> MemoryStorage<u64> {
+        let mut storage = MemoryStorage::new();
+        self.runtime.block_on(async {
+            for i in 0..jobs {
+                if let Err(e) = storage.push(i).await {
+                    panic!("push: {e}");
+                }
+            }
+        });
+        storage
+    }
+
+    /// Runs `storage`'s `jobs` tasks through a worker in `config` with
+    /// `concurrency` and returns the time from start to the worker's exit.
+    pub fn run(
+        &self,
+        config: Config,
+        concurrency: usize,
+        storage: MemoryStorage<u64>,
+        jobs: u64,
+    ) -> Duration {
+        FINISHED.store(0, Ordering::Relaxed);
+        TARGET.store(jobs, Ordering::Relaxed);
+        let builder = WorkerBuilder::new(WORKER)
+            .backend(storage)
+            .concurrency(concurrency);
+        let start = Instant::now();
+        let result = match config {
+            Config::Bare => self.runtime.block_on(builder.build(noop).run()),
+            Config::Full | Config::MetricsOnly | Config::FullRefusing | Config::FullHanging => {
+                let monitor = match config {
+                    Config::Full => &self.full.1,
+                    Config::MetricsOnly => &self.metrics_only.1,
+                    Config::FullRefusing => &self.refusing.1,
+                    _ => &self.hanging.1,
+                };
+                let layer = MonitorLayer::with_monitor(monitor.clone());
+                self.runtime
+                    .block_on(builder.layer(layer).build(noop).run())
+            }
+            Config::Apalis => tracing::dispatcher::with_default(&self.apalis.1, || {
+                self.runtime.block_on(
+                    builder
+                        .layer(TraceLayer::new())
+                        .layer(OpenTelemetryMetricsLayer::default())
+                        .build(noop)
+                        .run(),
+                )
+            }),
+        };
+        let elapsed = start.elapsed();
+        if let Err(e) = result {
+            panic!("worker: {e}");
+        }
+        let done = FINISHED.load(Ordering::Relaxed);
+        assert_eq!(done, jobs, "{config:?} ran {done} of {jobs} jobs");
+        elapsed
+    }
+
+    /// Runs the floor `jobs` times and returns the time taken; with metric
+    /// instruments bound to the attribute sets beforehand when `bound`.
+    pub fn run_floor(&self, jobs: u64, bound: bool) -> Duration {
+        let start = Instant::now();
+        for i in 0..jobs {
+            self.floor.1.one(i, bound);
+        }
+        start.elapsed()
+    }
+
+    /// One run of the floor.
+    pub fn floor_once(&self, i: u64, bound: bool) {
+        self.floor.1.one(i, bound);
+    }
+}
+
+/// The SDK alone doing what one monitored job records, with no worker and
+/// no layer: one CONSUMER span with the same attributes (the message id as
+/// an owned string, as a task id must be) and `job.outcome` set at the end,
+/// and the same metric calls (`job.active` up and down, the duration
+/// histogram, the two counters) with attribute sets built beforehand, either
+/// as plain calls or through instruments bound to those sets beforehand
+/// (opentelemetry's `experimental_metrics_bound_instruments`).
+pub struct Floor {
+    tracer: SdkTracer,
+    duration: Histogram<f64>,
+    consumed: Counter<u64>,
+    outcomes: Counter<u64>,
+    active: UpDownCounter<i64>,
+    base: Vec<KeyValue>,
+    by_outcome: Vec<KeyValue>,
+    bound: (
+        BoundHistogram<f64>,
+        BoundCounter<u64>,
+        BoundCounter<u64>,
+        BoundUpDownCounter<i64>,
+    ),
+}
+
+impl Floor {
+    fn new(pipeline: &Pipeline) -> Self {
+        let meter = pipeline.meter_provider.meter("floor");
+        let base = vec![
+            KeyValue::new("messaging.system", "apalis"),
+            KeyValue::new("messaging.destination.name", "u64"),
+            KeyValue::new("job.name", "u64"),
+        ];
+        let mut by_outcome = base.clone();
+        by_outcome.push(KeyValue::new("job.outcome", "succeeded"));
+        let duration = meter
+            .f64_histogram("messaging.process.duration")
+            .with_boundaries(jobsight_core::semconv::DURATION_BUCKETS.to_vec())
+            .build();
+        let consumed = meter
+            .u64_counter("messaging.client.consumed.messages")
+            .build();
+        let outcomes = meter.u64_counter("job.outcomes").build();
+        let active = meter.i64_up_down_counter("job.active").build();
+        let bound = (
+            duration.bind(&base),
+            consumed.bind(&base),
+            outcomes.bind(&by_outcome),
+            active.bind(&base),
+        );
+        Self {
+            tracer: pipeline.tracer_provider.tracer("floor"),
+            duration,
+            consumed,
+            outcomes,
+            active,
+            base,
+            by_outcome,
+            bound,
+        }
+    }
+
+    fn one(&self, i: u64, bound: bool) {
+        let started = Instant::now();
+        let attributes = vec![
+            self.base[0].clone(),
+            self.base[1].clone(),
+            self.base[2].clone(),
+            KeyValue::new("messaging.operation.name", "process"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.message.id", i.to_string()),
+            KeyValue::new("messaging.consumer.group.name", WORKER),
+            KeyValue::new("job.attempt", 1_i64),
+        ];
+        let mut span = self.tracer.build(
+            SpanBuilder::from_name("process u64")
+                .with_kind(SpanKind::Consumer)
+                .with_attributes(attributes),
+        );
+        if bound {
+            self.bound.3.add(1);
+        } else {
+            self.active.add(1, &self.base);
+        }
+        span.set_attribute(KeyValue::new("job.outcome", "succeeded"));
+        span.end();
+        let seconds = started.elapsed().as_secs_f64();
+        if bound {
+            let (duration, consumed, outcomes, active) = &self.bound;
+            duration.record(seconds);
+            consumed.add(1);
+            outcomes.add(1);
+            active.add(-1);
+        } else {
+            self.duration.record(seconds, &self.base);
+            self.consumed.add(1, &self.base);
+            self.outcomes.add(1, &self.by_outcome);
+            self.active.add(-1, &self.base);
+        }
+    }
+}
