@@ -214,25 +214,10 @@ async fn checkins_cross_every_wire() {
     assert_eq!(counted.last().and_then(|p| p.value), Some(1.0));
 
     let started = Instant::now();
-    cleanup(&prefix).await;
+    e2e_util::RedisKeys::new(&prefix)
+        .delete()
+        .expect("delete the watchdog's Redis keys");
     assert!(started.elapsed() < WAIT);
-}
-
-async fn cleanup(prefix: &str) {
-    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
 }
 
 /// The `checkins` example as a user runs it (built by `cargo test`; run
@@ -347,5 +332,7 @@ async fn checkin_metrics_scrape_under_the_alert_rules_names() {
         .await
         .unwrap()
         .expect("telemetry shutdown");
-    cleanup(&prefix).await;
+    e2e_util::RedisKeys::new(&prefix)
+        .delete()
+        .expect("delete the watchdog's Redis keys");
 }

@@ -44,7 +44,8 @@ impl MonitorLayer {
     /// docs). Returns the monitor layer wrapped in a [`RecordArgsLayer`]:
     /// call it last, after the other `MonitorLayer` settings. The worker's
     /// `Args` type must implement `serde::Serialize`.
-    pub fn record_args(self, policy: ArgsPolicy) -> Stack<MonitorLayer, RecordArgsLayer> {
+    pub fn record_args(mut self, policy: ArgsPolicy) -> Stack<MonitorLayer, RecordArgsLayer> {
+        Arc::make_mut(&mut self.settings).records_args = true;
         let layer = RecordArgsLayer {
             policy: Arc::new(policy),
             job_name: self.settings.job_name,

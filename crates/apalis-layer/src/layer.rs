@@ -52,6 +52,9 @@ pub(crate) struct Settings {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) catch_panics: bool,
     pub(crate) checkins: Option<Checkins>,
+    /// Set by [`MonitorLayer::record_args`]: only then does the service look
+    /// for captured arguments in the task's data.
+    pub(crate) records_args: bool,
 }
 
 impl Default for MonitorLayer {
@@ -78,6 +81,7 @@ impl MonitorLayer {
                 max_attempts: None,
                 catch_panics: true,
                 checkins: None,
+                records_args: false,
             }),
         }
     }

@@ -141,7 +141,9 @@ where
             self.consumer.clone(),
             self.settings.max_attempts,
         );
-        meta.set_args(crate::args::captured(&ctx));
+        if self.settings.records_args {
+            meta.set_args(crate::args::captured(&ctx));
+        }
         if self.monitor.has_observers() {
             meta.set_metadata(crate::args::observed_metadata(&ctx));
         }
