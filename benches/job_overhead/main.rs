@@ -22,6 +22,8 @@
 //! runs one configuration once (`bare`, `full`, `metrics_only`, `apalis`,
 //! `refusing`, `hanging`, `floor`, `floor_bound`) at concurrency 1: for counting
 //! instructions under callgrind (`scripts/bench-instructions`).
+//! `JOBSIGHT_BENCH=allocs` prints the allocations-per-job table only
+//! (`JOBSIGHT_BENCH_JOBS` jobs a configuration, default 20000).
 
 mod alloc_count;
 mod pipelines;
@@ -102,6 +104,14 @@ fn main() {
     let bench = Bench::new();
     if which == "one" {
         run_one(&bench);
+        bench.release();
+        return;
+    }
+    if which == "allocs" {
+        println!(
+            "{}",
+            report::allocations(&bench, env_u64("JOBSIGHT_BENCH_JOBS", 20_000))
+        );
         bench.release();
         return;
     }

@@ -277,7 +277,33 @@ pub fn run(bench: &Bench, p: Params) -> String {
         yes_no(growth < 8 * 1024 * 1024)
     );
 
-    // Allocations per job, concurrency 1.
+    out.push_str(&allocations(bench, p.alloc_jobs));
+
+    // Spans that reached the exporter (the rest were dropped by a full
+    // queue, or are still queued).
+    for config in [Config::Full, Config::Apalis] {
+        if let Some(pipeline) = bench.pipeline(config) {
+            let _ = pipeline.tracer_provider.force_flush();
+            let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
+            let exported =
+                pipeline.stats.spans() - exported_before.get(&config).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "spans exported, {}: {} of {} ({:.2}% dropped)",
+                config.label(),
+                exported,
+                made,
+                100.0 * (1.0 - exported as f64 / made.max(1) as f64)
+            );
+        }
+    }
+    out
+}
+
+/// Heap allocations per job at concurrency 1 (a counting allocator), each
+/// configuration run over `jobs` jobs, as a Markdown table.
+pub fn allocations(bench: &Bench, jobs: u64) -> String {
+    let mut out = String::new();
     let mut allocs: Vec<(Config, Counted)> = Vec::new();
     for config in [
         Config::Bare,
@@ -285,15 +311,15 @@ pub fn run(bench: &Bench, p: Params) -> String {
         Config::MetricsOnly,
         Config::Apalis,
     ] {
-        let storage = bench.storage(p.alloc_jobs);
+        let storage = bench.storage(jobs);
         Counting::start();
-        bench.run(config, 1, storage, p.alloc_jobs);
+        bench.run(config, 1, storage, jobs);
         allocs.push((config, Counting::stop()));
     }
     Counting::start();
-    bench.run_floor(p.alloc_jobs, true);
+    bench.run_floor(jobs, true);
     let floor_allocs = Counting::stop();
-    let per_job = |n: u64| n as f64 / p.alloc_jobs as f64;
+    let per_job = |n: u64| n as f64 / jobs as f64;
     let bare = allocs[0].1;
     let _ = writeln!(
         out,
@@ -324,24 +350,5 @@ pub fn run(bench: &Bench, p: Params) -> String {
         per_job(floor_allocs.this_thread),
         per_job(floor_allocs.all_threads)
     );
-
-    // Spans that reached the exporter (the rest were dropped by a full
-    // queue, or are still queued).
-    for config in [Config::Full, Config::Apalis] {
-        if let Some(pipeline) = bench.pipeline(config) {
-            let _ = pipeline.tracer_provider.force_flush();
-            let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
-            let exported =
-                pipeline.stats.spans() - exported_before.get(&config).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "spans exported, {}: {} of {} ({:.2}% dropped)",
-                config.label(),
-                exported,
-                made,
-                100.0 * (1.0 - exported as f64 / made.max(1) as f64)
-            );
-        }
-    }
     out
 }
