@@ -50,6 +50,7 @@ pub struct JobMeta {
 
 impl JobMeta {
     /// Starts a builder for a job of `system` (the runner: `apalis`, …) on `queue`.
+    #[inline]
     pub fn builder(
         system: impl Into<Cow<'static, str>>,
         queue: impl Into<Arc<str>>,
@@ -213,42 +214,49 @@ pub struct JobMetaBuilder {
 
 impl JobMetaBuilder {
     /// The job's kind (`job.name`). Defaults to the queue's name.
+    #[inline]
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.meta.name = Some(name.into());
         self
     }
 
     /// The job's id (`messaging.message.id`). Defaults to none.
+    #[inline]
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.meta.id = Some(id.into());
         self
     }
 
     /// Which attempt this is, counting from 1. Defaults to unknown.
+    #[inline]
     pub fn attempt(mut self, attempt: u32) -> Self {
         self.meta.attempt = Some(attempt);
         self
     }
 
     /// How many attempts the runner allows in all. Defaults to unknown.
+    #[inline]
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.meta.max_attempts = Some(max_attempts);
         self
     }
 
     /// When the job was enqueued. Defaults to unknown.
+    #[inline]
     pub fn enqueued_at(mut self, at: SystemTime) -> Self {
         self.meta.enqueued_at = Some(at);
         self
     }
 
     /// When the job was due to run (its run-at). Defaults to unknown.
+    #[inline]
     pub fn scheduled_at(mut self, at: SystemTime) -> Self {
         self.meta.scheduled_at = Some(at);
         self
     }
 
     /// The runner's priority value. Defaults to none.
+    #[inline]
     pub fn priority(mut self, priority: i64) -> Self {
         self.meta.priority = Some(priority);
         self
@@ -256,6 +264,7 @@ impl JobMetaBuilder {
 
     /// The worker or consumer group running the job
     /// (`messaging.consumer.group.name`). Defaults to none.
+    #[inline]
     pub fn consumer(mut self, consumer: impl Into<Arc<str>>) -> Self {
         self.meta.consumer = Some(consumer.into());
         self
@@ -263,6 +272,7 @@ impl JobMetaBuilder {
 
     /// The trace context of the code that created the job (see
     /// [`crate::propagation`]). Defaults to none: the job starts a new trace.
+    #[inline]
     pub fn creation_context(mut self, cx: SpanContext) -> Self {
         if cx.is_valid() {
             self.meta.creation_context = Some(cx);
@@ -273,6 +283,7 @@ impl JobMetaBuilder {
     /// Everything a runner extracted from the job's carrier with
     /// [`crate::propagation::extract_propagated`]: the creation context, the
     /// producer's baggage and any problem with them. Defaults to nothing.
+    #[inline]
     pub fn propagated(mut self, propagated: Propagated) -> Self {
         let (span_context, baggage, problem) = propagated.into_parts();
         self.meta.creation_context = span_context;
@@ -283,6 +294,7 @@ impl JobMetaBuilder {
 
     /// The job's captured arguments (see [`crate::args::ArgsPolicy::capture`]).
     /// Defaults to none.
+    #[inline]
     pub fn args(mut self, args: CapturedArgs) -> Self {
         self.meta.args = Some(args);
         self
@@ -290,42 +302,63 @@ impl JobMetaBuilder {
 
     /// The runner's metadata for the job, for observers (mask it first with
     /// [`crate::args::ArgsPolicy::mask_pairs`]). Defaults to none.
+    #[inline]
     pub fn metadata(mut self, metadata: Vec<(String, String)>) -> Self {
         self.meta.set_metadata(metadata);
         self
     }
 
     /// Like the setters above, for values that may be missing.
+    #[inline]
     pub fn maybe_attempt(mut self, attempt: Option<u32>) -> Self {
         self.meta.attempt = attempt;
         self
     }
 
     /// Sets the maximum number of attempts when known.
+    #[inline]
     pub fn maybe_max_attempts(mut self, max_attempts: Option<u32>) -> Self {
         self.meta.max_attempts = max_attempts;
         self
     }
 
     /// Sets the run-at time when known.
+    #[inline]
     pub fn maybe_scheduled_at(mut self, at: Option<SystemTime>) -> Self {
         self.meta.scheduled_at = at;
         self
     }
 
     /// Sets the enqueue time when known.
+    #[inline]
     pub fn maybe_enqueued_at(mut self, at: Option<SystemTime>) -> Self {
         self.meta.enqueued_at = at;
         self
     }
 
     /// Sets the priority when known.
+    #[inline]
     pub fn maybe_priority(mut self, priority: Option<i64>) -> Self {
         self.meta.priority = priority;
         self
     }
 
+    /// Sets the job's id when known.
+    #[inline]
+    pub fn maybe_id(mut self, id: Option<impl Into<String>>) -> Self {
+        self.meta.id = id.map(Into::into);
+        self
+    }
+
+    /// Sets the consumer when known.
+    #[inline]
+    pub fn maybe_consumer(mut self, consumer: Option<impl Into<Arc<str>>>) -> Self {
+        self.meta.consumer = consumer.map(Into::into);
+        self
+    }
+
     /// Finishes the builder.
+    #[inline]
     pub fn build(self) -> JobMeta {
         self.meta
     }
