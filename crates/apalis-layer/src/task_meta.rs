@@ -43,10 +43,11 @@ pub(crate) fn job_meta(
         .or(default_max_attempts);
     let scheduled_at = ctx.run_at().map(|s| UNIX_EPOCH + Duration::from_secs(s));
     let priority = ctx.priority().map(|p| i64::try_from(p).unwrap_or(i64::MAX));
-    // A string id (the memory backend's) is copied, not formatted.
-    let id = ctx.task_id().map(|id| match id.as_string() {
-        Some(id) => id.to_owned(),
-        None => id.to_string(),
+    // A string id (the memory backend's) is copied once, not formatted;
+    // the span attribute shares that copy.
+    let id: Option<Arc<str>> = ctx.task_id().map(|id| match id.as_string() {
+        Some(id) => Arc::from(id),
+        None => Arc::from(id.to_string()),
     });
     let enqueued_at = if attempt == 1 { enqueued_at(ctx) } else { None };
     let propagated = extract_propagated(&MetadataExtractor(ctx.metadata()));

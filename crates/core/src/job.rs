@@ -33,7 +33,8 @@ pub struct JobMeta {
     system: Cow<'static, str>,
     queue: Arc<str>,
     name: Option<Cow<'static, str>>,
-    id: Option<String>,
+    /// Shared, so that the span attribute is a reference count, not a copy.
+    id: Option<Arc<str>>,
     attempt: Option<u32>,
     max_attempts: Option<u32>,
     enqueued_at: Option<SystemTime>,
@@ -99,6 +100,11 @@ impl JobMeta {
     /// The job's id (`messaging.message.id`), when the runner has one.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// The job's id as a shared string, cheap to clone.
+    pub fn id_arc(&self) -> Option<&Arc<str>> {
+        self.id.as_ref()
     }
 
     /// Which attempt this is, counting from 1, when known.
@@ -222,7 +228,7 @@ impl JobMetaBuilder {
 
     /// The job's id (`messaging.message.id`). Defaults to none.
     #[inline]
-    pub fn id(mut self, id: impl Into<String>) -> Self {
+    pub fn id(mut self, id: impl Into<Arc<str>>) -> Self {
         self.meta.id = Some(id.into());
         self
     }
@@ -345,7 +351,7 @@ impl JobMetaBuilder {
 
     /// Sets the job's id when known.
     #[inline]
-    pub fn maybe_id(mut self, id: Option<impl Into<String>>) -> Self {
+    pub fn maybe_id(mut self, id: Option<impl Into<Arc<str>>>) -> Self {
         self.meta.id = id.map(Into::into);
         self
     }

@@ -99,8 +99,8 @@ impl Transaction {
             semconv::MESSAGING_OPERATION_TYPE,
             semconv::OPERATION_PROCESS,
         ));
-        if let Some(id) = meta.id() {
-            attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
+        if let Some(id) = meta.id_arc() {
+            attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.clone()));
         }
         if let Some(consumer) = meta.consumer() {
             attrs.push(KeyValue::new(
