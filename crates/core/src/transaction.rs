@@ -32,7 +32,10 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::global::BoxedSpan;
+use opentelemetry::trace::{
+    Link, Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer,
+};
 use opentelemetry::{Context, KeyValue};
 
 use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
@@ -146,7 +149,14 @@ impl Transaction {
         }
         let span = instruments.tracer.build_with_context(builder, &parent);
         let started = Instant::now();
-        let cx = progress::begin(monitor, &kind, &meta, parent.with_span(span), started, now);
+        let cx = progress::begin(
+            monitor,
+            &kind,
+            &meta,
+            with_span(&parent, span),
+            started,
+            now,
+        );
 
         kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
@@ -381,6 +391,20 @@ impl Drop for Transaction {
     }
 }
 
+/// `parent` with `span` as its active span. A span that does not record
+/// (sampled out, or from a no-op tracer) only carries its span context: ending
+/// or dropping it does nothing, and every call on it is a no-op, so the
+/// context holds that span context alone (what children need to inherit the
+/// sampling decision), without the two boxes and the mutex the API wraps a
+/// live span in.
+fn with_span(parent: &Context, span: BoxedSpan) -> Context {
+    if span.is_recording() {
+        parent.with_span(span)
+    } else {
+        parent.with_remote_span_context(span.span_context().clone())
+    }
+}
+
 fn unix_seconds(at: SystemTime) -> Option<i64> {
     at.duration_since(UNIX_EPOCH)
         .ok()
@@ -391,7 +415,9 @@ fn unix_seconds(at: SystemTime) -> Option<i64> {
 pub(crate) mod tests {
     use super::*;
     use crate::outcome::DefaultClassifier;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceFlags, TraceId, TraceState, TracerProvider as _,
+    };
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use std::time::Duration;
@@ -622,6 +648,64 @@ pub(crate) mod tests {
             }
             _ => panic!("not an i64 gauge"),
         }
+    }
+
+    /// Drops `process …` spans; any other span follows its parent's
+    /// decision and is sampled when it has none.
+    #[derive(Debug, Clone)]
+    struct DropProcessSpans;
+
+    impl opentelemetry_sdk::trace::ShouldSample for DropProcessSpans {
+        fn should_sample(
+            &self,
+            parent: Option<&Context>,
+            _trace_id: TraceId,
+            name: &str,
+            _kind: &SpanKind,
+            _attributes: &[KeyValue],
+            _links: &[Link],
+        ) -> opentelemetry_sdk::trace::SamplingResult {
+            use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult};
+            let parent = parent
+                .map(|cx| cx.span().span_context().clone())
+                .filter(SpanContext::is_valid);
+            let sampled = match parent {
+                _ if name.starts_with("process ") => false,
+                Some(parent) => parent.is_sampled(),
+                None => true,
+            };
+            SamplingResult {
+                decision: if sampled {
+                    SamplingDecision::RecordAndSample
+                } else {
+                    SamplingDecision::Drop
+                },
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_sampled_out_process_span_passes_its_decision_to_the_jobs_spans() {
+        let spans = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(DropProcessSpans)
+            .with_simple_exporter(spans.clone())
+            .build();
+        let monitor = JobMonitor::builder().tracer_provider(&provider).build();
+        let tx = monitor.start(meta(1, 1));
+        let process = tx.context().span().span_context().clone();
+        assert!(process.is_valid() && !process.is_sampled());
+        assert!(!tx.context().span().is_recording());
+        let tracer = provider.tracer("job-code");
+        let child = tracer.start_with_context("child", tx.context());
+        assert_eq!(child.span_context().trace_id(), process.trace_id());
+        assert!(!child.is_recording());
+        drop(child);
+        tx.succeed();
+        provider.force_flush().unwrap();
+        assert!(spans.get_finished_spans().unwrap().is_empty());
     }
 
     #[test]
