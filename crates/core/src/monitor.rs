@@ -12,7 +12,7 @@ use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry::trace::TracerProvider;
 
-use crate::instruments::{Instruments, interned_cow, scope};
+use crate::instruments::{Instruments, intern, interned_cow, scope};
 use crate::job::JobMeta;
 use crate::kinds::KindRegistry;
 use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
@@ -161,8 +161,7 @@ impl JobMonitor {
     /// Counts one attempt whose propagated context was dropped.
     pub(crate) fn count_invalid_context(&self, kind: &JobKind, problem: PropagationProblem) {
         self.inner.invalid_contexts.fetch_add(1, Ordering::Relaxed);
-        let mut attrs = Vec::with_capacity(kind.base.len() + 1);
-        attrs.extend(kind.base.iter().cloned());
+        let mut attrs = kind.names.base_attributes(1);
         attrs.push(KeyValue::new(semconv::ERROR_TYPE, problem.as_str()));
         self.instruments().propagation_invalid.add(1, &attrs);
     }
@@ -260,6 +259,8 @@ impl PropagationOverrides {
 /// once so that the per-job path copies no strings.
 #[derive(Debug)]
 pub struct JobKind {
+    /// The interned strings the attribute sets are made of.
+    pub(crate) names: KindNames,
     pub(crate) span_name: Cow<'static, str>,
     /// `messaging.system`, `messaging.destination.name`, `job.name`.
     pub(crate) base: Vec<KeyValue>,
@@ -275,22 +276,19 @@ pub struct JobKind {
 
 impl JobKind {
     pub(crate) fn new(system: &str, queue: &Arc<str>, name: &str, overflow: bool) -> Self {
-        let system: Cow<'static, str> = interned_cow(system.to_owned());
-        let name: Cow<'static, str> = interned_cow(name.to_owned());
-        let base = vec![
-            KeyValue::new(semconv::MESSAGING_SYSTEM, system.clone()),
-            KeyValue::new(
-                semconv::MESSAGING_DESTINATION_NAME,
-                interned_cow(queue.to_string()),
-            ),
-            KeyValue::new(semconv::JOB_NAME, name),
-        ];
+        let names = KindNames {
+            system: intern(system.to_owned()),
+            queue: intern(queue.to_string()),
+            name: intern(name.to_owned()),
+        };
+        let base = names.base_attributes(0);
         let by_outcome = Outcome::ALL.map(|outcome| {
             let mut attrs = base.clone();
             attrs.push(KeyValue::new(semconv::JOB_OUTCOME, outcome.as_str()));
             attrs
         });
         Self {
+            names,
             span_name: interned_cow(format!("process {queue}")),
             send: SendKind::new(queue, &base),
             base,
@@ -308,6 +306,33 @@ impl JobKind {
     /// The metric attributes every series of this kind carries.
     pub fn attributes(&self) -> &[KeyValue] {
         &self.base
+    }
+}
+
+/// A job kind's system, queue and name, interned for the life of the process
+/// (bounded by the limit of job kinds).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KindNames {
+    pub(crate) system: &'static str,
+    pub(crate) queue: &'static str,
+    pub(crate) name: &'static str,
+}
+
+impl KindNames {
+    /// `messaging.system`, `messaging.destination.name` and `job.name`, in a
+    /// vector with room for `extra` more. Made from the static strings rather
+    /// than cloned from [`JobKind::attributes`]: writing a `KeyValue` from a
+    /// `&'static str` is a few stores, cloning one matches on every variant
+    /// of its key and value.
+    pub(crate) fn base_attributes(self, extra: usize) -> Vec<KeyValue> {
+        let mut attrs = Vec::with_capacity(3 + extra);
+        attrs.push(KeyValue::new(semconv::MESSAGING_SYSTEM, self.system));
+        attrs.push(KeyValue::new(
+            semconv::MESSAGING_DESTINATION_NAME,
+            self.queue,
+        ));
+        attrs.push(KeyValue::new(semconv::JOB_NAME, self.name));
+        attrs
     }
 }
 

@@ -92,8 +92,7 @@ impl Transaction {
         let now = SystemTime::now();
         let queue_time = meta.queue_time_at(now);
 
-        let mut attrs = Vec::with_capacity(kind.base.len() + 10);
-        attrs.extend(kind.base.iter().cloned());
+        let mut attrs = kind.names.base_attributes(10);
         attrs.push(KeyValue::new(
             semconv::MESSAGING_OPERATION_NAME,
             semconv::OPERATION_PROCESS,
@@ -370,8 +369,7 @@ impl Transaction {
         match error_type {
             None => kind.metrics.processed(instruments, &kind.base, elapsed),
             Some(error_type) => {
-                let mut attrs = Vec::with_capacity(kind.base.len() + 1);
-                attrs.extend(kind.base.iter().cloned());
+                let mut attrs = kind.names.base_attributes(1);
                 attrs.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
                 instruments.duration.record(elapsed, &attrs);
                 instruments.consumed.add(1, &attrs);
