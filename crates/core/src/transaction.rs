@@ -72,6 +72,8 @@ pub struct Transaction {
     meta: JobMeta,
     cx: Context,
     started: Instant,
+    /// Wall-clock time at start: the span's start time.
+    started_at: SystemTime,
     error: Option<ErrorRecord>,
     finished: bool,
     checkin: Option<CheckinRun>,
@@ -132,8 +134,12 @@ impl Transaction {
             attrs.push(KeyValue::new(semconv::JOB_ARGS, args.as_arc().clone()));
         }
 
+        // The span starts at `now` and ends at `now` + the measured duration
+        // (see `complete_as`): the SDK reads no clock of its own, and the
+        // span lasts exactly what `messaging.process.duration` records.
         let mut builder = SpanBuilder::from_name(kind.span_name.clone())
             .with_kind(SpanKind::Consumer)
+            .with_start_time(now)
             .with_attributes(attrs);
         let (parent, link) = propagation::parent_for(
             monitor.propagation_for(meta.queue(), meta.name()),
@@ -174,6 +180,7 @@ impl Transaction {
             meta,
             cx,
             started,
+            started_at: now,
             error: None,
             finished: false,
             checkin: None,
@@ -311,7 +318,8 @@ impl Transaction {
             return;
         }
         self.finished = true;
-        let elapsed = self.started.elapsed().as_secs_f64();
+        let took = self.started.elapsed();
+        let elapsed = took.as_secs_f64();
         let error_type: Option<Cow<'static, str>> = match outcome {
             Outcome::Succeeded | Outcome::Ignored => None,
             Outcome::Failed { .. } => Some(
@@ -362,7 +370,7 @@ impl Transaction {
         if let Some(run) = self.cx.get::<RunState>() {
             run.finish(&self.cx, outcome, self.error.as_ref(), event);
         }
-        span.end();
+        span.end_with_timestamp(self.started_at + took);
 
         let instruments = self.monitor.instruments();
         let kind = &self.kind;
