@@ -54,6 +54,9 @@ pub(crate) struct Inner {
     observers: Option<Observers>,
     pub(crate) progress: ProgressSettings,
     pub(crate) progress_registry: ProgressRegistry,
+    /// Whether transactions open a process span (see
+    /// [`JobMonitorBuilder::traces`]).
+    pub(crate) traces: bool,
 }
 
 /// Histogram bucket boundaries (s) the instruments are built with.
@@ -349,6 +352,8 @@ pub struct JobMonitorBuilder {
     buckets: Buckets,
     observers: Vec<(Box<dyn Observer>, ObserverOptions)>,
     progress: ProgressSettings,
+    /// `None` means the default, `true`.
+    traces: Option<bool>,
 }
 
 impl fmt::Debug for JobMonitorBuilder {
@@ -484,6 +489,24 @@ impl JobMonitorBuilder {
         self
     }
 
+    /// Whether each job attempt opens a `process {queue}` span. Defaults to
+    /// `true`.
+    ///
+    /// With `false` the monitor records the metrics, check-ins, progress
+    /// and observer events only, and skips everything a span costs a job —
+    /// even a span the sampler drops costs the attribute set handed to the
+    /// sampler, the ids, the sampling call and a context entry. Use it when
+    /// no traces are wanted from jobs at all; a sampler that drops every
+    /// span gives the same telemetry at a higher price per job. The job's
+    /// own spans then have the parent they would have without the monitor
+    /// (the context current when the job started, or the producer's
+    /// context in [`Propagation::Child`] mode), and the producer's baggage
+    /// is still made current around the job.
+    pub fn traces(mut self, enabled: bool) -> Self {
+        self.traces = Some(enabled);
+        self
+    }
+
     /// Builds the monitor.
     pub fn build(self) -> JobMonitor {
         JobMonitor {
@@ -505,6 +528,7 @@ impl JobMonitorBuilder {
                 observers: (!self.observers.is_empty()).then(|| Observers::start(self.observers)),
                 progress: self.progress,
                 progress_registry: ProgressRegistry::default(),
+                traces: self.traces.unwrap_or(true),
             }),
         }
     }

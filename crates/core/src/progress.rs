@@ -280,7 +280,9 @@ pub(crate) fn begin(
     }
     let notify = observers.map(|_| {
         let span_context = cx.span().span_context().clone();
-        let (run_id, trace_id) = if span_context.is_valid() {
+        // Without a process span of the monitor's own, the context's span
+        // (if any) is the caller's, shared by many jobs: not a run id.
+        let (run_id, trace_id) = if monitor.inner.traces && span_context.is_valid() {
             (
                 Arc::from(span_context.span_id().to_string()),
                 Some(Arc::from(span_context.trace_id().to_string())),

@@ -94,74 +94,33 @@ impl Transaction {
         let now = SystemTime::now();
         let queue_time = meta.queue_time_at(now);
 
-        let mut attrs = kind.names.base_attributes(10);
-        attrs.push(KeyValue::new(
-            semconv::MESSAGING_OPERATION_NAME,
-            semconv::OPERATION_PROCESS,
-        ));
-        attrs.push(KeyValue::new(
-            semconv::MESSAGING_OPERATION_TYPE,
-            semconv::OPERATION_PROCESS,
-        ));
-        if let Some(id) = meta.id_arc() {
-            attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.clone()));
-        }
-        if let Some(consumer) = meta.consumer() {
-            attrs.push(KeyValue::new(
-                semconv::MESSAGING_CONSUMER_GROUP_NAME,
-                consumer.clone(),
-            ));
-        }
-        if let Some(attempt) = meta.attempt() {
-            attrs.push(KeyValue::new(semconv::JOB_ATTEMPT, i64::from(attempt)));
-        }
-        if let Some(max) = meta.max_attempts() {
-            attrs.push(KeyValue::new(semconv::JOB_MAX_ATTEMPTS, i64::from(max)));
-        }
-        if let Some(waited) = queue_time {
-            attrs.push(KeyValue::new(semconv::JOB_QUEUE_TIME, waited));
-        }
-        if let Some(at) = meta.scheduled_at().and_then(unix_seconds) {
-            attrs.push(KeyValue::new(semconv::JOB_SCHEDULED_AT, at));
-        }
-        if let Some(at) = meta.enqueued_at().and_then(unix_seconds) {
-            attrs.push(KeyValue::new(semconv::JOB_ENQUEUED_AT, at));
-        }
-        if let Some(priority) = meta.priority() {
-            attrs.push(KeyValue::new(semconv::JOB_PRIORITY, priority));
-        }
-        if let Some(args) = meta.args() {
-            attrs.push(KeyValue::new(semconv::JOB_ARGS, args.as_arc().clone()));
-        }
-
-        // The span starts at `now` and ends at `now` + the measured duration
-        // (see `complete_as`): the SDK reads no clock of its own, and the
-        // span lasts exactly what `messaging.process.duration` records.
-        let mut builder = SpanBuilder::from_name(kind.span_name.clone())
-            .with_kind(SpanKind::Consumer)
-            .with_start_time(now)
-            .with_attributes(attrs);
         let (parent, link) = propagation::parent_for(
             monitor.propagation_for(meta.queue(), meta.name()),
             meta.creation_context(),
             meta.creation_baggage_context(),
         );
-        if let Some(creation) = link {
-            builder = builder.with_links(vec![Link::with_context(creation)]);
-        }
         if let Some(problem) = meta.propagation_problem() {
             monitor.count_invalid_context(&kind, problem);
         }
-        let span = instruments.tracer.build_with_context(builder, &parent);
+        let cx = if monitor.inner.traces {
+            // The span starts at `now` and ends at `now` + the measured
+            // duration (see `complete_as`): the SDK reads no clock of its
+            // own, and the span lasts exactly what
+            // `messaging.process.duration` records.
+            let mut builder = SpanBuilder::from_name(kind.span_name.clone())
+                .with_kind(SpanKind::Consumer)
+                .with_start_time(now)
+                .with_attributes(start_attributes(&kind, &meta, queue_time));
+            if let Some(creation) = link {
+                builder = builder.with_links(vec![Link::with_context(creation)]);
+            }
+            let span = instruments.tracer.build_with_context(builder, &parent);
+            with_span(&parent, span)
+        } else {
+            without_span(parent)
+        };
         let started = Instant::now();
-        let cx = progress::begin(
-            monitor,
-            &kind,
-            &meta,
-            with_span(&parent, span),
-            started,
-            now,
-        );
+        let cx = progress::begin(monitor, &kind, &meta, cx, started, now);
 
         kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
@@ -408,6 +367,63 @@ fn with_span(parent: &Context, span: BoxedSpan) -> Context {
         parent.with_span(span)
     } else {
         parent.with_remote_span_context(span.span_context().clone())
+    }
+}
+
+/// The attributes the process span starts with (so samplers see them).
+fn start_attributes(kind: &JobKind, meta: &JobMeta, queue_time: Option<f64>) -> Vec<KeyValue> {
+    let mut attrs = kind.names.base_attributes(10);
+    attrs.push(KeyValue::new(
+        semconv::MESSAGING_OPERATION_NAME,
+        semconv::OPERATION_PROCESS,
+    ));
+    attrs.push(KeyValue::new(
+        semconv::MESSAGING_OPERATION_TYPE,
+        semconv::OPERATION_PROCESS,
+    ));
+    if let Some(id) = meta.id_arc() {
+        attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.clone()));
+    }
+    if let Some(consumer) = meta.consumer() {
+        attrs.push(KeyValue::new(
+            semconv::MESSAGING_CONSUMER_GROUP_NAME,
+            consumer.clone(),
+        ));
+    }
+    if let Some(attempt) = meta.attempt() {
+        attrs.push(KeyValue::new(semconv::JOB_ATTEMPT, i64::from(attempt)));
+    }
+    if let Some(max) = meta.max_attempts() {
+        attrs.push(KeyValue::new(semconv::JOB_MAX_ATTEMPTS, i64::from(max)));
+    }
+    if let Some(waited) = queue_time {
+        attrs.push(KeyValue::new(semconv::JOB_QUEUE_TIME, waited));
+    }
+    if let Some(at) = meta.scheduled_at().and_then(unix_seconds) {
+        attrs.push(KeyValue::new(semconv::JOB_SCHEDULED_AT, at));
+    }
+    if let Some(at) = meta.enqueued_at().and_then(unix_seconds) {
+        attrs.push(KeyValue::new(semconv::JOB_ENQUEUED_AT, at));
+    }
+    if let Some(priority) = meta.priority() {
+        attrs.push(KeyValue::new(semconv::JOB_PRIORITY, priority));
+    }
+    if let Some(args) = meta.args() {
+        attrs.push(KeyValue::new(semconv::JOB_ARGS, args.as_arc().clone()));
+    }
+    attrs
+}
+
+/// `parent` for a monitor that records no spans: the job's own spans keep
+/// the parent they would have without the monitor, and nothing the
+/// transaction does to "its" span (attributes, events, end) can reach the
+/// parent's span, which is not its own.
+fn without_span(parent: Context) -> Context {
+    if parent.has_active_span() {
+        let span_context = parent.span().span_context().clone();
+        parent.with_remote_span_context(span_context)
+    } else {
+        parent
     }
 }
 
@@ -712,6 +728,51 @@ pub(crate) mod tests {
         tx.succeed();
         provider.force_flush().unwrap();
         assert!(spans.get_finished_spans().unwrap().is_empty());
+    }
+
+    #[test]
+    fn without_traces_the_metrics_stay_and_the_callers_span_is_left_alone() {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let h = Harness::new();
+        let monitor = JobMonitor::builder()
+            .traces(false)
+            .tracer_provider(&h.tracer_provider)
+            .meter_provider(&h.meter_provider)
+            .build();
+        let tracer = h.tracer_provider.tracer("caller");
+        let caller = tracer.start("caller");
+        let caller_cx = Context::current_with_span(caller);
+        let tx = {
+            let _attached = caller_cx.clone().attach();
+            monitor.start(meta(1, 1))
+        };
+        let child = tracer.start_with_context("child", tx.context());
+        drop(child);
+        tx.panicked("boom");
+        caller_cx.span().end();
+        let spans = h.finished();
+        let names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["child", "caller"]);
+        let (child, caller) = (&spans[0], &spans[1]);
+        assert_eq!(child.parent_span_id, caller.span_context.span_id());
+        assert!(caller.attributes.is_empty() && caller.events.is_empty());
+        assert_eq!(caller.status, Status::Unset);
+
+        h.meter_provider.force_flush().unwrap();
+        let exported = h.metrics.get_finished_metrics().unwrap();
+        let consumed: u64 = exported
+            .iter()
+            .flat_map(|rm| rm.scope_metrics())
+            .flat_map(|sm| sm.metrics())
+            .filter(|m| m.name() == semconv::METRIC_CONSUMED_MESSAGES)
+            .map(|m| match m.data() {
+                AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                    sum.data_points().map(|p| p.value()).sum::<u64>()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(consumed, 1);
     }
 
     #[test]
