@@ -36,7 +36,7 @@ use opentelemetry::global::BoxedSpan;
 use opentelemetry::trace::{
     Link, Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer,
 };
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, ContextGuard, KeyValue};
 
 use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
@@ -82,6 +82,9 @@ struct State {
     started: Instant,
     /// Wall-clock time at start: the span's start time.
     started_at: SystemTime,
+    /// Whether `cx` carries something of the transaction's own (its span,
+    /// the producer's baggage or parent, the progress state).
+    own_context: bool,
     error: Option<ErrorRecord>,
     finished: bool,
     checkin: Option<CheckinRun>,
@@ -102,7 +105,7 @@ impl Transaction {
         let now = SystemTime::now();
         let queue_time = meta.queue_time_at(now);
 
-        let (parent, link) = propagation::parent_for(
+        let (parent, link, from_producer) = propagation::parent_for(
             monitor.propagation_for(meta.queue(), meta.name()),
             meta.creation_context(),
             meta.creation_baggage_context(),
@@ -110,6 +113,9 @@ impl Transaction {
         if let Some(problem) = meta.propagation_problem() {
             monitor.count_invalid_context(&kind, problem);
         }
+        // Whether the context differs from the one current now in a way the
+        // job's code must see (see `Transaction::attach`).
+        let mut own_context = monitor.inner.traces || from_producer;
         let cx = if monitor.inner.traces {
             // The span starts at `now` and ends at `now` + the measured
             // duration (see `complete_as`): the SDK reads no clock of its
@@ -129,6 +135,7 @@ impl Transaction {
         };
         let started = Instant::now();
         let cx = progress::begin(monitor, &kind, &meta, cx, started, now);
+        own_context = own_context || cx.get::<RunState>().is_some();
 
         kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
@@ -149,6 +156,7 @@ impl Transaction {
                 cx,
                 started,
                 started_at: now,
+                own_context,
                 error: None,
                 finished: false,
                 checkin: None,
@@ -161,6 +169,19 @@ impl Transaction {
     /// spans that code creates are children of the process span.
     pub fn context(&self) -> &Context {
         &self.s.cx
+    }
+
+    /// Makes [`Transaction::context`] current until the guard is dropped,
+    /// when the job's code needs it: always when the monitor records spans
+    /// (the process span is then the parent of the job's spans), and with
+    /// [`traces(false)`](crate::JobMonitorBuilder::traces) only when the
+    /// context carries the producer's baggage or parent, or the job's
+    /// progress state. Otherwise it returns `None` and leaves the current
+    /// context alone — the job sees what it would see without the monitor —
+    /// at no cost. Runners attach it around each poll of the job.
+    #[must_use = "the context is current only while the guard lives"]
+    pub fn attach(&self) -> Option<ContextGuard> {
+        self.s.own_context.then(|| self.s.cx.clone().attach())
     }
 
     /// The job this transaction records.
@@ -759,6 +780,15 @@ pub(crate) mod tests {
         };
         let child = tracer.start_with_context("child", tx.context());
         drop(child);
+        {
+            // Nothing of the transaction's own to make current: the job's
+            // code sees the context current where it runs, as without the
+            // monitor.
+            let _caller = caller_cx.clone().attach();
+            let attached = tx.attach();
+            assert!(attached.is_none());
+            assert!(Context::current().span().is_recording());
+        }
         tx.panicked("boom");
         caller_cx.span().end();
         let spans = h.finished();
