@@ -200,6 +200,7 @@
 
 mod builder;
 mod config;
+mod dropped;
 mod endpoint;
 mod error;
 mod export_failures;
@@ -211,11 +212,14 @@ mod headers;
 mod kv_list;
 mod protocol;
 mod providers;
+mod reports;
 mod resource;
 mod sampler;
 #[cfg(feature = "prometheus")]
 mod scrape;
+mod self_metric;
 mod signal;
+mod span_queue;
 mod summary;
 mod task;
 #[cfg(feature = "tls")]
@@ -224,10 +228,15 @@ mod tls;
 pub mod tracing_bridge;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use dropped::{DropCounts, DropReason, Dropped};
 pub use error::Error;
 pub use export_failures::ExportFailures;
 pub use guard::Telemetry;
 pub use protocol::Protocol;
+pub use providers::{
+    DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_SPAN_BATCH_SIZE, DEFAULT_SPAN_QUEUE_SIZE,
+    DEFAULT_SPAN_SCHEDULE_DELAY,
+};
 pub use signal::Signal;
 
 /// Installs telemetry configured from the `OTEL_*` environment:
