@@ -1,0 +1,558 @@
+//! Issue #8, item 1 and the burst of item 3: the collector is down at the
+//! start, goes down mid-run and comes back on the same port, is slow
+//! (seconds per export), refuses (HTTP 429/503, gRPC UNAVAILABLE and
+//! RESOURCE_EXHAUSTED); and a burst of 100 000 jobs with a healthy one.
+//!
+//! Real apalis workers (in-memory backend, `MonitorLayer`) export over real
+//! sockets on 127.0.0.1 to the in-process receiver of `tests/support`. For
+//! every fault the test proves:
+//! - each job's result, as the worker sees it *outside* `MonitorLayer`, is
+//!   what the job returned (a results channel);
+//! - export resumes after recovery: the spans of jobs run after it arrive;
+//! - nothing is lost unaccounted: spans received + `Telemetry::dropped()`
+//!   = jobs run, exactly, and the same drop counts arrive at the receiver
+//!   as `jobsight.telemetry.dropped`;
+//! - the drop is reported in one line, not one per span or per export
+//!   (`Builder::diagnostics_writer`).
+//!
+//! The slow collector also proves that the job path does not wait for the
+//! exporter: every job is finished before the collector has answered a
+//! single export.
+
+mod e2e_util;
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use apalis_core::backend::queue::Queue;
+use e2e_util::{stop_after, unique};
+use jobsight_apalis::MonitorLayer;
+use jobsight_core::JobMonitor;
+use jobsight_otel::{Builder, Dropped, Protocol, Telemetry};
+use support::{Mode, Receiver, Signal, Transport, reserve_port};
+
+/// Generous: a loaded 2-core CI machine in a debug build.
+const WAIT: Duration = Duration::from_secs(60);
+const SELF_METRIC: &str = "jobsight.telemetry.dropped";
+
+// ------------------------------------------------------------------ jobs
+
+#[derive(Debug, thiserror::Error)]
+#[error("job {0} failed on purpose")]
+struct Refused(u64);
+
+/// Every fifth job fails; the others return three times their number.
+fn expected(n: u64) -> Result<u64, String> {
+    if n % 5 == 3 {
+        Err(Refused(n).to_string())
+    } else {
+        Ok(n * 3)
+    }
+}
+
+async fn job(n: u64) -> Result<u64, BoxDynError> {
+    expected(n).map_err(|_| Refused(n).into())
+}
+
+/// The job number a result belongs to.
+fn job_of(result: &Result<u64, String>) -> u64 {
+    match result {
+        Ok(value) => value / 3,
+        Err(message) => message
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX),
+    }
+}
+
+/// Runs jobs `ids` on `queue` through a worker with `MonitorLayer`; returns
+/// each job's result as seen outside the layer, by job number, and how long
+/// the worker took.
+async fn run_jobs(
+    monitor: &JobMonitor,
+    queue: &str,
+    ids: Range<u64>,
+) -> (BTreeMap<u64, Result<u64, String>>, Duration) {
+    let count = (ids.end - ids.start) as usize;
+    let mut storage = MemoryStorage::new();
+    for n in ids {
+        storage
+            .push_task(TaskBuilder::new(n).queue(Queue::from(queue)).build())
+            .await
+            .expect("push");
+    }
+    let results = Arc::new(Mutex::new(BTreeMap::new()));
+    let seen = Arc::clone(&results);
+    let worker = WorkerBuilder::new(unique("faults-worker"))
+        .backend(storage)
+        .layer(tower::util::MapResultLayer::new(
+            move |result: Result<u64, BoxDynError>| {
+                let kept = result.as_ref().copied().map_err(|e| e.to_string());
+                seen.lock().unwrap().insert(job_of(&kept), kept);
+                result
+            },
+        ))
+        .layer(MonitorLayer::with_monitor(monitor.clone()))
+        .on_event(stop_after(count))
+        .build(job);
+    let started = Instant::now();
+    tokio::time::timeout(WAIT, worker.run())
+        .await
+        .expect("the jobs finish")
+        .expect("the worker runs");
+    let took = started.elapsed();
+    let results = std::mem::take(&mut *results.lock().unwrap());
+    (results, took)
+}
+
+fn assert_results(results: &BTreeMap<u64, Result<u64, String>>, ids: Range<u64>) {
+    let want: BTreeMap<u64, Result<u64, String>> = ids.map(|n| (n, expected(n))).collect();
+    assert_eq!(results.len(), want.len(), "every job ran once");
+    assert_eq!(results, &want, "each job kept its own result");
+}
+
+// ------------------------------------------------------------- telemetry
+
+/// The one-line reports of jobsight-otel, captured.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn protocol_of(transport: Transport) -> Protocol {
+    match transport {
+        Transport::Grpc => Protocol::Grpc,
+        Transport::Http => Protocol::HttpProtobuf,
+    }
+}
+
+struct Setup {
+    telemetry: Telemetry,
+    monitor: JobMonitor,
+    log: Log,
+}
+
+/// Telemetry to `endpoint`, with short batch delays so that a test does not
+/// wait 5 s for each export.
+fn install(endpoint: &str, transport: Transport, tune: impl FnOnce(Builder) -> Builder) -> Setup {
+    let log = Log::default();
+    let builder = Builder::new()
+        .service_name(unique("collector-faults"))
+        .endpoint(endpoint)
+        .protocol(protocol_of(transport))
+        .summary(false)
+        .span_schedule_delay(Duration::from_millis(100))
+        .shutdown_timeout(Duration::from_secs(20))
+        .diagnostics_writer(log.clone());
+    let telemetry = tune(builder).install().expect("install telemetry");
+    let monitor = JobMonitor::builder()
+        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
+        .meter_provider(telemetry.meter_provider().expect("meter provider"))
+        .build();
+    Setup {
+        telemetry,
+        monitor,
+        log,
+    }
+}
+
+/// `process {queue}` spans received.
+fn received(rx: &Receiver, queue: &str) -> usize {
+    rx.span_count(&format!("process {queue}"))
+}
+
+fn received_all(rx: &Receiver, queues: &[&str]) -> usize {
+    queues.iter().map(|queue| received(rx, queue)).sum()
+}
+
+/// Polls `done` every 20 ms until it holds or `WAIT` passes.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The last value of one `jobsight.telemetry.dropped` series received.
+fn received_drop_count(rx: &Receiver, signal: &str, reason: &str) -> Option<u64> {
+    rx.metric(SELF_METRIC)
+        .into_iter()
+        .filter(|point| {
+            point.attributes.get("signal").and_then(|v| v.as_str()) == Some(signal)
+                && point.attributes.get("reason").and_then(|v| v.as_str()) == Some(reason)
+        })
+        .max_by_key(|point| point.time_unix_nano)
+        .and_then(|point| point.value)
+        .map(|value| value as u64)
+}
+
+/// Waits until the receiver has the self-metric with the counts `dropped`
+/// says, for the series that can be exported.
+async fn until_self_metric_matches(rx: &Receiver, dropped: Dropped) {
+    let want = [
+        ("traces", "queue_full", dropped.spans.queue_full),
+        ("traces", "export_failed", dropped.spans.export_failed),
+    ];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<_> = want
+            .iter()
+            .map(|(signal, reason, _)| received_drop_count(rx, signal, reason))
+            .collect();
+        if got
+            .iter()
+            .zip(&want)
+            .all(|(got, (_, _, want))| *got == Some(*want))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{SELF_METRIC} at the receiver {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Shuts telemetry down off the runtime thread.
+async fn shut_down(telemetry: Telemetry) {
+    tokio::task::spawn_blocking(move || {
+        telemetry.shutdown().expect("shutdown within the deadline")
+    })
+    .await
+    .expect("shutdown thread");
+}
+
+async fn flush(telemetry: Telemetry) -> Telemetry {
+    tokio::task::spawn_blocking(move || {
+        telemetry.force_flush().expect("flush");
+        telemetry
+    })
+    .await
+    .expect("flush thread")
+}
+
+// ---------------------------------------------------------------- faults
+
+const PHASE: u64 = 1500;
+
+/// Nothing listens at the start (a port reserved, then freed); the
+/// collector comes up on that port later.
+async fn collector_down_at_start(transport: Transport) {
+    let port = reserve_port();
+    let setup = install(&format!("http://127.0.0.1:{port}"), transport, |b| b);
+    let (down, up) = (unique("down"), unique("up"));
+
+    let (results, _) = run_jobs(&setup.monitor, &down, 0..PHASE).await;
+    assert_results(&results, 0..PHASE);
+    until("an export failed", || {
+        setup.telemetry.dropped().spans.export_failed > 0
+    })
+    .await;
+
+    let rx = Receiver::start_on(transport, port).await;
+    let (results, _) = run_jobs(&setup.monitor, &up, PHASE..2 * PHASE).await;
+    assert_results(&results, PHASE..2 * PHASE);
+    let telemetry = flush(setup.telemetry).await;
+    until("the jobs after recovery are received", || {
+        received(&rx, &up) == PHASE as usize
+    })
+    .await;
+
+    let dropped = telemetry.dropped();
+    assert_eq!(dropped.spans.queue_full, 0, "{dropped:?}");
+    assert!(dropped.spans.export_failed > 0, "{dropped:?}");
+    assert_eq!(
+        received_all(&rx, &[&down, &up]) as u64 + dropped.spans.total(),
+        2 * PHASE,
+        "received + dropped = jobs run; {dropped:?}"
+    );
+    let telemetry = flush(telemetry).await;
+    until_self_metric_matches(&rx, dropped).await;
+    assert_eq!(
+        setup.log.count("exporting traces to"),
+        1,
+        "{}",
+        setup.log.text()
+    );
+
+    shut_down(telemetry).await;
+    let log = setup.log.text();
+    assert_eq!(setup.log.count("telemetry dropped since start"), 1, "{log}");
+    let spans = format!(
+        "since start: {} spans (export_failed {})",
+        dropped.spans.total(),
+        dropped.spans.export_failed
+    );
+    assert!(
+        log.contains(&spans),
+        "nothing more was lost at shutdown: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_down_at_start_http() {
+    collector_down_at_start(Transport::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_down_at_start_grpc() {
+    collector_down_at_start(Transport::Grpc).await;
+}
+
+/// Up, then down (the port closed), then up again on the same port. The
+/// self-metric arrives by itself on the metric interval: no flush.
+async fn collector_goes_down_and_restarts(transport: Transport) {
+    let mut rx = Receiver::start(transport).await;
+    let setup = install(&rx.endpoint(), transport, |b| {
+        b.metric_export_interval(Duration::from_millis(500))
+    });
+    let (before, during, after) = (unique("before"), unique("during"), unique("after"));
+
+    let (results, _) = run_jobs(&setup.monitor, &before, 0..PHASE).await;
+    assert_results(&results, 0..PHASE);
+    until("the jobs before the outage are received", || {
+        received(&rx, &before) == PHASE as usize
+    })
+    .await;
+
+    rx.stop().await;
+    let (results, _) = run_jobs(&setup.monitor, &during, PHASE..2 * PHASE).await;
+    assert_results(&results, PHASE..2 * PHASE);
+    until("an export failed", || {
+        setup.telemetry.dropped().spans.export_failed > 0
+    })
+    .await;
+
+    rx.restart().await;
+    let (results, _) = run_jobs(&setup.monitor, &after, 2 * PHASE..3 * PHASE).await;
+    assert_results(&results, 2 * PHASE..3 * PHASE);
+    until("the jobs after the restart are received", || {
+        received(&rx, &after) == PHASE as usize
+    })
+    .await;
+    let queues = [before.as_str(), during.as_str(), after.as_str()];
+    until("every span is received or dropped", || {
+        received_all(&rx, &queues) as u64 + setup.telemetry.dropped().spans.total() == 3 * PHASE
+    })
+    .await;
+
+    let dropped = setup.telemetry.dropped();
+    assert_eq!(dropped.spans.queue_full, 0, "{dropped:?}");
+    assert!(dropped.spans.export_failed > 0, "{dropped:?}");
+    until_self_metric_matches(&rx, dropped).await;
+    assert_eq!(
+        setup.log.count("exporting traces to"),
+        1,
+        "{}",
+        setup.log.text()
+    );
+    shut_down(setup.telemetry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_goes_down_and_restarts_http() {
+    collector_goes_down_and_restarts(Transport::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_goes_down_and_restarts_grpc() {
+    collector_goes_down_and_restarts(Transport::Grpc).await;
+}
+
+/// The collector answers every trace export with `refusal`; `tries` is how
+/// many requests the exporter sends for one export (1 + its retries).
+async fn collector_refuses(transport: Transport, refusal: Mode, tries: usize) {
+    let rx = Receiver::start(transport).await;
+    rx.set_mode(Signal::Traces, refusal);
+    let setup = install(&rx.endpoint(), transport, |b| b);
+    let (refused, accepted) = (unique("refused"), unique("accepted"));
+
+    let (results, _) = run_jobs(&setup.monitor, &refused, 0..PHASE).await;
+    assert_results(&results, 0..PHASE);
+    // Every span of the refused phase is exported and refused before the
+    // collector accepts again, so no export straddles the switch.
+    until("every refused span is counted", || {
+        setup.telemetry.dropped().spans.export_failed == PHASE
+    })
+    .await;
+    let failed_exports = setup.telemetry.export_failures().failed_span_exports as usize;
+    assert_eq!(
+        rx.request_count(Signal::Traces),
+        failed_exports * tries,
+        "{refusal:?}: {failed_exports} failed exports"
+    );
+
+    rx.set_mode(Signal::Traces, Mode::Accept);
+    let (results, _) = run_jobs(&setup.monitor, &accepted, PHASE..2 * PHASE).await;
+    assert_results(&results, PHASE..2 * PHASE);
+    let telemetry = flush(setup.telemetry).await;
+    until("the jobs after recovery are received", || {
+        received(&rx, &accepted) == PHASE as usize
+    })
+    .await;
+    assert_eq!(received(&rx, &refused), 0);
+    let dropped = telemetry.dropped();
+    assert_eq!(dropped.spans.total(), PHASE, "{dropped:?}");
+    let telemetry = flush(telemetry).await;
+    until_self_metric_matches(&rx, dropped).await;
+    assert_eq!(
+        setup.log.count("exporting traces to"),
+        1,
+        "{}",
+        setup.log.text()
+    );
+    shut_down(telemetry).await;
+}
+
+/// OTLP/HTTP retries 429 and 503 three times (the SDK's default policy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_refuses_with_http_429() {
+    collector_refuses(Transport::Http, Mode::Reject(429), 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_refuses_with_http_503() {
+    collector_refuses(Transport::Http, Mode::Reject(503), 4).await;
+}
+
+/// gRPC UNAVAILABLE is retried three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_refuses_with_grpc_unavailable() {
+    collector_refuses(
+        Transport::Grpc,
+        Mode::GrpcStatus(tonic::Code::Unavailable),
+        4,
+    )
+    .await;
+}
+
+/// gRPC RESOURCE_EXHAUSTED without RetryInfo is not retried (OTLP spec).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_refuses_with_grpc_resource_exhausted() {
+    collector_refuses(
+        Transport::Grpc,
+        Mode::GrpcStatus(tonic::Code::ResourceExhausted),
+        1,
+    )
+    .await;
+}
+
+/// Each export takes seconds (within the exporter's 10 s timeout, so it
+/// succeeds); the span queue, sized 500 here, fills behind it.
+async fn collector_is_slow(transport: Transport) {
+    const JOBS: u64 = 2000;
+    const SLOW: Duration = Duration::from_secs(5);
+    let rx = Receiver::start(transport).await;
+    rx.set_mode(Signal::Traces, Mode::Delay(SLOW));
+    let setup = install(&rx.endpoint(), transport, |b| b.span_queue_size(500));
+    let queue = unique("slow");
+
+    let (results, took) = run_jobs(&setup.monitor, &queue, 0..JOBS).await;
+    // The jobs did not wait for the exporter: all of them finished before
+    // the collector answered its first export.
+    let answered = rx.answered(Signal::Traces);
+    assert_results(&results, 0..JOBS);
+    assert_eq!(
+        answered, 0,
+        "the jobs took {took:?}, longer than one slow export ({SLOW:?})"
+    );
+
+    rx.set_mode(Signal::Traces, Mode::Accept);
+    until("every span is received or dropped", || {
+        received(&rx, &queue) as u64 + setup.telemetry.dropped().spans.total() == JOBS
+    })
+    .await;
+    let dropped = setup.telemetry.dropped();
+    assert!(dropped.spans.queue_full > 0, "{dropped:?}");
+    assert_eq!(dropped.spans.export_failed, 0, "{dropped:?}");
+    assert_eq!(
+        setup.log.count("span queue is full"),
+        1,
+        "{}",
+        setup.log.text()
+    );
+    let telemetry = flush(setup.telemetry).await;
+    until_self_metric_matches(&rx, dropped).await;
+    shut_down(telemetry).await;
+    assert_eq!(setup.log.count("telemetry dropped since start"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_is_slow_http() {
+    collector_is_slow(Transport::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_is_slow_grpc() {
+    collector_is_slow(Transport::Grpc).await;
+}
+
+// ----------------------------------------------------------------- burst
+
+/// 100 000 jobs at once, default batch settings, a healthy collector:
+/// every `process` span arrives, nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_100_000_jobs_loses_no_span() {
+    const JOBS: u64 = 100_000;
+    let rx = Receiver::http().await;
+    let log = Log::default();
+    let telemetry = Builder::new()
+        .service_name(unique("burst"))
+        .endpoint(rx.endpoint())
+        .summary(false)
+        .diagnostics_writer(log.clone())
+        .shutdown_timeout(Duration::from_secs(60))
+        .install()
+        .expect("install telemetry");
+    let monitor = JobMonitor::builder()
+        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
+        .meter_provider(telemetry.meter_provider().expect("meter provider"))
+        .build();
+    let queue = unique("burst");
+    let started = Instant::now();
+    let (results, took) = run_jobs(&monitor, &queue, 0..JOBS).await;
+    assert_eq!(results.len(), JOBS as usize);
+    assert!(results.iter().all(|(n, result)| *result == expected(*n)));
+    let dropped = telemetry.dropped();
+    shut_down(telemetry).await;
+    let spans = received(&rx, &queue);
+    eprintln!(
+        "burst: {JOBS} jobs in {took:?}, all exported in {:?}; received {spans}, dropped {dropped}",
+        started.elapsed()
+    );
+    assert_eq!(
+        spans,
+        JOBS as usize,
+        "dropped: {dropped}; log: {}",
+        log.text()
+    );
+    assert!(dropped.is_empty(), "{dropped}");
+    assert_eq!(log.text(), "");
+}
