@@ -85,8 +85,8 @@ pub(crate) fn first_failure_warning(
 ) -> String {
     format!(
         "jobsight-otel: warning: exporting {signal} to {endpoint} failed: {error}. \
-         The application keeps running; further {signal} export failures are counted, \
-         not printed (Telemetry::export_failures)."
+         The application keeps running; what further {signal} export failures drop is \
+         counted in jobsight.telemetry.dropped (Telemetry::dropped), not printed."
     )
 }
 
@@ -118,6 +118,6 @@ mod tests {
     fn warning_says_what_failed_and_that_more_are_counted() {
         let warning = first_failure_warning(Signal::Metrics, "http://c:4318/v1/metrics", &"404");
         assert!(warning.contains("exporting metrics to http://c:4318/v1/metrics failed: 404"));
-        assert!(warning.contains("counted, not printed"));
+        assert!(warning.contains("counted in jobsight.telemetry.dropped"));
     }
 }
