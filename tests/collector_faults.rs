@@ -22,16 +22,10 @@
 mod e2e_util;
 mod support;
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::ops::Range;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apalis::prelude::*;
-use apalis_core::backend::queue::Queue;
-use e2e_util::{stop_after, unique};
-use jobsight_apalis::MonitorLayer;
+use e2e_util::numbered_jobs::{assert_results, expected, run_jobs};
+use e2e_util::{Log, unique};
 use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, Dropped, Protocol, Telemetry};
 use support::{Mode, Receiver, Signal, Transport, reserve_port};
@@ -40,109 +34,7 @@ use support::{Mode, Receiver, Signal, Transport, reserve_port};
 const WAIT: Duration = Duration::from_secs(60);
 const SELF_METRIC: &str = "jobsight.telemetry.dropped";
 
-// ------------------------------------------------------------------ jobs
-
-#[derive(Debug, thiserror::Error)]
-#[error("job {0} failed on purpose")]
-struct Refused(u64);
-
-/// Every fifth job fails; the others return three times their number.
-fn expected(n: u64) -> Result<u64, String> {
-    if n % 5 == 3 {
-        Err(Refused(n).to_string())
-    } else {
-        Ok(n * 3)
-    }
-}
-
-async fn job(n: u64) -> Result<u64, BoxDynError> {
-    expected(n).map_err(|_| Refused(n).into())
-}
-
-/// The job number a result belongs to.
-fn job_of(result: &Result<u64, String>) -> u64 {
-    match result {
-        Ok(value) => value / 3,
-        Err(message) => message
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(u64::MAX),
-    }
-}
-
-/// Runs jobs `ids` on `queue` through a worker with `MonitorLayer`; returns
-/// each job's result as seen outside the layer, by job number, and how long
-/// the worker took.
-async fn run_jobs(
-    monitor: &JobMonitor,
-    queue: &str,
-    ids: Range<u64>,
-) -> (BTreeMap<u64, Result<u64, String>>, Duration) {
-    let count = (ids.end - ids.start) as usize;
-    let mut storage = MemoryStorage::new();
-    for n in ids {
-        storage
-            .push_task(TaskBuilder::new(n).queue(Queue::from(queue)).build())
-            .await
-            .expect("push");
-    }
-    let results = Arc::new(Mutex::new(BTreeMap::new()));
-    let seen = Arc::clone(&results);
-    let worker = WorkerBuilder::new(unique("faults-worker"))
-        .backend(storage)
-        .layer(tower::util::MapResultLayer::new(
-            move |result: Result<u64, BoxDynError>| {
-                let kept = result.as_ref().copied().map_err(|e| e.to_string());
-                seen.lock().unwrap().insert(job_of(&kept), kept);
-                result
-            },
-        ))
-        .layer(MonitorLayer::with_monitor(monitor.clone()))
-        .on_event(stop_after(count))
-        .build(job);
-    let started = Instant::now();
-    tokio::time::timeout(WAIT, worker.run())
-        .await
-        .expect("the jobs finish")
-        .expect("the worker runs");
-    let took = started.elapsed();
-    let results = std::mem::take(&mut *results.lock().unwrap());
-    (results, took)
-}
-
-fn assert_results(results: &BTreeMap<u64, Result<u64, String>>, ids: Range<u64>) {
-    let want: BTreeMap<u64, Result<u64, String>> = ids.map(|n| (n, expected(n))).collect();
-    assert_eq!(results.len(), want.len(), "every job ran once");
-    assert_eq!(results, &want, "each job kept its own result");
-}
-
 // ------------------------------------------------------------- telemetry
-
-/// The one-line reports of jobsight-otel, captured.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Log {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.text().lines().filter(|l| l.contains(needle)).count()
-    }
-}
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn protocol_of(transport: Transport) -> Protocol {
     match transport {

@@ -12,7 +12,10 @@ use apalis::prelude::{Event, WorkerContext};
 
 use crate::support::{Attributes, MetricKind, MetricPoint, Span, Temporality};
 
+mod log_capture;
+pub mod numbered_jobs;
 mod redis_keys;
+pub use log_capture::Log;
 #[allow(unused_imports)] // not every test binary talks to Redis
 pub use redis_keys::{REDIS_ADDR, RedisKeys};
 

@@ -88,6 +88,10 @@ struct Inner {
     metric_mode: Mode,
     trace_answered: usize,
     metric_answered: usize,
+    /// Count accepted spans but do not keep the requests (long runs).
+    discard_traces: bool,
+    /// Spans in every accepted trace request, kept or not.
+    accepted_spans: usize,
 }
 
 fn keeps(mode: Mode) -> bool {
@@ -113,7 +117,15 @@ impl State {
         g.trace_requests += 1;
         let mode = g.trace_mode;
         if keeps(mode) {
-            g.traces.push(req);
+            g.accepted_spans += req
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum::<usize>();
+            if !g.discard_traces {
+                g.traces.push(req);
+            }
         }
         mode
     }
@@ -318,6 +330,17 @@ impl Receiver {
         self.state.lock().metrics.clone()
     }
 
+    /// `true`: trace requests are counted (`accepted_spans`) but not kept,
+    /// so that a long run does not grow the receiver's memory.
+    pub fn discard_traces(&self, discard: bool) {
+        self.state.lock().discard_traces = discard;
+    }
+
+    /// Spans in every trace request accepted so far, kept or discarded.
+    pub fn accepted_spans(&self) -> usize {
+        self.state.lock().accepted_spans
+    }
+
     /// How many spans named `name` were kept, without copying them out
     /// (cheap for bursts of 100 000).
     pub fn span_count(&self, name: &str) -> usize {
@@ -355,6 +378,7 @@ impl Receiver {
         g.metrics.clear();
         g.trace_requests = 0;
         g.metric_requests = 0;
+        g.accepted_spans = 0;
     }
 
     /// Polls until `until` holds for all spans seen so far or `timeout` passes;

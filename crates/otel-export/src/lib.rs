@@ -249,3 +249,52 @@ pub fn init() -> Result<Telemetry, Error> {
 
 #[cfg(test)]
 mod test_support;
+
+/// Not part of the API: what `benches/span_end.rs` compares. May change
+/// at any time.
+#[doc(hidden)]
+pub mod bench_support {
+    use std::sync::Arc;
+
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanExporter};
+
+    use crate::dropped::DropCounter;
+    use crate::exporter_wrap::{CountingSpanExporter, FailureReport};
+    use crate::span_queue::{CountedBatchProcessor, SpanQueue};
+
+    /// The SDK's batch processor with a queue of `queue_size` spans, as
+    /// jobsight-otel configures it.
+    pub fn sdk_batch_processor<E: SpanExporter + 'static>(
+        exporter: E,
+        queue_size: usize,
+    ) -> BatchSpanProcessor {
+        BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(queue_size)
+                    .build(),
+            )
+            .build()
+    }
+
+    /// The same, behind jobsight-otel's counted admission: what
+    /// `Builder::install` uses.
+    pub fn counted_batch_processor<E: SpanExporter + 'static>(
+        exporter: E,
+        queue_size: usize,
+    ) -> impl opentelemetry_sdk::trace::SpanProcessor {
+        let queue = Arc::new(SpanQueue::new(queue_size));
+        let drops = Arc::new(DropCounter::new(crate::reports::Reports::default()));
+        let exporter = CountingSpanExporter {
+            inner: exporter,
+            report: FailureReport {
+                counter: Arc::default(),
+                drops: Arc::clone(&drops),
+                endpoint: String::new(),
+                transport_error: Arc::default(),
+            },
+            queue: Arc::clone(&queue),
+        };
+        CountedBatchProcessor::new(sdk_batch_processor(exporter, queue_size), queue, drops)
+    }
+}

@@ -10,7 +10,7 @@
 //! are counted here and never overflows: every span that is not admitted is
 //! dropped here, at the door, and counted as `queue_full`, and every
 //! admitted span reaches the exporter. The job's thread pays one atomic add
-//! for it (figures in `benches/span_end.rs`).
+//! for it (measured by `benches/span_end.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
