@@ -179,6 +179,11 @@ async fn collector_down_at_start(transport: Transport) {
     .await;
 
     let dropped = telemetry.dropped();
+    eprintln!(
+        "{transport:?} down at start: received {} + {} (after recovery), dropped {dropped}",
+        received(&rx, &down),
+        received(&rx, &up)
+    );
     assert_eq!(dropped.spans.queue_full, 0, "{dropped:?}");
     assert!(dropped.spans.export_failed > 0, "{dropped:?}");
     assert_eq!(
@@ -258,6 +263,12 @@ async fn collector_goes_down_and_restarts(transport: Transport) {
     .await;
 
     let dropped = setup.telemetry.dropped();
+    eprintln!(
+        "{transport:?} down and restarted: received {} before, {} during, {} after; dropped {dropped}",
+        received(&rx, &before),
+        received(&rx, &during),
+        received(&rx, &after)
+    );
     assert_eq!(dropped.spans.queue_full, 0, "{dropped:?}");
     assert!(dropped.spans.export_failed > 0, "{dropped:?}");
     until_self_metric_matches(&rx, dropped).await;
@@ -288,6 +299,7 @@ async fn collector_refuses(transport: Transport, refusal: Mode, tries: usize) {
     let setup = install(&rx.endpoint(), transport, |b| b);
     let (refused, accepted) = (unique("refused"), unique("accepted"));
 
+    let refusing_since = Instant::now();
     let (results, _) = run_jobs(&setup.monitor, &refused, 0..PHASE).await;
     assert_results(&results, 0..PHASE);
     // Every span of the refused phase is exported and refused before the
@@ -297,6 +309,12 @@ async fn collector_refuses(transport: Transport, refusal: Mode, tries: usize) {
     })
     .await;
     let failed_exports = setup.telemetry.export_failures().failed_span_exports as usize;
+    eprintln!(
+        "{transport:?} {refusal:?}: {PHASE} spans refused in {failed_exports} exports, \
+         {} requests, all counted after {:?}",
+        rx.request_count(Signal::Traces),
+        refusing_since.elapsed()
+    );
     assert_eq!(
         rx.request_count(Signal::Traces),
         failed_exports * tries,
@@ -384,6 +402,10 @@ async fn collector_is_slow(transport: Transport) {
     })
     .await;
     let dropped = setup.telemetry.dropped();
+    eprintln!(
+        "{transport:?} slow ({SLOW:?} an export): {JOBS} jobs in {took:?}; received {}, dropped {dropped}",
+        received(&rx, &queue)
+    );
     assert!(dropped.spans.queue_full > 0, "{dropped:?}");
     assert_eq!(dropped.spans.export_failed, 0, "{dropped:?}");
     assert_eq!(
