@@ -357,6 +357,37 @@ mod tests {
     }
 
     #[test]
+    fn what_the_deadline_cuts_off_is_counted_once_as_shutdown_timeout() {
+        // Accepts connections but never answers: the export of the ten spans
+        // is still waiting for its 3 s timeout when the 2 s deadline passes.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _lock = global_providers();
+        let log = crate::test_support::Captured::default();
+        let telemetry = Builder::default()
+            .endpoint(format!("http://{}", silent.local_addr().unwrap()))
+            .protocol(Protocol::HttpProtobuf)
+            .shutdown_timeout(DEADLINE)
+            .diagnostics_writer(log.clone())
+            .install_with(&env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "3000")]))
+            .unwrap();
+        let drops = Arc::clone(&telemetry.drops);
+        record_telemetry();
+        let result = telemetry.shutdown();
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+        let dropped = drops.snapshot();
+        assert_eq!(dropped.spans.shutdown_timeout, 10, "{dropped:?}");
+        assert_eq!(dropped.spans.export_failed, 0, "{dropped:?}");
+        let text = log.text();
+        assert!(
+            text.contains("telemetry dropped since start: 10 spans (shutdown_timeout 10)"),
+            "{text}"
+        );
+        // The abandoned export fails later (its own timeout): not counted again.
+        thread::sleep(Duration::from_secs(3));
+        assert_eq!(drops.snapshot().spans, dropped.spans);
+    }
+
+    #[test]
     fn shutdown_outside_any_runtime_with_nothing_listening_is_bounded() {
         let _lock = global_providers();
         let telemetry = install(
