@@ -4,10 +4,16 @@
 //! one run. The exporter discards, so the queue never fills.
 //!
 //! `cargo bench -p jobsight-otel --bench span_end`
+//!
+//! For an instruction count, which load on the machine does not change:
+//! `JOBSIGHT_SPAN_END=sdk|counted JOBSIGHT_SPAN_END_N=20000` runs that many
+//! span ends with one processor and exits, to run under
+//! `valgrind --tool=callgrind --separate-threads=yes` (the job's thread is
+//! thread 1; difference two counts to remove the fixed costs).
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -59,4 +65,27 @@ fn span_end(c: &mut Criterion) {
 }
 
 criterion_group!(benches, span_end);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(which) = std::env::var("JOBSIGHT_SPAN_END") {
+        let n: usize = std::env::var("JOBSIGHT_SPAN_END_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let processor_provider = match which.as_str() {
+            "sdk" => SdkTracerProvider::builder()
+                .with_span_processor(sdk_batch_processor(Discard, QUEUE))
+                .build(),
+            _ => SdkTracerProvider::builder()
+                .with_span_processor(counted_batch_processor(Discard, QUEUE))
+                .build(),
+        };
+        for _ in 0..n {
+            end_one_span(&processor_provider);
+        }
+        let _ = processor_provider.shutdown();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
