@@ -15,6 +15,7 @@ use crate::support::{Attributes, MetricKind, MetricPoint, Span, Temporality};
 mod log_capture;
 pub mod numbered_jobs;
 mod redis_keys;
+#[allow(unused_imports)] // only the binaries that capture jobsight-otel's reports
 pub use log_capture::Log;
 #[allow(unused_imports)] // not every test binary talks to Redis
 pub use redis_keys::{REDIS_ADDR, RedisKeys};
