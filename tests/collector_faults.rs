@@ -25,14 +25,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use e2e_util::numbered_jobs::{assert_results, expected, run_jobs};
-use e2e_util::{Log, unique};
+use e2e_util::{Log, unique, until_drops_received};
 use jobsight_core::JobMonitor;
-use jobsight_otel::{Builder, Dropped, Protocol, Telemetry};
+use jobsight_otel::{Builder, Protocol, Telemetry};
 use support::{Mode, Receiver, Signal, Transport, reserve_port};
 
 /// Generous: a loaded 2-core CI machine in a debug build.
 const WAIT: Duration = Duration::from_secs(60);
-const SELF_METRIC: &str = "jobsight.telemetry.dropped";
 
 // ------------------------------------------------------------- telemetry
 
@@ -88,47 +87,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The last value of one `jobsight.telemetry.dropped` series received.
-fn received_drop_count(rx: &Receiver, signal: &str, reason: &str) -> Option<u64> {
-    rx.metric(SELF_METRIC)
-        .into_iter()
-        .filter(|point| {
-            point.attributes.get("signal").and_then(|v| v.as_str()) == Some(signal)
-                && point.attributes.get("reason").and_then(|v| v.as_str()) == Some(reason)
-        })
-        .max_by_key(|point| point.time_unix_nano)
-        .and_then(|point| point.value)
-        .map(|value| value as u64)
-}
-
-/// Waits until the receiver has the self-metric with the counts `dropped`
-/// says, for the series that can be exported.
-async fn until_self_metric_matches(rx: &Receiver, dropped: Dropped) {
-    let want = [
-        ("traces", "queue_full", dropped.spans.queue_full),
-        ("traces", "export_failed", dropped.spans.export_failed),
-    ];
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got: Vec<_> = want
-            .iter()
-            .map(|(signal, reason, _)| received_drop_count(rx, signal, reason))
-            .collect();
-        if got
-            .iter()
-            .zip(&want)
-            .all(|(got, (_, _, want))| *got == Some(*want))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{SELF_METRIC} at the receiver {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -192,17 +150,12 @@ async fn collector_down_at_start(transport: Transport) {
         "received + dropped = jobs run; {dropped:?}"
     );
     let telemetry = flush(telemetry).await;
-    until_self_metric_matches(&rx, dropped).await;
-    assert_eq!(
-        setup.log.count("exporting traces to"),
-        1,
-        "{}",
-        setup.log.text()
-    );
+    until_drops_received(&rx, dropped, WAIT).await;
+    setup.log.assert_once("exporting traces to");
 
     shut_down(telemetry).await;
+    setup.log.assert_once("telemetry dropped since start");
     let log = setup.log.text();
-    assert_eq!(setup.log.count("telemetry dropped since start"), 1, "{log}");
     let spans = format!(
         "since start: {} spans (export_failed {})",
         dropped.spans.total(),
@@ -271,13 +224,8 @@ async fn collector_goes_down_and_restarts(transport: Transport) {
     );
     assert_eq!(dropped.spans.queue_full, 0, "{dropped:?}");
     assert!(dropped.spans.export_failed > 0, "{dropped:?}");
-    until_self_metric_matches(&rx, dropped).await;
-    assert_eq!(
-        setup.log.count("exporting traces to"),
-        1,
-        "{}",
-        setup.log.text()
-    );
+    until_drops_received(&rx, dropped, WAIT).await;
+    setup.log.assert_once("exporting traces to");
     shut_down(setup.telemetry).await;
 }
 
@@ -333,13 +281,8 @@ async fn collector_refuses(transport: Transport, refusal: Mode, tries: usize) {
     let dropped = telemetry.dropped();
     assert_eq!(dropped.spans.total(), PHASE, "{dropped:?}");
     let telemetry = flush(telemetry).await;
-    until_self_metric_matches(&rx, dropped).await;
-    assert_eq!(
-        setup.log.count("exporting traces to"),
-        1,
-        "{}",
-        setup.log.text()
-    );
+    until_drops_received(&rx, dropped, WAIT).await;
+    setup.log.assert_once("exporting traces to");
     shut_down(telemetry).await;
 }
 
@@ -408,16 +351,11 @@ async fn collector_is_slow(transport: Transport) {
     );
     assert!(dropped.spans.queue_full > 0, "{dropped:?}");
     assert_eq!(dropped.spans.export_failed, 0, "{dropped:?}");
-    assert_eq!(
-        setup.log.count("span queue is full"),
-        1,
-        "{}",
-        setup.log.text()
-    );
+    setup.log.assert_once("span queue is full");
     let telemetry = flush(setup.telemetry).await;
-    until_self_metric_matches(&rx, dropped).await;
+    until_drops_received(&rx, dropped, WAIT).await;
     shut_down(telemetry).await;
-    assert_eq!(setup.log.count("telemetry dropped since start"), 1);
+    setup.log.assert_once("telemetry dropped since start");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use e2e_util::numbered_jobs::{assert_results, run_jobs};
-use e2e_util::{Log, unique};
+use e2e_util::{Log, unique, until_drops_received};
 use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, Protocol};
 use support::{Receiver, Transport};
@@ -168,35 +168,7 @@ async fn soak_with_a_flapping_collector() {
     let dropped = telemetry.dropped();
     let received = rx.accepted_spans() as u64;
     // The self-metric arrives on the 2 s interval once the collector is up.
-    let want = [
-        ("queue_full", dropped.spans.queue_full),
-        ("export_failed", dropped.spans.export_failed),
-    ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got: Vec<Option<u64>> = want
-            .iter()
-            .map(|(reason, _)| {
-                rx.metric("jobsight.telemetry.dropped")
-                    .into_iter()
-                    .filter(|p| {
-                        p.attributes.get("signal").and_then(|v| v.as_str()) == Some("traces")
-                            && p.attributes.get("reason").and_then(|v| v.as_str()) == Some(reason)
-                    })
-                    .max_by_key(|p| p.time_unix_nano)
-                    .and_then(|p| p.value)
-                    .map(|v| v as u64)
-            })
-            .collect();
-        if got.iter().zip(&want).all(|(g, (_, w))| *g == Some(*w)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "self-metric {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_drops_received(&rx, dropped, Duration::from_secs(30)).await;
     assert!(end_rss > 0, "the run is longer than the warm-up");
     let growth = end_rss as f64 / warm_rss as f64 - 1.0;
     eprintln!(

@@ -14,6 +14,16 @@ impl Log {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
+    /// Panics unless exactly one line contains `needle`.
+    pub fn assert_once(&self, needle: &str) {
+        assert_eq!(
+            self.count(needle),
+            1,
+            "`{needle}` once in:\n{}",
+            self.text()
+        );
+    }
+
     /// Lines that contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
         self.text().lines().filter(|l| l.contains(needle)).count()
