@@ -24,7 +24,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use e2e_util::numbered_jobs::{assert_results, expected, run_jobs};
+use e2e_util::numbered_jobs::{assert_results, expected, monitor_of, run_jobs};
 use e2e_util::{Log, unique, until_drops_received};
 use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, Protocol, Telemetry};
@@ -61,10 +61,7 @@ fn install(endpoint: &str, transport: Transport, tune: impl FnOnce(Builder) -> B
         .shutdown_timeout(Duration::from_secs(20))
         .diagnostics_writer(log.clone());
     let telemetry = tune(builder).install().expect("install telemetry");
-    let monitor = JobMonitor::builder()
-        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
-        .meter_provider(telemetry.meter_provider().expect("meter provider"))
-        .build();
+    let monitor = monitor_of(&telemetry);
     Setup {
         telemetry,
         monitor,
@@ -389,10 +386,7 @@ async fn a_burst_of_100_000_jobs_loses_no_span() {
         .shutdown_timeout(Duration::from_secs(60))
         .install()
         .expect("install telemetry");
-    let monitor = JobMonitor::builder()
-        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
-        .meter_provider(telemetry.meter_provider().expect("meter provider"))
-        .build();
+    let monitor = monitor_of(&telemetry);
     let queue = unique("burst");
     let started = Instant::now();
     let (results, took) = run_jobs(&monitor, &queue, 0..jobs).await;

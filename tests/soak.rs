@@ -28,9 +28,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use e2e_util::numbered_jobs::{assert_results, run_jobs};
+use e2e_util::numbered_jobs::{assert_results, monitor_of, run_jobs};
 use e2e_util::{Log, unique, until_drops_received};
-use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, Protocol};
 use support::{Receiver, Transport};
 
@@ -101,10 +100,7 @@ async fn soak_with_a_flapping_collector() {
         .diagnostics_writer(log.clone())
         .install()
         .expect("install telemetry");
-    let monitor = JobMonitor::builder()
-        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
-        .meter_provider(telemetry.meter_provider().expect("meter provider"))
-        .build();
+    let monitor = monitor_of(&telemetry);
     let queues = [
         unique("soak-emails"),
         unique("soak-reports"),

@@ -11,8 +11,18 @@ use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
 use jobsight_apalis::MonitorLayer;
 use jobsight_core::JobMonitor;
+use jobsight_otel::Telemetry;
 
 use super::{stop_after, unique};
+
+/// A monitor that records with `telemetry`'s own providers (not the global
+/// ones, which parallel tests replace).
+pub fn monitor_of(telemetry: &Telemetry) -> JobMonitor {
+    JobMonitor::builder()
+        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
+        .meter_provider(telemetry.meter_provider().expect("meter provider"))
+        .build()
+}
 
 /// The error of a job that fails on purpose.
 #[derive(Debug, thiserror::Error)]
