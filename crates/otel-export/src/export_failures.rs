@@ -8,8 +8,10 @@ use crate::Signal;
 /// Telemetry lost to failed OTLP exports since [`install`](crate::Builder::install).
 ///
 /// Each count only grows. A failed export is one that still failed after the
-/// exporter's own retries; its spans or data points are gone. Spans the batch
-/// processor drops because its queue is full are not included.
+/// exporter's own retries; its spans or data points are gone. Spans dropped
+/// because the queue was full, and what the shutdown deadline cut off, are
+/// not included: [`Telemetry::dropped`](crate::Telemetry::dropped) counts
+/// everything that was lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportFailures {
