@@ -85,6 +85,8 @@ struct State {
     /// Whether `cx` carries something of the transaction's own (its span,
     /// the producer's baggage or parent, the progress state).
     own_context: bool,
+    /// Whether the process span records (sampled in).
+    recording: bool,
     error: Option<ErrorRecord>,
     finished: bool,
     checkin: Option<CheckinRun>,
@@ -116,7 +118,7 @@ impl Transaction {
         // Whether the context differs from the one current now in a way the
         // job's code must see (see `Transaction::attach`).
         let mut own_context = monitor.inner.traces || from_producer;
-        let cx = if monitor.inner.traces {
+        let (cx, recording) = if monitor.inner.traces {
             // The span starts at `now` and ends at `now` + the measured
             // duration (see `complete_as`): the SDK reads no clock of its
             // own, and the span lasts exactly what
@@ -129,9 +131,10 @@ impl Transaction {
                 builder = builder.with_links(vec![Link::with_context(creation)]);
             }
             let span = instruments.tracer.build_with_context(builder, &parent);
-            with_span(&parent, span)
+            let recording = span.is_recording();
+            (with_span(&parent, span, recording), recording)
         } else {
-            without_span(parent)
+            (without_span(parent), false)
         };
         let started = Instant::now();
         let cx = progress::begin(monitor, &kind, &meta, cx, started, now);
@@ -157,6 +160,7 @@ impl Transaction {
                 started,
                 started_at: now,
                 own_context,
+                recording,
                 error: None,
                 finished: false,
                 checkin: None,
@@ -324,7 +328,8 @@ impl Transaction {
         };
 
         let span = self.s.cx.span();
-        if span.is_recording() {
+        // Known at start: asking the span again would take its mutex.
+        if self.s.recording {
             span.set_attribute(KeyValue::new(semconv::JOB_OUTCOME, outcome.as_str()));
             if let Some(error_type) = &error_type {
                 span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
@@ -361,7 +366,9 @@ impl Transaction {
         if let Some(run) = self.s.cx.get::<RunState>() {
             run.finish(&self.s.cx, outcome, self.s.error.as_ref(), event);
         }
-        span.end_with_timestamp(self.s.started_at + took);
+        if self.s.recording {
+            span.end_with_timestamp(self.s.started_at + took);
+        }
 
         let instruments = self.s.monitor.instruments();
         let kind = &self.s.kind;
@@ -394,8 +401,8 @@ impl Drop for Transaction {
 /// context holds that span context alone (what children need to inherit the
 /// sampling decision), without the two boxes and the mutex the API wraps a
 /// live span in.
-fn with_span(parent: &Context, span: BoxedSpan) -> Context {
-    if span.is_recording() {
+fn with_span(parent: &Context, span: BoxedSpan, recording: bool) -> Context {
+    if recording {
         parent.with_span(span)
     } else {
         parent.with_remote_span_context(span.span_context().clone())
