@@ -261,6 +261,14 @@ pub(crate) struct RunState {
     notify: Option<Notify>,
 }
 
+/// Whether [`begin`] puts a run state into the job's context: progress is
+/// on, observers listen, or the job is a [`crate::task`].
+pub(crate) fn wanted(monitor: &JobMonitor, meta: &JobMeta) -> bool {
+    monitor.observers().is_some()
+        || monitor.inner.progress.enabled
+        || meta.system() == semconv::SYSTEM_TASK
+}
+
 /// Puts a [`RunState`] into `cx` when progress is on or observers listen,
 /// and tells the observers the attempt started.
 pub(crate) fn begin(
@@ -271,13 +279,10 @@ pub(crate) fn begin(
     started: Instant,
     started_at: SystemTime,
 ) -> Context {
-    let observers = monitor.observers();
-    if observers.is_none()
-        && !monitor.inner.progress.enabled
-        && meta.system() != semconv::SYSTEM_TASK
-    {
+    if !wanted(monitor, meta) {
         return cx;
     }
+    let observers = monitor.observers();
     let notify = observers.map(|_| {
         let span_context = cx.span().span_context().clone();
         // Without a process span of the monitor's own, the context's span

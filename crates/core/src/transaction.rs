@@ -80,7 +80,8 @@ struct State {
     meta: JobMeta,
     cx: Context,
     started: Instant,
-    /// Wall-clock time at start: the span's start time.
+    /// Wall-clock time at start: the span's start time (`UNIX_EPOCH` when
+    /// nothing needed it, see `start`).
     started_at: SystemTime,
     /// Whether `cx` carries something of the transaction's own (its span,
     /// the producer's baggage or parent, the progress state).
@@ -104,7 +105,17 @@ impl std::fmt::Debug for Transaction {
 impl Transaction {
     pub(crate) fn start(monitor: &JobMonitor, kind: Arc<JobKind>, meta: JobMeta) -> Self {
         let instruments = monitor.instruments();
-        let now = SystemTime::now();
+        // The wall clock (a clock read costs 30–40 ns here) only when
+        // something uses it: the span's start, the queue time, the run state.
+        let now = if monitor.inner.traces
+            || meta.enqueued_at().is_some()
+            || meta.scheduled_at().is_some()
+            || progress::wanted(monitor, &meta)
+        {
+            SystemTime::now()
+        } else {
+            UNIX_EPOCH
+        };
         let queue_time = meta.queue_time_at(now);
 
         let (parent, link, from_producer) = propagation::parent_for(
