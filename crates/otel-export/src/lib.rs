@@ -96,8 +96,8 @@
 //!   shutdown deadline passed.
 //!
 //! [`Telemetry::dropped`] reads the counts; the counter
-//! `jobsight.telemetry.dropped` (unit `{item}`, attributes `signal` =
-//! `traces` | `metrics` and `reason`, scope `jobsight-otel`) exports the
+//! `jobsight.telemetry.dropped` (unit `{item}`, attributes `jobsight.signal` =
+//! `traces` | `metrics` and `jobsight.drop.reason`, scope `jobsight-otel`) exports the
 //! first two with the other metrics, so it reaches the backend once the
 //! collector is back. The first drop of each signal and reason is reported
 //! in one line, the first failed export with its error; at shutdown one line
