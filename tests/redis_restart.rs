@@ -695,7 +695,10 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
         .iter()
         .map(|s| s.value)
         .sum();
-    assert!(poll_errors >= 2.0, "jobsight.queue_poll.errors at the receiver: {poll_errors}");
+    assert!(
+        poll_errors >= 2.0,
+        "jobsight.queue_poll.errors at the receiver: {poll_errors}"
+    );
     let watchdog_errors: f64 = e2e_util::series(&rx.metrics(), "job.checkin.watchdog.errors")
         .iter()
         .map(|s| s.value)
