@@ -15,9 +15,10 @@
 //! comes back by itself, and the jobs it was running are dropped mid-run.
 //! After an empty restart the same worker could not go on anyway
 //! (`fetch_next.lua`: "worker not registered"). So the test runs the worker
-//! the way a user must: build it again, under a new name, when `run`
-//! returns an error (see `supervise`). What is asserted is what jobsight
-//! owns: the spans of the jobs, the gauges, the watchdog.
+//! the way a user must: under apalis's `Monitor` with `should_restart`,
+//! which builds it again, under a new name (see `supervise`). What is
+//! asserted is what jobsight owns: the spans of the jobs, the gauges, the
+//! watchdog.
 //!
 //! Skipped, with a message, when `redis-server` is not installed (CI
 //! installs it).
@@ -198,10 +199,13 @@ impl Drop for RedisServer {
 
 // ------------------------------------------------------------ the worker
 
-/// Runs the worker and, whenever apalis ends it with an error, builds it
-/// again under a new name (apalis-redis refuses a name whose heartbeat is
-/// recent, and an empty Redis has forgotten the old one) after 250 ms,
-/// until `stop` is set. Returns the errors that ended each run.
+/// Runs the worker under apalis's `Monitor`, which builds it again when
+/// apalis ends it with a backend error (`should_restart`), under a new
+/// name: apalis-redis refuses a name whose heartbeat is recent, and an
+/// empty Redis has forgotten the old one. The new worker's first Redis call
+/// (registration) waits in the `ConnectionManager`'s reconnect until Redis
+/// is back, so the restarts do not spin. Runs until `stop` is set; records
+/// the errors that ended a run.
 async fn supervise(
     conn: ConnectionManager,
     queue: String,
@@ -209,39 +213,34 @@ async fn supervise(
     stop: Arc<AtomicBool>,
     ended: Arc<Mutex<Vec<(Instant, String)>>>,
 ) {
-    for run in 0.. {
-        let config = Config::default()
-            .queue(&queue)
-            // See redis_e2e.rs: bounds apalis-core's stalled interval poll.
-            .heartbeat_interval(Duration::from_secs(1))
-            // A dead worker's jobs are taken back after 2 s, not 10.
-            .missed_heartbeats(2);
-        let storage = RedisStorage::<Chore>::new(conn.clone())
-            .with_config(config)
-            .poll_with_interval(Duration::from_millis(100));
-        let worker = WorkerBuilder::new(format!("{queue}-run{run}"))
-            .backend(storage)
-            .layer(layer.clone())
-            .concurrency(4)
-            .build(chore);
-        let flag = stop.clone();
-        let result = worker
-            .run_until(async move {
-                while !flag.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Ok::<(), std::io::Error>(())
-            })
-            .await;
-        match result {
-            Ok(()) => return,
-            Err(error) => lock(&ended).push((Instant::now(), error.to_string())),
+    let monitor = Monitor::new()
+        .register(move |run| {
+            let config = Config::default()
+                .queue(&queue)
+                // See redis_e2e.rs: bounds apalis-core's stalled interval poll.
+                .heartbeat_interval(Duration::from_secs(1))
+                // A dead worker's jobs are taken back after 2 s, not 10.
+                .missed_heartbeats(2);
+            let storage = RedisStorage::<Chore>::new(conn.clone())
+                .with_config(config)
+                .poll_with_interval(Duration::from_millis(100));
+            WorkerBuilder::new(format!("{queue}-run{run}"))
+                .backend(storage)
+                .layer(layer.clone())
+                .concurrency(4)
+                .build(chore)
+        })
+        .should_restart(move |_, error| {
+            lock(&ended).push((Instant::now(), error.to_string()));
+            matches!(error, WorkerError::BackendError(_))
+        });
+    let signal = async move {
+        while !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        Ok(())
+    };
+    monitor.run_with_signal(signal).await.expect("the monitor");
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -705,10 +704,10 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
         .sum();
     assert_eq!(watchdog_errors as u64, watchdog.stats().errors());
     let ended = lock(&ended).clone();
-    assert!(
-        ended.len() >= 2,
-        "apalis ended the worker at each outage: {ended:?}"
-    );
+    // apalis ends the worker at least once (what it does at the second
+    // outage depends on timing: see the module docs); the test's job is to
+    // show that monitoring follows whatever apalis does.
+    assert!(!ended.is_empty(), "apalis never ended the worker?");
 
     eprintln!(
         "restarts (kept data, down for, first job started after its push): {restarts:?}\n\
