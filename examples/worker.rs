@@ -23,7 +23,9 @@
 //! | `--timeout-secs` | `JOBSIGHT_TIMEOUT_SECS` | `60` | give up (exit code 2) after this long |
 //! | `--redis` | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
 //!
-//! SIGTERM or Ctrl-C stops it gracefully: no new jobs are taken, jobs in
+//! When Redis goes away, apalis ends the worker at the first failed Redis
+//! call; it is built again (as `{worker}-{n}`) and carries on when Redis is
+//! back. SIGTERM or Ctrl-C stops it gracefully: no new jobs are taken, jobs in
 //! flight get `--grace-ms` to finish, telemetry is flushed (within the
 //! guard's deadline, 5 s), and it exits with status 0.
 //!
@@ -130,9 +132,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seen = finished.clone();
     let work = JobWork(Duration::from_millis(job_ms));
     let workers = Monitor::new()
-        .register(move |_| {
+        .register(move |run| {
             let seen = seen.clone();
-            WorkerBuilder::new(worker_name.as_str())
+            // A restarted worker needs a name of its own: apalis-redis
+            // refuses one whose heartbeat is recent.
+            let name = match run {
+                0 => worker_name.clone(),
+                n => format!("{worker_name}-{n}"),
+            };
+            WorkerBuilder::new(name)
                 .backend(storage.clone())
                 .layer(layer.clone())
                 .data(work)
@@ -146,6 +154,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .build(build_report)
         })
+        // apalis-redis ends a worker at the first Redis call that fails
+        // (Redis restarting, a network cut): build it again. Its first call
+        // waits for the connection manager to reconnect.
+        .should_restart(|_, error| matches!(error, WorkerError::BackendError(_)))
         // After the signal, jobs in flight get this long; then they are
         // dropped, which `MonitorLayer` records as `abandoned`.
         .shutdown_timeout(Duration::from_millis(grace_ms));
