@@ -53,7 +53,7 @@ const OUTAGE: Duration = Duration::from_secs(4);
 /// Generous bound for anything that should happen "soon" on a loaded machine.
 const WAIT: Duration = Duration::from_secs(30);
 /// The long job in flight when Redis stops.
-const LONG_MS: u64 = 2500;
+const LONG_MS: u64 = 1500;
 /// The interval policy of the watchdog: a success every 2 s, 1 s grace.
 const EVERY: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_secs(1);
@@ -218,9 +218,9 @@ async fn supervise(
             let config = Config::default()
                 .queue(&queue)
                 // See redis_e2e.rs: bounds apalis-core's stalled interval poll.
-                .heartbeat_interval(Duration::from_secs(1))
-                // A dead worker's jobs are taken back after 2 s, not 10.
-                .missed_heartbeats(2);
+                // A dead worker's jobs are taken back after 10 heartbeats
+                // (apalis-redis's default): 10 s.
+                .heartbeat_interval(Duration::from_secs(1));
             let storage = RedisStorage::<Chore>::new(conn.clone())
                 .with_config(config)
                 .poll_with_interval(Duration::from_millis(100));
@@ -252,18 +252,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Pushed {
     id: String,
     ok: bool,
+    error: Option<String>,
 }
 
 async fn push(storage: &mut RedisStorage<Chore>, ms: u64, log: &Mutex<Vec<Pushed>>) -> String {
     let id = <RedisId as GenerateId>::generate();
     let task = TaskBuilder::new(Chore { ms }).task_id(id.clone()).build();
-    let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(1), storage.push_task(task)).await,
-        Ok(Ok(()))
-    );
+    // A push waits while the connection manager reconnects.
+    let result = tokio::time::timeout(Duration::from_secs(10), storage.push_task(task)).await;
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("timed out after 10 s".to_owned()),
+    };
     let pushed = Pushed {
         id: id.to_string(),
-        ok,
+        ok: error.is_none(),
+        error,
     };
     lock(log).push(pushed);
     id.to_string()
@@ -458,10 +463,9 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
         // Let a few short jobs run, then start a long one and stop Redis
         // while it runs.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        // No new jobs from here until 1 s after the restart: the last
-        // success is then more than interval + grace old when the watchdog
-        // first checks again, which only the pause logic keeps from being
-        // judged a miss.
+        // No new jobs from here until the watchdog has judged twice after
+        // the restart: the last success is then more than interval + grace
+        // old, which only the pause logic keeps from being judged a miss.
         producer_pause.store(true, Ordering::SeqCst);
         let long = push(&mut pusher, LONG_MS, &log).await;
         let started = long_jobs.len() + 1;
@@ -516,8 +520,17 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
             }
         }
         let parked_depth = if keep_data { 3 } else { 2 };
-        wait_until("the watchdog resumed", || !watchdog.is_paused()).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The watchdog judges again once its recorder has written what
+        // waited (its retries back off up to 2 s): two judged checks.
+        wait_until("the watchdog resumed", || {
+            !watchdog.is_paused() && watchdog.recorder().stats().pending() == 0
+        })
+        .await;
+        let checks = watchdog.stats().checks();
+        wait_until("two checks after the return", || {
+            watchdog.stats().checks() >= checks + 2
+        })
+        .await;
         assert!(
             lock(&incidents).is_empty(),
             "no false alarm when Redis returned: {:?}",
@@ -554,7 +567,9 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
         for id in &after {
             let attempts = jobs.get(id).unwrap_or_else(|| {
                 panic!(
-                    "job {id} pushed after the restart never ran:\n{}",
+                    "job {id} pushed after the restart never ran (worker runs ended: {:?}; push: {:?}):\n{}",
+                    lock(&ended),
+                    lock(&log).iter().find(|p| &p.id == id),
                     brief(&first_done)
                 )
             });
@@ -565,9 +580,21 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
             );
         }
         restarts.push((keep_data, up_at - down_at, recovery));
-        eprintln!(
-            "jobs pushed 1 s after the restart: the first started {recovery:.1?} after its push"
-        );
+        eprintln!("jobs pushed after the restart: the first started {recovery:.1?} after its push");
+
+        if keep_data {
+            // The long job runs again (see below) before the next outage.
+            let long = &long_jobs[long_jobs.len() - 1].0;
+            rx.wait_for_spans(
+                |spans: &[Span]| {
+                    process_spans(spans, &queue)
+                        .get(long)
+                        .is_some_and(|a| a.iter().any(|s| outcome(s) == "succeeded"))
+                },
+                WAIT,
+            )
+            .await;
+        }
 
         // The gauges read the right values again.
         wait_until("the gauges read the parked queue again", || {
