@@ -13,6 +13,9 @@
 //! heartbeat, an acknowledgement) puts its backend in a `Dead` state and
 //! `Worker::run` returns `WorkerError::BackendError`; the worker never
 //! comes back by itself, and the jobs it was running are dropped mid-run.
+//! A call made while the `ConnectionManager` reconnects waits instead, so
+//! a worker may also ride an outage out (its jobs then finish, and their
+//! acknowledgements land after the restart).
 //! After an empty restart the same worker could not go on anyway
 //! (`fetch_next.lua`: "worker not registered"). So the test runs the worker
 //! the way a user must: under apalis's `Monitor` with `should_restart`,
