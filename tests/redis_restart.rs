@@ -254,7 +254,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Clone, Debug)]
 struct Pushed {
     id: String,
-    ok: bool,
     error: Option<String>,
 }
 
@@ -270,7 +269,6 @@ async fn push(storage: &mut RedisStorage<Chore>, ms: u64, log: &Mutex<Vec<Pushed
     };
     let pushed = Pushed {
         id: id.to_string(),
-        ok: error.is_none(),
         error,
     };
     lock(log).push(pushed);
@@ -711,13 +709,13 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
     let pushed = lock(&log).clone();
     let lost: Vec<&Pushed> = pushed
         .iter()
-        .filter(|p| p.ok && !jobs.contains_key(&p.id))
+        .filter(|p| p.error.is_none() && !jobs.contains_key(&p.id))
         .collect();
     // Only jobs pushed before the empty restart may be lost (Redis forgot
     // them); none of those was waiting, as the worker took each within
     // 100 ms, so in practice none at all.
     assert!(lost.len() <= 1, "pushed, never ran: {lost:?}");
-    let failed_pushes = pushed.iter().filter(|p| !p.ok).count();
+    let failed_pushes = pushed.iter().filter(|p| p.error.is_some()).count();
 
     // The poll errors crossed the wire, with their type.
     let poll_errors: f64 = series_of_queue(&rx.metrics(), "jobsight.queue_poll.errors", &parked)
