@@ -96,6 +96,7 @@ pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
 pub use propagation::{Propagated, Propagation, PropagationProblem};
 pub use send::SendTransaction;
 pub use transaction::Transaction;
+pub use kinds::MAX_NAME_LEN;
 
 pub use args::{ArgsPolicy, CapturedArgs};
 pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats};
