@@ -1156,7 +1156,10 @@ mod tests {
         // `1e300` as 301 digits.
         let values = json!([29.0, 1e300, -2.5e-9, 0.1, 123456789.0, f64::MAX]);
         let text = all().capture_always(&values).to_string();
-        assert_eq!(text, "[29.0,1e300,-2.5e-9,0.1,123456789.0,1.7976931348623157e308]");
+        assert_eq!(
+            text,
+            "[29.0,1e300,-2.5e-9,0.1,123456789.0,1.7976931348623157e308]"
+        );
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, values);
         let single = (0.1f32, 3.0f32, f32::NAN);

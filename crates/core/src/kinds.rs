@@ -263,7 +263,10 @@ mod tests {
                 .map(|kv| kv.value.as_str().into_owned())
                 .unwrap_or_default()
         };
-        assert_eq!(attr(semconv::MESSAGING_DESTINATION_NAME).len(), MAX_NAME_LEN);
+        assert_eq!(
+            attr(semconv::MESSAGING_DESTINATION_NAME).len(),
+            MAX_NAME_LEN
+        );
         assert_eq!(attr(semconv::MESSAGING_SYSTEM).len(), MAX_NAME_LEN);
         // Cut on a character boundary: the two-byte `é` does not fit.
         assert_eq!(attr(semconv::JOB_NAME), "n".repeat(MAX_NAME_LEN - 1));

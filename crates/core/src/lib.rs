@@ -91,12 +91,12 @@ pub mod transaction;
 
 pub use error::ErrorRecord;
 pub use job::{JobMeta, JobMetaBuilder};
+pub use kinds::MAX_NAME_LEN;
 pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
 pub use propagation::{Propagated, Propagation, PropagationProblem};
 pub use send::SendTransaction;
 pub use transaction::Transaction;
-pub use kinds::MAX_NAME_LEN;
 
 pub use args::{ArgsPolicy, CapturedArgs};
 pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats};
