@@ -239,4 +239,6 @@ pub fn init() -> Result<Telemetry, Error> {
 }
 
 #[cfg(test)]
+mod env_errors_tests;
+#[cfg(test)]
 mod test_support;
