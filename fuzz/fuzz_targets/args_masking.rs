@@ -209,9 +209,20 @@ fuzz_target!(|data: &[u8]| {
     secrets(&policy, &value, false, &mut hidden);
     let mut shown = Vec::new();
     visible(&policy, &value, &mut shown);
+    let escaped = |s: &str| {
+        let quoted = serde_json::to_string(s).expect("a string");
+        quoted[1..quoted.len() - 1].to_owned()
+    };
+    let shown: Vec<String> = shown.iter().map(|s| escaped(s)).collect();
     for secret in hidden {
-        if shown.iter().all(|s| !s.contains(secret)) && !FILTERED.contains(secret) {
-            assert!(!full.contains(secret), "a masked value leaked: {secret:?}");
+        let secret = escaped(secret);
+        // Text that the JSON structure itself could spell is not a secret.
+        let structural = secret.chars().all(|c| "nulltruefalse0123456789.,:[]{}+-eE".contains(c));
+        if !structural
+            && shown.iter().all(|s| !s.contains(&secret))
+            && ![FILTERED, TOO_DEEP, TRUNCATED_MARKER].iter().any(|p| p.contains(&secret))
+        {
+            assert!(!full.contains(&secret), "a masked value leaked: {secret:?}");
         }
     }
 

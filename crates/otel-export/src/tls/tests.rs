@@ -352,11 +352,13 @@ fn a_wrong_ca_fails_every_export_clearly() {
         }),
         ..TlsFiles::default()
     };
-    let client = ClientTls::load(Signal::Traces, &files).unwrap().http_client(
-        runtime.handle(),
-        Duration::from_secs(5),
-        Arc::clone(&last_error),
-    );
+    let client = ClientTls::load(Signal::Traces, &files)
+        .unwrap()
+        .http_client(
+            runtime.handle(),
+            Duration::from_secs(5),
+            Arc::clone(&last_error),
+        );
     let url = format!("https://localhost:{}/v1/traces", receiver.addr.port());
     let request = Request::post(url.as_str()).body(Bytes::new()).unwrap();
     assert!(caller.block_on(client.send_bytes(request)).is_err());
