@@ -632,6 +632,7 @@ fn resident_bytes() -> usize {
 
 // ----------------------------------------------------------------- tests
 
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
     let _serial = serial();
@@ -868,6 +869,7 @@ fn by_path_of_invalid_utf8() -> std::path::PathBuf {
 /// resident memory after the last round stays within `TOLERANCE` of what it
 /// was after the first (which warms up allocator arenas, the exporter's
 /// buffers and the receiver).
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_flat_over_rounds_of_hostile_jobs() {
     const ROUNDS: usize = 12;

@@ -189,7 +189,7 @@ fn header_values_never_appear_in_errors_or_in_the_parsed_configuration() {
         format!("api-key={SECRET}%ZZ"),
         format!("api key={SECRET}"),
         format!("x-api-key={SECRET}%0D%0Ainjected: 1"),
-        format!("{SECRET}"),
+        SECRET.to_owned(),
         format!("=,{SECRET}="),
     ];
     for vars in [GENERIC_VARS, Signal::Traces.vars(), Signal::Metrics.vars()] {
