@@ -213,25 +213,32 @@ pub struct PolicyEntry {
 
 /// A duration in a configuration file: a number of seconds or a string with
 /// a unit (`ms`, `s`, `m`, `h`, `d`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "DurationText")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationText {
-    Seconds(u64),
-    Text(String),
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
 }
 
-impl TryFrom<DurationText> for ConfigDuration {
-    type Error = CheckinError;
+/// Reads a number of seconds or a duration string; anything else is an
+/// error saying which forms are accepted.
+struct DurationVisitor;
 
-    fn try_from(value: DurationText) -> Result<Self, Self::Error> {
-        match value {
-            DurationText::Seconds(s) => Ok(ConfigDuration(Duration::from_secs(s))),
-            DurationText::Text(text) => parse_duration(&text).map(ConfigDuration),
-        }
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = ConfigDuration;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::DURATION_FORMS["expected ".len()..])
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<ConfigDuration, E> {
+        Ok(ConfigDuration(Duration::from_secs(seconds)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ConfigDuration, E> {
+        parse_duration(text).map(ConfigDuration).map_err(E::custom)
     }
 }
 
