@@ -515,7 +515,25 @@ async fn run_batch(monitor: &JobMonitor, cases: Vec<Case>, worker_name: String) 
         .unwrap_or_else(|e| e.into_inner())
 }
 
+/// The largest metadata key, metadata value and captured arguments an
+/// observer was given, and whether a secret reached it.
+#[derive(Default, Debug)]
+struct Observed {
+    events: usize,
+    key: usize,
+    value: usize,
+    args: usize,
+    secret: bool,
+}
+
 async fn install(rx: &Receiver) -> (Telemetry, JobMonitor) {
+    install_observed(rx, Arc::default()).await
+}
+
+async fn install_observed(
+    rx: &Receiver,
+    observed: Arc<Mutex<Observed>>,
+) -> (Telemetry, JobMonitor) {
     let telemetry = Builder::new()
         .service_name(unique("hostile"))
         .endpoint(rx.endpoint())
@@ -526,6 +544,19 @@ async fn install(rx: &Receiver) -> (Telemetry, JobMonitor) {
     let monitor = JobMonitor::builder()
         .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
         .meter_provider(telemetry.meter_provider().expect("meter provider"))
+        .observer(move |event: &jobsight_core::Event| {
+            let mut o = observed.lock().unwrap_or_else(|e| e.into_inner());
+            o.events += 1;
+            for (k, v) in event.job.metadata() {
+                o.key = o.key.max(k.len());
+                o.value = o.value.max(v.len());
+                o.secret |= v.contains(SECRET);
+            }
+            if let Some(args) = event.job.args() {
+                o.args = o.args.max(args.as_str().len());
+                o.secret |= args.as_str().contains(SECRET);
+            }
+        })
         .build();
     (telemetry, monitor)
 }
@@ -638,7 +669,8 @@ async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
     let _serial = serial();
     quiet_deliberate_panics();
     let rx = Receiver::grpc().await;
-    let (telemetry, monitor) = install(&rx).await;
+    let observed = Arc::new(Mutex::new(Observed::default()));
+    let (telemetry, monitor) = install_observed(&rx, Arc::clone(&observed)).await;
     let queue = unique("hostile");
 
     let cases = batch(&queue, 0, 1);
@@ -849,6 +881,21 @@ async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
         assert!(sets.len() <= 8, "{name}: {} series: {sets:#?}", sets.len());
     }
 
+    // Observers get the metadata and arguments masked and bounded too.
+    assert!(monitor.flush_observers(WAIT), "observers kept up");
+    let o = observed.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(o.events >= 2 * labels.len(), "{o:?}");
+    assert_eq!(
+        o.key, MAX_KEY_LEN,
+        "the megabyte metadata key is cut: {o:?}"
+    );
+    assert_eq!(
+        o.value, MAX_ARGS_LEN,
+        "the megabyte metadata value is cut: {o:?}"
+    );
+    assert!(o.args <= MAX_ARGS_LEN && !o.secret, "{o:?}");
+    drop(o);
+
     drop(monitor);
     shutdown(telemetry).await;
 }
@@ -906,6 +953,96 @@ async fn memory_stays_flat_over_rounds_of_hostile_jobs() {
         after_first / MB,
         last / MB
     );
+    drop(monitor);
+    shutdown(telemetry).await;
+}
+
+/// An error whose `Debug` starts with an identifier taken from input (as
+/// `anyhow!(input)` gives): each becomes its own `error.type`.
+struct InputNamedError(String);
+
+impl fmt::Debug for InputNamedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for InputNamedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputNamedError {}
+
+/// 5 000 failures of one job kind, each with a different `error.type` made
+/// from input: each metric stays within the SDK's cardinality limit (2 000
+/// series, then one `otel.metric.overflow` series), every job is counted,
+/// and the export still fits one OTLP/gRPC request.
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_types_made_from_input_stay_within_the_series_limit() {
+    const JOBS: usize = 5_000;
+    const SDK_LIMIT: usize = 2_000;
+    let _serial = serial();
+    let rx = Receiver::grpc().await;
+    let (telemetry, monitor) = install(&rx).await;
+    let queue = unique("hostile-error-types");
+    let jobs_queue = queue.clone();
+    let monitor = tokio::task::spawn_blocking(move || {
+        for i in 0..JOBS {
+            let meta = jobsight_core::JobMeta::builder("test", jobs_queue.as_str())
+                .name("import")
+                .attempt(1)
+                .max_attempts(1)
+                .build();
+            let _ = monitor
+                .start(meta)
+                .fail(&InputNamedError(format!("Customer{i}")));
+        }
+        monitor
+    })
+    .await
+    .expect("jobs ran");
+    let telemetry = flush(telemetry).await;
+    let points = rx
+        .wait_for_metric(semconv::METRIC_CONSUMED_MESSAGES, WAIT)
+        .await;
+    let ours: Vec<_> = points
+        .iter()
+        .filter(|p| {
+            p.attr(semconv::MESSAGING_DESTINATION_NAME)
+                .and_then(|v| v.as_str())
+                == Some(queue.as_str())
+        })
+        .collect();
+    let overflow = points
+        .iter()
+        .filter(|p| p.attr("otel.metric.overflow").is_some())
+        .count();
+    let counted: f64 = points.iter().filter_map(|p| p.value).sum();
+    eprintln!(
+        "{} points, {} of this queue, {overflow} overflow, counted {counted}; types: {:?}",
+        points.len(),
+        ours.len(),
+        ours.iter()
+            .take(3)
+            .map(|p| p.attr(semconv::ERROR_TYPE).cloned())
+            .collect::<Vec<_>>()
+    );
+    assert!(ours.len() <= SDK_LIMIT, "{} series", ours.len());
+    assert_eq!(overflow, 1, "one overflow series");
+    assert_eq!(
+        counted as usize, JOBS,
+        "every job counted, in a series of its own or in the overflow"
+    );
+    for p in &ours {
+        let error_type = p
+            .attr(semconv::ERROR_TYPE)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        assert!(error_type.len() <= MAX_TYPE_LEN);
+    }
     drop(monitor);
     shutdown(telemetry).await;
 }
