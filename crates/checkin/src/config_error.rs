@@ -22,9 +22,7 @@ pub(crate) fn locate(value: &Value) -> Option<Error> {
             format!("unknown setting `{other}`; expected `policies`"),
         );
     }
-    let Some(policies) = top.get("policies") else {
-        return None;
-    };
+    let policies = top.get("policies")?;
     let Some(entries) = policies.as_array() else {
         return setting(
             "policies".to_owned(),
