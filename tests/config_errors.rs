@@ -86,6 +86,17 @@ fn a_wrong_value_stops_the_program_at_start_naming_the_variable_and_accepted_val
             "yes",
             "accepted values: `true`, `false`",
         ),
+        // Read by the SDK itself, which would ignore it.
+        (
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "zip",
+            "accepted values: `none`",
+        ),
+        (
+            "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+            "lots",
+            "a whole number greater than 0",
+        ),
         (
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             "collector:4318",

@@ -46,6 +46,7 @@ fn every_variable() -> BTreeSet<&'static str> {
     ]
     .into_iter()
     .collect();
+    all.extend(crate::sdk_env::variables());
     all.extend(signal(GENERIC_VARS));
     for s in Signal::ALL {
         all.extend(signal(s.vars()));
@@ -111,6 +112,46 @@ fn rows() -> Vec<Row> {
             accepted: &["expected a number from 0 to 1"],
         },
     ];
+    // Read by the SDK and the OTLP exporter themselves; checked by us first.
+    rows.extend([
+        row(
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "gzip",
+            &["accepted values: `none`"],
+        ),
+        row(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "zip",
+            &["accepted values: `none`"],
+        ),
+        row(
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+            "zstd",
+            &["accepted values: `none`"],
+        ),
+        row("OTEL_EXPORTER_OTLP_INSECURE", "maybe", &["`true`, `false`"]),
+        row(
+            "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+            "1",
+            &["`true`, `false`"],
+        ),
+        row(
+            "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+            "yes",
+            &["`true`, `false`"],
+        ),
+        row(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            "weekly",
+            &["`cumulative`, `delta`, `lowmemory`"],
+        ),
+        row("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "many", COUNT),
+        row("OTEL_SPAN_EVENT_COUNT_LIMIT", "-1", COUNT),
+        row("OTEL_SPAN_LINK_COUNT_LIMIT", "5000000000", COUNT),
+        row("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "0", COUNT),
+        row("OTEL_BSP_EXPORT_TIMEOUT", "30s", MILLIS),
+        row("OTEL_METRIC_EXPORT_TIMEOUT", "x", MILLIS),
+    ]);
     for vars in [GENERIC_VARS, Signal::Traces.vars(), Signal::Metrics.vars()] {
         rows.push(row(vars.endpoint, "localhost:4317", URL));
         rows.push(row(vars.protocol, "http/xml", PROTOCOL));
