@@ -237,6 +237,13 @@ impl serde::de::Visitor<'_> for DurationVisitor {
         Ok(ConfigDuration(Duration::from_secs(seconds)))
     }
 
+    /// Formats such as TOML give every integer as an `i64`.
+    fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<ConfigDuration, E> {
+        u64::try_from(seconds)
+            .map(|s| ConfigDuration(Duration::from_secs(s)))
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(seconds), &self))
+    }
+
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ConfigDuration, E> {
         parse_duration(text).map(ConfigDuration).map_err(E::custom)
     }
@@ -331,6 +338,19 @@ fn cron_schedule(expression: &str, _zone: Option<&str>) -> Result<Schedule, Chec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_durations_from_any_serde_format() {
+        use serde::de::value::{Error, I64Deserializer, StrDeserializer, U64Deserializer};
+        let seconds = ConfigDuration::deserialize(U64Deserializer::<Error>::new(90)).unwrap();
+        assert_eq!(seconds.0, Duration::from_secs(90));
+        let toml_int = ConfigDuration::deserialize(I64Deserializer::<Error>::new(5)).unwrap();
+        assert_eq!(toml_int.0, Duration::from_secs(5));
+        let text = ConfigDuration::deserialize(StrDeserializer::<Error>::new("2h")).unwrap();
+        assert_eq!(text.0, Duration::from_secs(7200));
+        let negative = ConfigDuration::deserialize(I64Deserializer::<Error>::new(-5));
+        assert!(negative.unwrap_err().to_string().contains("`30s`"));
+    }
 
     #[test]
     fn durations() {
