@@ -47,6 +47,8 @@ const METRICS: &[(&str, &str, Kind)] = &[
     (semconv::METRIC_QUEUE_DONE, "{job}", Kind::Gauge),
     (semconv::METRIC_QUEUE_DEAD, "{job}", Kind::Gauge),
     (semconv::METRIC_QUEUE_POLL_ERRORS, "{error}", Kind::Counter),
+    // jobsight-otel's own: what it dropped (an observable counter).
+    ("jobsight.telemetry.dropped", "{item}", Kind::Counter),
 ];
 
 /// The collector's name for a metric (see the module docs).

@@ -12,7 +12,14 @@ use apalis::prelude::{Event, WorkerContext};
 
 use crate::support::{Attributes, MetricKind, MetricPoint, Span, Temporality};
 
+mod dropped_metric;
+mod log_capture;
+pub mod numbered_jobs;
 mod redis_keys;
+#[allow(unused_imports)] // only the binaries that check jobsight-otel's drops
+pub use dropped_metric::{DROPPED_METRIC, received_drop_count, until_drops_received};
+#[allow(unused_imports)] // only the binaries that capture jobsight-otel's reports
+pub use log_capture::Log;
 #[allow(unused_imports)] // not every test binary talks to Redis
 pub use redis_keys::{REDIS_ADDR, RedisKeys};
 

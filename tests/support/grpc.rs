@@ -19,25 +19,33 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use super::receiver::{Mode, State, grpc_code_for};
+use super::receiver::{Mode, Signal, State, grpc_code_for};
 
 #[derive(Clone)]
 struct Svc {
     state: Arc<State>,
 }
 
-async fn answer<T: Default>(mode: Mode) -> Result<Response<T>, Status> {
+async fn answer<T: Default>(
+    state: &State,
+    signal: Signal,
+    mode: Mode,
+) -> Result<Response<T>, Status> {
     match mode {
-        Mode::Accept => Ok(Response::new(T::default())),
-        Mode::Delay(d) => {
-            tokio::time::sleep(d).await;
-            Ok(Response::new(T::default()))
+        Mode::Accept => {}
+        Mode::Delay(d) => tokio::time::sleep(d).await,
+        Mode::Reject(http) => {
+            return Err(Status::new(
+                grpc_code_for(http),
+                format!("rejected by test receiver (as HTTP {http})"),
+            ));
         }
-        Mode::Reject(http) => Err(Status::new(
-            grpc_code_for(http),
-            format!("rejected by test receiver (as HTTP {http})"),
-        )),
+        Mode::GrpcStatus(code) => {
+            return Err(Status::new(code, "rejected by test receiver"));
+        }
     }
+    state.count_answered(signal);
+    Ok(Response::new(T::default()))
 }
 
 #[tonic::async_trait]
@@ -47,7 +55,7 @@ impl TraceService for Svc {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let mode = self.state.on_traces(request.into_inner());
-        answer(mode).await
+        answer(&self.state, Signal::Traces, mode).await
     }
 }
 
@@ -58,7 +66,7 @@ impl MetricsService for Svc {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let mode = self.state.on_metrics(request.into_inner());
-        answer(mode).await
+        answer(&self.state, Signal::Metrics, mode).await
     }
 }
 

@@ -66,7 +66,7 @@ fn decode<M: Message + Default>(
     })
 }
 
-async fn answer<R: Message + Default>(mode: Mode) -> Response {
+async fn answer<R: Message + Default>(state: &State, signal: Signal, mode: Mode) -> Response {
     match mode {
         Mode::Accept => {}
         Mode::Delay(d) => tokio::time::sleep(d).await,
@@ -74,7 +74,14 @@ async fn answer<R: Message + Default>(mode: Mode) -> Response {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return plain(status, format!("rejected by test receiver ({code})"));
         }
+        Mode::GrpcStatus(code) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rejected by test receiver (gRPC {code:?})"),
+            );
+        }
     }
+    state.count_answered(signal);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, PROTOBUF)],
@@ -89,7 +96,10 @@ async fn traces(
     body: Bytes,
 ) -> Response {
     match decode::<ExportTraceServiceRequest>(&headers, &body) {
-        Ok(req) => answer::<ExportTraceServiceResponse>(state.on_traces(req)).await,
+        Ok(req) => {
+            let mode = state.on_traces(req);
+            answer::<ExportTraceServiceResponse>(&state, Signal::Traces, mode).await
+        }
         Err((status, msg)) => {
             state.count_undecodable(Signal::Traces);
             plain(status, msg)
@@ -103,7 +113,10 @@ async fn metrics(
     body: Bytes,
 ) -> Response {
     match decode::<ExportMetricsServiceRequest>(&headers, &body) {
-        Ok(req) => answer::<ExportMetricsServiceResponse>(state.on_metrics(req)).await,
+        Ok(req) => {
+            let mode = state.on_metrics(req);
+            answer::<ExportMetricsServiceResponse>(&state, Signal::Metrics, mode).await
+        }
         Err((status, msg)) => {
             state.count_undecodable(Signal::Metrics);
             plain(status, msg)

@@ -25,4 +25,4 @@ pub use model::{
     Attributes, Event, Link, MetricKind, MetricPoint, Span, SpanKind, StatusCode, Temporality,
     Value,
 };
-pub use receiver::{Mode, Receiver, Signal, Transport, Until, grpc_code_for};
+pub use receiver::{Mode, Receiver, Signal, Transport, Until, grpc_code_for, reserve_port};

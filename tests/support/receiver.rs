@@ -41,6 +41,10 @@ pub enum Mode {
     /// Keep the request on arrival, then wait this long before answering success
     /// (for exporter-timeout tests: the data is on the wire even if the client gave up).
     Delay(Duration),
+    /// Count the request, do not keep it, answer with this gRPC status (e.g.
+    /// `ResourceExhausted`, which the HTTP table above cannot express). The
+    /// HTTP front end answers 500 for it.
+    GrpcStatus(tonic::Code),
 }
 
 /// gRPC's standard HTTP-status-to-gRPC-code mapping
@@ -82,6 +86,16 @@ struct Inner {
     metric_requests: usize,
     trace_mode: Mode,
     metric_mode: Mode,
+    trace_answered: usize,
+    metric_answered: usize,
+    /// Count accepted spans but do not keep the requests (long runs).
+    discard_traces: bool,
+    /// Spans in every accepted trace request, kept or not.
+    accepted_spans: usize,
+}
+
+fn keeps(mode: Mode) -> bool {
+    matches!(mode, Mode::Accept | Mode::Delay(_))
 }
 
 /// State shared between the `Receiver` handle and the server task.
@@ -102,8 +116,16 @@ impl State {
         let mut g = self.lock();
         g.trace_requests += 1;
         let mode = g.trace_mode;
-        if !matches!(mode, Mode::Reject(_)) {
-            g.traces.push(req);
+        if keeps(mode) {
+            g.accepted_spans += req
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum::<usize>();
+            if !g.discard_traces {
+                g.traces.push(req);
+            }
         }
         mode
     }
@@ -112,10 +134,19 @@ impl State {
         let mut g = self.lock();
         g.metric_requests += 1;
         let mode = g.metric_mode;
-        if !matches!(mode, Mode::Reject(_)) {
+        if keeps(mode) {
             g.metrics.push(req);
         }
         mode
+    }
+
+    /// Counts a success answer about to be sent (after any delay).
+    pub(crate) fn count_answered(&self, signal: Signal) {
+        let mut g = self.lock();
+        match signal {
+            Signal::Traces => g.trace_answered += 1,
+            Signal::Metrics => g.metric_answered += 1,
+        }
     }
 
     /// Counts a request that could not even be decoded (bad content type, encoding, body).
@@ -152,23 +183,74 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
+        Self::serve_on(transport, listener, Arc::new(State::default()))
+    }
+
+    /// A receiver on a given port of 127.0.0.1, e.g. one reserved earlier by
+    /// `reserve_port` for a collector that is down at the start. Retries the
+    /// bind for up to 10 s while the port is still taken.
+    pub async fn start_on(transport: Transport, port: u16) -> Receiver {
+        let listener = bind_retrying(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        Self::serve_on(transport, listener, Arc::new(State::default()))
+    }
+
+    fn serve_on(
+        transport: Transport,
+        listener: tokio::net::TcpListener,
+        state: Arc<State>,
+    ) -> Receiver {
         let addr = listener.local_addr().expect("local addr");
-        let state = Arc::new(State::default());
-        let (tx, rx) = oneshot::channel::<()>();
-        let signal = async move {
-            // Resolves on send or when the sender is dropped.
-            let _ = rx.await;
-        };
-        let task = match transport {
-            Transport::Grpc => tokio::spawn(super::grpc::serve(listener, state.clone(), signal)),
-            Transport::Http => tokio::spawn(super::http::serve(listener, state.clone(), signal)),
-        };
+        let (shutdown, task) = spawn_server(transport, listener, state.clone());
         Receiver {
             transport,
             addr,
             state,
-            shutdown: Some(tx),
+            shutdown: Some(shutdown),
             task: Some(task),
+        }
+    }
+
+    /// Stops listening, as a collector that goes down: the port is closed
+    /// on return (requests in flight are answered first). What was received
+    /// is kept; `restart` listens again on the same port.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    /// Listens again on the same port after `stop`, with the same data and
+    /// modes. No-op while running.
+    pub async fn restart(&mut self) {
+        if self.task.is_some() {
+            return;
+        }
+        let listener = bind_retrying(self.addr).await;
+        let (shutdown, task) = spawn_server(self.transport, listener, self.state.clone());
+        self.shutdown = Some(shutdown);
+        self.task = Some(task);
+    }
+
+    /// True between `stop` and `restart`.
+    pub fn is_stopped(&self) -> bool {
+        self.task.is_none()
+    }
+
+    /// Success answers sent for the signal (after any `Delay`).
+    pub fn answered(&self, signal: Signal) -> usize {
+        let g = self.state.lock();
+        match signal {
+            Signal::Traces => g.trace_answered,
+            Signal::Metrics => g.metric_answered,
         }
     }
 
@@ -248,6 +330,31 @@ impl Receiver {
         self.state.lock().metrics.clone()
     }
 
+    /// `true`: trace requests are counted (`accepted_spans`) but not kept,
+    /// so that a long run does not grow the receiver's memory.
+    pub fn discard_traces(&self, discard: bool) {
+        self.state.lock().discard_traces = discard;
+    }
+
+    /// Spans in every trace request accepted so far, kept or discarded.
+    pub fn accepted_spans(&self) -> usize {
+        self.state.lock().accepted_spans
+    }
+
+    /// How many spans named `name` were kept, without copying them out
+    /// (cheap for bursts of 100 000).
+    pub fn span_count(&self, name: &str) -> usize {
+        self.state
+            .lock()
+            .traces
+            .iter()
+            .flat_map(|req| &req.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .filter(|span| span.name == name)
+            .count()
+    }
+
     pub fn spans(&self) -> Vec<Span> {
         flatten_spans(&self.state.lock().traces)
     }
@@ -271,6 +378,7 @@ impl Receiver {
         g.metrics.clear();
         g.trace_requests = 0;
         g.metric_requests = 0;
+        g.accepted_spans = 0;
     }
 
     /// Polls until `until` holds for all spans seen so far or `timeout` passes;
@@ -326,20 +434,48 @@ impl Receiver {
     /// Stops the server and waits for it to finish (the listening port is closed on return).
     /// Dropping the receiver does the same without waiting.
     pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            // Graceful shutdown waits for open connections to drain; don't hang a test on it.
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
+        // Graceful shutdown waits for open connections to drain; `stop`
+        // does not hang a test on it.
+        self.stop().await;
+    }
+}
+
+/// A free port of 127.0.0.1 with nothing listening on it (bound, then
+/// released): a collector that is down.
+pub fn reserve_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+async fn bind_retrying(addr: SocketAddr) -> tokio::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            Err(e) => panic!("bind {addr} again: {e}"),
         }
     }
+}
+
+fn spawn_server(
+    transport: Transport,
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let signal = async move {
+        // Resolves on send or when the sender is dropped.
+        let _ = rx.await;
+    };
+    let task = match transport {
+        Transport::Grpc => tokio::spawn(super::grpc::serve(listener, state, signal)),
+        Transport::Http => tokio::spawn(super::http::serve(listener, state, signal)),
+    };
+    (tx, task)
 }
 
 impl Drop for Receiver {

@@ -10,10 +10,12 @@ use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use crate::config::EnvConfig;
+use crate::dropped::DropCounter;
 use crate::export_failures::FailureCounter;
 use crate::export_target::ExportTarget;
 use crate::guard::Active;
-use crate::providers::Plan;
+use crate::providers::{BatchOverrides, Plan};
+use crate::reports::Reports;
 use crate::summary::{Summary, SummaryReader};
 use crate::{Error, Protocol, Signal, Telemetry, endpoint, resource};
 
@@ -43,6 +45,8 @@ pub struct Builder {
     summary: Option<bool>,
     summary_writer: Option<Box<dyn Write + Send>>,
     exponential_histograms: bool,
+    diagnostics_writer: Option<Box<dyn Write + Send>>,
+    overrides: BatchOverrides,
     #[cfg(feature = "prometheus")]
     prometheus_endpoint: Option<String>,
 }
@@ -57,6 +61,8 @@ impl Default for Builder {
             summary: None,
             summary_writer: None,
             exponential_histograms: false,
+            diagnostics_writer: None,
+            overrides: BatchOverrides::default(),
             #[cfg(feature = "prometheus")]
             prometheus_endpoint: None,
         }
@@ -73,6 +79,8 @@ impl fmt::Debug for Builder {
             .field("summary", &self.summary)
             .field("summary_writer", &self.summary_writer.is_some())
             .field("exponential_histograms", &self.exponential_histograms)
+            .field("diagnostics_writer", &self.diagnostics_writer.is_some())
+            .field("overrides", &self.overrides)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +151,43 @@ impl Builder {
         self
     }
 
+    /// Where this crate's own one-line reports go: the first failed export
+    /// of each signal, the first span dropped for each reason (see
+    /// [`DropReason`](crate::DropReason)), and the totals dropped, at
+    /// shutdown. Defaults to stderr.
+    pub fn diagnostics_writer(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.diagnostics_writer = Some(Box::new(writer));
+        self
+    }
+
+    /// How many spans may wait for export; a span that ends while the
+    /// queue is full is dropped (the job never waits) and counted as
+    /// `queue_full`. Overrides `OTEL_BSP_MAX_QUEUE_SIZE`. Defaults to that
+    /// variable, then [`DEFAULT_SPAN_QUEUE_SIZE`](crate::DEFAULT_SPAN_QUEUE_SIZE)
+    /// (65 536). The queue is allocated up front: 360 bytes a span.
+    pub fn span_queue_size(mut self, spans: usize) -> Self {
+        self.overrides.span_queue_size = Some(spans.max(1));
+        self
+    }
+
+    /// The longest a span waits before its batch is exported (a full batch
+    /// goes at once). Overrides `OTEL_BSP_SCHEDULE_DELAY`. Defaults to that
+    /// variable, then [`DEFAULT_SPAN_SCHEDULE_DELAY`](crate::DEFAULT_SPAN_SCHEDULE_DELAY)
+    /// (5 s).
+    pub fn span_schedule_delay(mut self, delay: Duration) -> Self {
+        self.overrides.span_schedule_delay = Some(delay);
+        self
+    }
+
+    /// How often metrics are exported over OTLP. Overrides
+    /// `OTEL_METRIC_EXPORT_INTERVAL`. Defaults to that variable, then
+    /// [`DEFAULT_METRIC_EXPORT_INTERVAL`](crate::DEFAULT_METRIC_EXPORT_INTERVAL)
+    /// (60 s).
+    pub fn metric_export_interval(mut self, interval: Duration) -> Self {
+        self.overrides.metric_export_interval = Some(interval);
+        self
+    }
+
     /// Serves the metrics for Prometheus to scrape at
     /// `http://{address}/metrics`, e.g. `"0.0.0.0:9464"` (port 0 picks a
     /// free port; see [`Telemetry::prometheus_addr`]). Series are named as
@@ -169,8 +214,12 @@ impl Builder {
     /// [`install`](Self::install) with an already-read environment.
     pub(crate) fn install_with(self, env: &EnvConfig) -> Result<Telemetry, Error> {
         let failures = Arc::new(FailureCounter::default());
+        let reports = self
+            .diagnostics_writer
+            .map_or_else(Reports::default, Reports::to_writer);
+        let drops = Arc::new(DropCounter::new(reports));
         if env.disabled {
-            return Ok(Telemetry::new(None, failures));
+            return Ok(Telemetry::new(None, failures, drops));
         }
         if let Some(url) = &self.endpoint {
             endpoint::validate(url).map_err(|reason| Error::InvalidEndpoint { reason })?;
@@ -210,10 +259,11 @@ impl Builder {
             metrics,
             summary: summary_reader.clone(),
             exponential: self.exponential_histograms,
+            overrides: self.overrides,
             #[cfg(feature = "prometheus")]
             prometheus,
         }
-        .build(&failures)?;
+        .build(&failures, &drops)?;
 
         global::set_tracer_provider(providers.tracer_provider.clone());
         global::set_meter_provider(providers.meter_provider.clone());
@@ -236,10 +286,12 @@ impl Builder {
                 summary,
                 shutdown_timeout: self.shutdown_timeout,
                 otlp_signals: providers.otlp_signals,
+                pending: providers.pending,
                 #[cfg(feature = "prometheus")]
                 scrape,
             }),
             failures,
+            drops,
         ))
     }
 }

@@ -8,8 +8,10 @@ use crate::Signal;
 /// Telemetry lost to failed OTLP exports since [`install`](crate::Builder::install).
 ///
 /// Each count only grows. A failed export is one that still failed after the
-/// exporter's own retries; its spans or data points are gone. Spans the batch
-/// processor drops because its queue is full are not included.
+/// exporter's own retries; its spans or data points are gone. Spans dropped
+/// because the queue was full, and what the shutdown deadline cut off, are
+/// not included: [`Telemetry::dropped`](crate::Telemetry::dropped) counts
+/// everything that was lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportFailures {
@@ -85,8 +87,8 @@ pub(crate) fn first_failure_warning(
 ) -> String {
     format!(
         "jobsight-otel: warning: exporting {signal} to {endpoint} failed: {error}. \
-         The application keeps running; further {signal} export failures are counted, \
-         not printed (Telemetry::export_failures)."
+         The application keeps running; what further {signal} export failures drop is \
+         counted in jobsight.telemetry.dropped (Telemetry::dropped), not printed."
     )
 }
 
@@ -118,6 +120,6 @@ mod tests {
     fn warning_says_what_failed_and_that_more_are_counted() {
         let warning = first_failure_warning(Signal::Metrics, "http://c:4318/v1/metrics", &"404");
         assert!(warning.contains("exporting metrics to http://c:4318/v1/metrics failed: 404"));
-        assert!(warning.contains("counted, not printed"));
+        assert!(warning.contains("counted in jobsight.telemetry.dropped"));
     }
 }

@@ -1,8 +1,11 @@
 //! Exporter wrappers that make failures visible: each failed export is
-//! counted in a shared [`FailureCounter`], and the first failure of a signal
-//! is printed to stderr once. A backend that accepts traces but rejects
-//! metrics costs one warning, not one line per export, and never an error.
+//! counted in a shared [`FailureCounter`], its spans or data points in the
+//! [`DropCounter`] (`export_failed`), and the first failure of a signal is
+//! reported once. A backend that accepts traces but rejects metrics costs
+//! one warning, not one line per export, and never an error. They also keep
+//! the count of what is in an export, for the shutdown deadline.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,12 +17,15 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::Signal;
+use crate::dropped::DropCounter;
 use crate::export_failures::{FailureCounter, first_failure_warning};
+use crate::span_queue::SpanQueue;
 
 /// Where a wrapper exports to and whom it reports failures to.
 #[derive(Debug, Clone)]
 pub(crate) struct FailureReport {
     pub(crate) counter: Arc<FailureCounter>,
+    pub(crate) drops: Arc<DropCounter>,
     /// Redacted endpoint, for the warning.
     pub(crate) endpoint: String,
     /// Set by our HTTP client (`tls` feature), whose failures the exporter
@@ -28,8 +34,12 @@ pub(crate) struct FailureReport {
 }
 
 impl FailureReport {
-    fn failed(&self, signal: Signal, items: u64, error: &OTelSdkError) {
-        if self.counter.record(signal, items) {
+    /// Counts a failed export of `items`; `settle` takes it off the
+    /// in-export count, under the lock that the shutdown deadline takes.
+    fn failed(&self, signal: Signal, items: u64, error: &OTelSdkError, settle: impl FnOnce()) {
+        let first = self.counter.record(signal, items);
+        self.drops.record_failed_export(signal, items, settle);
+        if first {
             let warning = match self.transport_error.get() {
                 Some(cause) => first_failure_warning(
                     signal,
@@ -38,7 +48,7 @@ impl FailureReport {
                 ),
                 None => first_failure_warning(signal, &self.endpoint, error),
             };
-            eprintln!("{warning}");
+            self.drops.reports().line(&warning);
         }
     }
 }
@@ -65,19 +75,25 @@ impl TransportError {
     }
 }
 
-/// A [`SpanExporter`] that counts failed exports.
+/// A [`SpanExporter`] that counts failed exports and tells the span queue
+/// what left it.
 #[derive(Debug)]
 pub(crate) struct CountingSpanExporter<E> {
     pub(crate) inner: E,
     pub(crate) report: FailureReport,
+    pub(crate) queue: Arc<SpanQueue>,
 }
 
 impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let spans = batch.len() as u64;
+        self.queue.taken(spans);
         let result = self.inner.export(batch).await;
-        if let Err(error) = &result {
-            self.report.failed(Signal::Traces, spans, error);
+        match &result {
+            Ok(()) => self.queue.settled(spans),
+            Err(error) => self
+                .report
+                .failed(Signal::Traces, spans, error, || self.queue.settled(spans)),
         }
         result
     }
@@ -100,14 +116,21 @@ impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
 pub(crate) struct CountingMetricExporter<E> {
     pub(crate) inner: E,
     pub(crate) report: FailureReport,
+    /// Data points in an export that has not returned yet.
+    pub(crate) in_export: Arc<AtomicU64>,
 }
 
 impl<E: PushMetricExporter> PushMetricExporter for CountingMetricExporter<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let points = count_data_points(metrics);
+        self.in_export.fetch_add(points, Ordering::AcqRel);
         let result = self.inner.export(metrics).await;
-        if let Err(error) = &result {
-            self.report
-                .failed(Signal::Metrics, count_data_points(metrics), error);
+        let settle = || {
+            self.in_export.fetch_sub(points, Ordering::AcqRel);
+        };
+        match &result {
+            Ok(()) => settle(),
+            Err(error) => self.report.failed(Signal::Metrics, points, error, settle),
         }
         result
     }
@@ -188,6 +211,7 @@ mod tests {
     fn report() -> FailureReport {
         FailureReport {
             counter: Arc::default(),
+            drops: Arc::new(DropCounter::new(crate::reports::Reports::default())),
             endpoint: "http://127.0.0.1:9/v1/metrics".into(),
             transport_error: Arc::default(),
         }
@@ -195,15 +219,18 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn failed_span_exports_are_counted_with_their_spans() {
+        let queue = Arc::new(SpanQueue::new(10));
         let exporter = CountingSpanExporter {
             inner: Rejecting::default(),
             report: report(),
+            queue: Arc::clone(&queue),
         };
         assert!(exporter.export(Vec::new()).await.is_err());
         assert!(exporter.export(Vec::new()).await.is_err());
         let failures = exporter.report.counter.snapshot();
         assert_eq!(failures.failed_span_exports, 2);
         assert_eq!(failures.failed_metric_exports, 0);
+        assert_eq!(queue.pending(), 0);
     }
 
     #[test]
@@ -212,7 +239,13 @@ mod tests {
         let shut_down = Arc::clone(&inner.shut_down);
         let report = report();
         let counter = Arc::clone(&report.counter);
-        let exporter = CountingMetricExporter { inner, report };
+        let drops = Arc::clone(&report.drops);
+        let in_export = Arc::new(AtomicU64::new(0));
+        let exporter = CountingMetricExporter {
+            inner,
+            report,
+            in_export: Arc::clone(&in_export),
+        };
         let provider = SdkMeterProvider::builder()
             .with_reader(PeriodicReader::builder(exporter).build())
             .build();
@@ -230,5 +263,7 @@ mod tests {
                 ..ExportFailures::default()
             }
         );
+        assert_eq!(drops.snapshot().metric_points.export_failed, 4);
+        assert_eq!(in_export.load(Ordering::SeqCst), 0);
     }
 }

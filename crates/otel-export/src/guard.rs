@@ -8,10 +8,12 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
+use crate::dropped::DropCounter;
 use crate::export_failures::FailureCounter;
 use crate::export_runtime::ExportRuntime;
+use crate::providers::Pending;
 use crate::summary::Summary;
-use crate::{Error, ExportFailures, Signal};
+use crate::{Dropped, Error, ExportFailures, Signal};
 
 /// Installed telemetry. Keep it alive for the life of the program: dropping
 /// it (or calling [`shutdown`](Telemetry::shutdown)) flushes and shuts down
@@ -27,6 +29,7 @@ use crate::{Error, ExportFailures, Signal};
 pub struct Telemetry {
     active: Option<Active>,
     failures: Arc<FailureCounter>,
+    drops: Arc<DropCounter>,
 }
 
 /// Everything a running installation owns.
@@ -40,14 +43,24 @@ pub(crate) struct Active {
     pub(crate) shutdown_timeout: Duration,
     /// Signals with an OTLP exporter (none in local-only mode).
     pub(crate) otlp_signals: Vec<Signal>,
+    /// What is not exported yet, counted as lost if the deadline passes.
+    pub(crate) pending: Pending,
     /// The Prometheus scrape endpoint; stops when dropped.
     #[cfg(feature = "prometheus")]
     pub(crate) scrape: Option<crate::scrape::ScrapeEndpoint>,
 }
 
 impl Telemetry {
-    pub(crate) fn new(active: Option<Active>, failures: Arc<FailureCounter>) -> Self {
-        Telemetry { active, failures }
+    pub(crate) fn new(
+        active: Option<Active>,
+        failures: Arc<FailureCounter>,
+        drops: Arc<DropCounter>,
+    ) -> Self {
+        Telemetry {
+            active,
+            failures,
+            drops,
+        }
     }
 
     /// The installed tracer provider (also the global one); `None` when
@@ -90,16 +103,25 @@ impl Telemetry {
             .map(crate::scrape::ScrapeEndpoint::addr)
     }
 
-    /// Telemetry lost to failed exports so far.
+    /// Export calls that failed so far, and what they carried. Part of
+    /// [`dropped`](Self::dropped), which also counts spans dropped because
+    /// the queue was full and what the shutdown deadline cut off.
     pub fn export_failures(&self) -> ExportFailures {
         self.failures.snapshot()
+    }
+
+    /// Telemetry dropped so far, by signal and reason: exactly what the
+    /// counter `jobsight.telemetry.dropped` exports, plus what happened
+    /// after the exporters were gone (`shutdown_timeout`, `after_shutdown`).
+    pub fn dropped(&self) -> Dropped {
+        self.drops.snapshot()
     }
 
     /// Exports everything recorded so far: spans, then metrics. Waits at most
     /// the shutdown timeout.
     ///
-    /// Exports that fail are counted in [`export_failures`](Self::export_failures)
-    /// and reported on stderr, not returned as errors.
+    /// Exports that fail are counted in [`dropped`](Self::dropped) and
+    /// reported once (stderr by default), not returned as errors.
     pub fn force_flush(&self) -> Result<(), Error> {
         let Some(active) = &self.active else {
             return Ok(());
@@ -117,8 +139,10 @@ impl Telemetry {
     /// Flushes and shuts down traces, then metrics, within the shutdown
     /// timeout, then prints the summary if it is on. Past the deadline it
     /// gives up and returns [`Error::Timeout`]; telemetry not exported by
-    /// then is lost. Dropping the guard does the same and prints any error
-    /// to stderr.
+    /// then is lost, and counted as `shutdown_timeout` in
+    /// [`dropped`](Self::dropped). When anything was dropped since start, one
+    /// line gives the totals. Dropping the guard does the same and prints
+    /// any error to stderr.
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.shutdown_active()
     }
@@ -136,6 +160,7 @@ impl Telemetry {
             runtime,
             summary,
             shutdown_timeout,
+            pending,
             ..
         } = active;
         let failures = Arc::clone(&self.failures);
@@ -146,11 +171,16 @@ impl Telemetry {
             checked(&failures, "shutdown", traces, metrics)
         })
         .and_then(|result| result);
+        // Whatever is not exported now is lost (nothing at all when the
+        // shutdown finished in time); exports still running cannot add to it.
+        self.drops.seal(|| pending.now());
         // Stopping the runtime also makes exports still in flight fail fast.
         drop(runtime);
-        let lost = self.failures.snapshot();
-        if !lost.is_empty() {
-            eprintln!("jobsight-otel: telemetry lost to failed exports: {lost}");
+        let dropped = self.drops.snapshot();
+        if !dropped.is_empty() {
+            self.drops.reports().line(&format!(
+                "jobsight-otel: telemetry dropped since start: {dropped}"
+            ));
         }
         let written = match (summary, queues) {
             (Some(summary), Some(queues)) => summary.write(&queues),
@@ -171,7 +201,9 @@ impl Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Err(error) = self.shutdown_active() {
-            eprintln!("jobsight-otel: {error}");
+            self.drops
+                .reports()
+                .line(&format!("jobsight-otel: {error}"));
         }
     }
 }
@@ -322,6 +354,37 @@ mod tests {
                 "{protocol}: drop took {elapsed:?}"
             );
         }
+    }
+
+    #[test]
+    fn what_the_deadline_cuts_off_is_counted_once_as_shutdown_timeout() {
+        // Accepts connections but never answers: the export of the ten spans
+        // is still waiting for its 3 s timeout when the 2 s deadline passes.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _lock = global_providers();
+        let log = crate::test_support::Captured::default();
+        let telemetry = Builder::default()
+            .endpoint(format!("http://{}", silent.local_addr().unwrap()))
+            .protocol(Protocol::HttpProtobuf)
+            .shutdown_timeout(DEADLINE)
+            .diagnostics_writer(log.clone())
+            .install_with(&env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "3000")]))
+            .unwrap();
+        let drops = Arc::clone(&telemetry.drops);
+        record_telemetry();
+        let result = telemetry.shutdown();
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+        let dropped = drops.snapshot();
+        assert_eq!(dropped.spans.shutdown_timeout, 10, "{dropped:?}");
+        assert_eq!(dropped.spans.export_failed, 0, "{dropped:?}");
+        let text = log.text();
+        assert!(
+            text.contains("telemetry dropped since start: 10 spans (shutdown_timeout 10)"),
+            "{text}"
+        );
+        // The abandoned export fails later (its own timeout): not counted again.
+        thread::sleep(Duration::from_secs(3));
+        assert_eq!(drops.snapshot().spans, dropped.spans);
     }
 
     #[test]

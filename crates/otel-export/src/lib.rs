@@ -57,10 +57,10 @@
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`, values percent-encoded | none |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` |
 //! | `OTEL_TRACES_SAMPLER_ARG` | probability from 0 to 1, for the ratio samplers | `1.0` |
-//! | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds > 0 | `60000` |
-//! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans > 0 | `65536` (see below) |
+//! | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds > 0 | `60000` ([`Builder::metric_export_interval`]) |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans > 0 | `65536` (see below; [`Builder::span_queue_size`]) |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | spans > 0 | `512` |
-//! | `OTEL_BSP_SCHEDULE_DELAY` | milliseconds > 0 | `5000` |
+//! | `OTEL_BSP_SCHEDULE_DELAY` | milliseconds > 0 | `5000` ([`Builder::span_schedule_delay`]) |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION` (and `_TRACES_`, `_METRICS_` variants) | `none` (built without gzip and zstd) | `none` |
 //! | `OTEL_EXPORTER_OTLP_INSECURE` (and `_TRACES_`, `_METRICS_` variants) | `true`, `false` | `false` |
 //! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative`, `delta`, `lowmemory` | `cumulative` |
@@ -74,11 +74,45 @@
 //! timeout: `OTEL_BSP_EXPORT_TIMEOUT` is checked, then unused).
 //!
 //! **Span queue.** Spans wait in the batch processor's queue until exported;
-//! when it is full, new spans are dropped (the job never blocks). The SDK's
-//! 2048 drops spans in bursts of short jobs, so the default here is 65 536.
-//! The queue is allocated up front when traces are exported, about 23 MB
-//! (360 bytes a span); `OTEL_BSP_MAX_QUEUE_SIZE` still wins, e.g. `8192`
-//! for about 3 MB.
+//! a batch of `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans is exported as soon as
+//! it is queued, the rest after `OTEL_BSP_SCHEDULE_DELAY` at most. When the
+//! queue is full, a span that ends is dropped at once (the job never
+//! waits) and counted as `queue_full` (see [Lost telemetry](#lost-telemetry)).
+//! The SDK's 2048 drops spans in bursts of short jobs, so the default here is
+//! 65 536 ([`DEFAULT_SPAN_QUEUE_SIZE`]). The exact limit: a span is dropped
+//! when, as it ends, 65 536 spans have ended and not yet been handed to the
+//! exporter. So a burst of up to 65 536 spans on an empty queue is never
+//! dropped at the queue, however slow the collector (what the collector then
+//! refuses is counted as `export_failed`); a longer burst is dropped in part
+//! only if the jobs outrun the exporter by more than the queue. The queue is allocated up front when traces are
+//! exported, about 23 MB (360 bytes a span); `OTEL_BSP_MAX_QUEUE_SIZE` (or
+//! [`Builder::span_queue_size`]) still wins, e.g. `8192` for about 3 MB.
+//!
+//! # Lost telemetry
+//!
+//! Telemetry is lost only where it must be, and then counted, exactly, by
+//! signal and [`DropReason`]:
+//!
+//! - `queue_full`: spans that ended while the span queue was full;
+//! - `export_failed`: the spans or metric data points of an export that
+//!   still failed after the exporter's own retries (OTLP/HTTP retries 429,
+//!   502, 503, 504 and network errors, gRPC `UNAVAILABLE` and a few more,
+//!   3 times, 100 ms to 1.6 s apart, within `OTEL_EXPORTER_OTLP_TIMEOUT`;
+//!   other refusals, e.g. gRPC `RESOURCE_EXHAUSTED` without a retry delay,
+//!   are not retried);
+//! - `shutdown_timeout`: what was still queued or in an export when the
+//!   shutdown deadline passed.
+//!
+//! [`Telemetry::dropped`] reads the counts; the counter
+//! `jobsight.telemetry.dropped` (unit `{item}`, attributes `signal` =
+//! `traces` | `metrics` and `reason`, scope `jobsight-otel`) exports the
+//! first two with the other metrics, so it reaches the backend once the
+//! collector is back. The first drop of each signal and reason is reported
+//! in one line, the first failed export with its error; at shutdown one line
+//! gives the totals, if anything was dropped. These lines go to stderr, or
+//! to [`Builder::diagnostics_writer`]. Spans the queue took in are never
+//! dropped by the SDK behind it: the queue is counted in front of the SDK's
+//! batch processor, which is given room for all of them.
 //!
 //! # TLS
 //!
@@ -120,10 +154,9 @@
 //! multi-thread runtime or no runtime at all. [`Telemetry::force_flush`]
 //! exports what is pending, with the same deadline.
 //!
-//! Failed exports are not errors: the first failure of each signal is
-//! printed to stderr once, later ones are counted in
-//! [`Telemetry::export_failures`], and a total is printed at shutdown. A
-//! backend that takes traces but rejects metrics costs one warning.
+//! Failed exports are not errors: they are counted and reported once (see
+//! [Lost telemetry](#lost-telemetry)). A backend that takes traces but
+//! rejects metrics costs one warning.
 //!
 //! # One-off tasks
 //!
@@ -208,6 +241,7 @@
 
 mod builder;
 mod config;
+mod dropped;
 mod endpoint;
 mod error;
 mod export_failures;
@@ -219,12 +253,15 @@ mod headers;
 mod kv_list;
 mod protocol;
 mod providers;
+mod reports;
 mod resource;
 mod sampler;
 #[cfg(feature = "prometheus")]
 mod scrape;
 mod sdk_env;
+mod self_metric;
 mod signal;
+mod span_queue;
 mod summary;
 mod task;
 #[cfg(feature = "tls")]
@@ -233,10 +270,15 @@ mod tls;
 pub mod tracing_bridge;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use dropped::{DropCounts, DropReason, Dropped};
 pub use error::Error;
 pub use export_failures::ExportFailures;
 pub use guard::Telemetry;
 pub use protocol::Protocol;
+pub use providers::{
+    DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_SPAN_BATCH_SIZE, DEFAULT_SPAN_QUEUE_SIZE,
+    DEFAULT_SPAN_SCHEDULE_DELAY,
+};
 pub use signal::Signal;
 
 /// Installs telemetry configured from the `OTEL_*` environment:
@@ -251,3 +293,52 @@ pub fn init() -> Result<Telemetry, Error> {
 mod env_errors_tests;
 #[cfg(test)]
 mod test_support;
+
+/// Not part of the API: what `benches/span_end.rs` compares. May change
+/// at any time.
+#[doc(hidden)]
+pub mod bench_support {
+    use std::sync::Arc;
+
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanExporter};
+
+    use crate::dropped::DropCounter;
+    use crate::exporter_wrap::{CountingSpanExporter, FailureReport};
+    use crate::span_queue::{CountedBatchProcessor, SpanQueue};
+
+    /// The SDK's batch processor with a queue of `queue_size` spans, as
+    /// jobsight-otel configures it.
+    pub fn sdk_batch_processor<E: SpanExporter + 'static>(
+        exporter: E,
+        queue_size: usize,
+    ) -> BatchSpanProcessor {
+        BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(queue_size)
+                    .build(),
+            )
+            .build()
+    }
+
+    /// The same, behind jobsight-otel's counted admission: what
+    /// `Builder::install` uses.
+    pub fn counted_batch_processor<E: SpanExporter + 'static>(
+        exporter: E,
+        queue_size: usize,
+    ) -> impl opentelemetry_sdk::trace::SpanProcessor {
+        let queue = Arc::new(SpanQueue::new(queue_size));
+        let drops = Arc::new(DropCounter::new(crate::reports::Reports::default()));
+        let exporter = CountingSpanExporter {
+            inner: exporter,
+            report: FailureReport {
+                counter: Arc::default(),
+                drops: Arc::clone(&drops),
+                endpoint: String::new(),
+                transport_error: Arc::default(),
+            },
+            queue: Arc::clone(&queue),
+        };
+        CountedBatchProcessor::new(sdk_batch_processor(exporter, queue_size), queue, drops)
+    }
+}

@@ -2,6 +2,7 @@
 //! signal that has a target, and the summary reader when asked for.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
@@ -11,12 +12,14 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 
 use crate::config::EnvConfig;
+use crate::dropped::DropCounter;
 use crate::export_failures::FailureCounter;
 use crate::export_runtime::ExportRuntime;
 use crate::export_target::ExportTarget;
 use crate::exporter_wrap::{
     CountingMetricExporter, CountingSpanExporter, FailureReport, TransportError,
 };
+use crate::span_queue::{CountedBatchProcessor, SpanQueue};
 use crate::summary::{SummaryReader, exponential_histogram_view};
 #[cfg(feature = "tls")]
 use crate::tls::ClientTls;
@@ -24,15 +27,27 @@ use crate::{Error, Protocol, Signal, endpoint};
 
 /// The span queue of the batch processor when `OTEL_BSP_MAX_QUEUE_SIZE` is
 /// unset: 32 times the SDK's 2048, so a burst of short jobs is absorbed
-/// rather than silently dropped. The queue is allocated up front when traces
+/// rather than dropped. The queue is allocated up front when traces
 /// are exported: 360 bytes a slot (`SpanData` is 352), about 23 MB.
-pub(crate) const DEFAULT_SPAN_QUEUE_SIZE: usize = 65_536;
-/// Spans per export request (the SDK's default; `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
-const DEFAULT_SPAN_BATCH_SIZE: usize = 512;
-/// Longest wait before queued spans are exported (`OTEL_BSP_SCHEDULE_DELAY`).
-const DEFAULT_SPAN_SCHEDULE_DELAY: Duration = Duration::from_secs(5);
-/// Metric export interval (`OTEL_METRIC_EXPORT_INTERVAL`).
-const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_SPAN_QUEUE_SIZE: usize = 65_536;
+/// Spans per export request when `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` is unset
+/// (the SDK's default).
+pub const DEFAULT_SPAN_BATCH_SIZE: usize = 512;
+/// Longest wait before queued spans are exported when
+/// `OTEL_BSP_SCHEDULE_DELAY` is unset (the SDK's default). A full batch is
+/// exported at once, without waiting.
+pub const DEFAULT_SPAN_SCHEDULE_DELAY: Duration = Duration::from_secs(5);
+/// Metric export interval when `OTEL_METRIC_EXPORT_INTERVAL` is unset.
+pub const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Batch settings made on the [`Builder`](crate::Builder); they win over
+/// the environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchOverrides {
+    pub(crate) span_queue_size: Option<usize>,
+    pub(crate) span_schedule_delay: Option<Duration>,
+    pub(crate) metric_export_interval: Option<Duration>,
+}
 
 /// What to build.
 pub(crate) struct Plan<'a> {
@@ -44,6 +59,7 @@ pub(crate) struct Plan<'a> {
     pub(crate) summary: Option<SummaryReader>,
     /// Exponential histograms for jobsight's histograms, asked for.
     pub(crate) exponential: bool,
+    pub(crate) overrides: BatchOverrides,
     /// The Prometheus exporter (a pull reader), when scraping is on.
     #[cfg(feature = "prometheus")]
     pub(crate) prometheus: Option<opentelemetry_prometheus::PrometheusExporter>,
@@ -57,12 +73,38 @@ pub(crate) struct Providers {
     pub(crate) runtime: Option<ExportRuntime>,
     /// Signals with an OTLP exporter.
     pub(crate) otlp_signals: Vec<Signal>,
+    /// What is not exported yet, for the shutdown deadline.
+    pub(crate) pending: Pending,
+}
+
+/// Spans and data points not exported yet.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// The span queue, when traces are exported.
+    pub(crate) spans: Option<Arc<SpanQueue>>,
+    /// Data points in a metric export that has not returned.
+    pub(crate) metric_points: Arc<AtomicU64>,
+}
+
+impl Pending {
+    /// Spans, then data points, not exported yet.
+    pub(crate) fn now(&self) -> [u64; 2] {
+        [
+            self.spans.as_ref().map_or(0, |queue| queue.pending()),
+            self.metric_points
+                .load(std::sync::atomic::Ordering::Acquire),
+        ]
+    }
 }
 
 impl Plan<'_> {
     /// Builds both providers. Nothing connects yet: exporters connect on
     /// their first export.
-    pub(crate) fn build(self, failures: &Arc<FailureCounter>) -> Result<Providers, Error> {
+    pub(crate) fn build(
+        self,
+        failures: &Arc<FailureCounter>,
+        drops: &Arc<DropCounter>,
+    ) -> Result<Providers, Error> {
         let needs_runtime = [&self.traces, &self.metrics]
             .into_iter()
             .flatten()
@@ -72,6 +114,7 @@ impl Plan<'_> {
         let _entered = runtime.as_ref().map(ExportRuntime::enter);
         let report = |target: &ExportTarget| FailureReport {
             counter: Arc::clone(failures),
+            drops: Arc::clone(drops),
             endpoint: endpoint::redact(&target.endpoint),
             transport_error: Arc::default(),
         };
@@ -79,27 +122,44 @@ impl Plan<'_> {
         let mut tracer_provider = SdkTracerProvider::builder()
             .with_resource(self.resource.clone())
             .with_sampler(self.env.sampler.to_sampler());
+        let mut pending = Pending::default();
         if let Some(target) = &self.traces {
             let report = report(target);
+            let batch = &self.env.batch;
+            let queue_size = self
+                .overrides
+                .span_queue_size
+                .or(batch.max_queue_size)
+                .unwrap_or(DEFAULT_SPAN_QUEUE_SIZE);
+            let queue = Arc::new(SpanQueue::new(queue_size));
             let exporter = CountingSpanExporter {
                 inner: span_exporter(target, runtime.as_ref(), &report.transport_error)?,
                 report,
+                queue: Arc::clone(&queue),
             };
-            let batch = &self.env.batch;
             let config = BatchConfigBuilder::default()
-                .with_max_queue_size(batch.max_queue_size.unwrap_or(DEFAULT_SPAN_QUEUE_SIZE))
+                .with_max_queue_size(queue_size)
                 .with_max_export_batch_size(
                     batch
                         .max_export_batch_size
                         .unwrap_or(DEFAULT_SPAN_BATCH_SIZE),
                 )
-                .with_scheduled_delay(batch.schedule_delay.unwrap_or(DEFAULT_SPAN_SCHEDULE_DELAY))
+                .with_scheduled_delay(
+                    self.overrides
+                        .span_schedule_delay
+                        .or(batch.schedule_delay)
+                        .unwrap_or(DEFAULT_SPAN_SCHEDULE_DELAY),
+                )
                 .build();
-            tracer_provider = tracer_provider.with_span_processor(
-                BatchSpanProcessor::builder(exporter)
-                    .with_batch_config(config)
-                    .build(),
-            );
+            let batch_processor = BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build();
+            tracer_provider = tracer_provider.with_span_processor(CountedBatchProcessor::new(
+                batch_processor,
+                Arc::clone(&queue),
+                Arc::clone(drops),
+            ));
+            pending.spans = Some(queue);
         }
 
         let mut meter_provider = SdkMeterProvider::builder().with_resource(self.resource);
@@ -108,10 +168,12 @@ impl Plan<'_> {
             let exporter = CountingMetricExporter {
                 inner: metric_exporter(target, runtime.as_ref(), &report.transport_error)?,
                 report,
+                in_export: Arc::clone(&pending.metric_points),
             };
             let interval = self
-                .env
+                .overrides
                 .metric_export_interval
+                .or(self.env.metric_export_interval)
                 .unwrap_or(DEFAULT_METRIC_EXPORT_INTERVAL);
             meter_provider = meter_provider.with_reader(
                 PeriodicReader::builder(exporter)
@@ -142,11 +204,14 @@ impl Plan<'_> {
             .flatten()
             .map(|target| target.signal)
             .collect();
+        let meter_provider = meter_provider.build();
+        crate::self_metric::register(&meter_provider, Arc::clone(drops));
         Ok(Providers {
             tracer_provider: tracer_provider.build(),
-            meter_provider: meter_provider.build(),
+            meter_provider,
             runtime,
             otlp_signals,
+            pending,
         })
     }
 }
