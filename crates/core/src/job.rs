@@ -204,6 +204,10 @@ impl JobMeta {
     }
 }
 
+/// The longest job id (`messaging.message.id`) recorded, in bytes; longer
+/// ids (a backend that lets producers choose them) are cut.
+pub const MAX_ID_LEN: usize = 256;
+
 /// Builder for [`JobMeta`]. Every setter is optional.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -218,9 +222,15 @@ impl JobMetaBuilder {
         self
     }
 
-    /// The job's id (`messaging.message.id`). Defaults to none.
+    /// The job's id (`messaging.message.id`), cut to [`MAX_ID_LEN`] bytes.
+    /// Defaults to none.
     pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.meta.id = Some(id.into());
+        let mut id = id.into();
+        if id.len() > MAX_ID_LEN {
+            let keep = crate::error::truncate(&id, MAX_ID_LEN).len();
+            id.truncate(keep);
+        }
+        self.meta.id = Some(id);
         self
     }
 
@@ -335,6 +345,15 @@ impl JobMetaBuilder {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn long_ids_are_cut_on_a_char_boundary() {
+        let id = format!("{}€", "i".repeat(MAX_ID_LEN - 2));
+        let meta = JobMeta::builder("t", "q").id(id).build();
+        assert_eq!(meta.id(), Some("i".repeat(MAX_ID_LEN - 2).as_str()));
+        let meta = JobMeta::builder("t", "q").id("x".repeat(1 << 20)).build();
+        assert_eq!(meta.id().map(str::len), Some(MAX_ID_LEN));
+    }
 
     #[test]
     fn name_defaults_to_queue() {

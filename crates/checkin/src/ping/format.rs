@@ -35,6 +35,9 @@ impl PingRequest {
     }
 }
 
+/// What `Debug` shows instead of a key.
+const REDACTED: &str = "[REDACTED]";
+
 /// Percent-encodes `text` for a URL path segment or query value: everything
 /// but RFC 3986's unreserved characters.
 pub fn encode(text: &str) -> String {
@@ -67,7 +70,7 @@ fn trim_base(base: &str) -> String {
 /// - with [`Healthchecks::exit_status`], the end of a run is
 ///   `/<exit status>` (`/0`, `/1`, `/101`, `/130`) instead of success and
 ///   `/fail`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct Healthchecks {
     base: String,
@@ -79,6 +82,26 @@ pub struct Healthchecks {
 
 /// healthchecks.io's ping host.
 pub const HEALTHCHECKS_BASE: &str = "https://hc-ping.com";
+
+/// Shows everything but the key.
+impl std::fmt::Debug for Healthchecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Healthchecks")
+            .field("base", &self.base)
+            .field("ping_key", &self.ping_key.as_ref().map(|_| REDACTED))
+            .field(
+                "uuids",
+                &self
+                    .uuids
+                    .keys()
+                    .map(|m| (m, REDACTED))
+                    .collect::<HashMap<_, _>>(),
+            )
+            .field("exit_status", &self.exit_status)
+            .field("create", &self.create)
+            .finish()
+    }
+}
 
 impl Healthchecks {
     /// Slug URLs under the project's `ping_key`.
@@ -155,7 +178,7 @@ impl PingFormat for Healthchecks {
 /// `https://cronitor.link/p/<api key>/<monitor>?state=run|complete|fail&series=<run id>`,
 /// with `status_code=<exit status>` and `metric=duration:<seconds>` when a
 /// run ends, and `env=` when set.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct Cronitor {
     base: String,
@@ -165,6 +188,17 @@ pub struct Cronitor {
 
 /// Cronitor's telemetry host.
 pub const CRONITOR_BASE: &str = "https://cronitor.link";
+
+/// Shows everything but the key.
+impl std::fmt::Debug for Cronitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cronitor")
+            .field("base", &self.base)
+            .field("api_key", &REDACTED)
+            .field("env", &self.env)
+            .finish()
+    }
+}
 
 impl Cronitor {
     /// Telemetry with `api_key` (a key with the `monitor:telemetry` scope).
@@ -220,12 +254,23 @@ impl PingFormat for Cronitor {
 /// `https://<public key>@<host>/<project id>`:
 /// `https://<host>/api/<project id>/cron/<monitor>/<public key>/?status=in_progress|ok|error&check_in_id=<run id>`,
 /// with `duration=<seconds>` when a run ends and `environment=` when set.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct SentryCrons {
     endpoint: String,
     public_key: String,
     environment: Option<String>,
+}
+
+/// Shows everything but the key.
+impl std::fmt::Debug for SentryCrons {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentryCrons")
+            .field("endpoint", &self.endpoint)
+            .field("public_key", &REDACTED)
+            .field("environment", &self.environment)
+            .finish()
+    }
 }
 
 impl SentryCrons {
@@ -367,5 +412,22 @@ mod tests {
     fn encoding() {
         assert_eq!(encode("nightly report/2"), "nightly%20report%2F2");
         assert_eq!(encode("a-b_c.d~"), "a-b_c.d~");
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let shown = [
+            format!("{:?}", Healthchecks::slugs("pk-s3cr3t")),
+            format!("{:?}", Healthchecks::uuids().uuid("nightly", "uuid-s3cr3t")),
+            format!("{:?}", Cronitor::new("api-s3cr3t")),
+            format!(
+                "{:?}",
+                SentryCrons::from_dsn("https://pub-s3cr3t@o1.ingest.sentry.io/42").unwrap()
+            ),
+        ];
+        for text in shown {
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(text.contains(REDACTED), "{text}");
+        }
     }
 }
