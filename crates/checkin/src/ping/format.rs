@@ -17,7 +17,10 @@ pub trait PingFormat: Send + Sync + 'static {
 }
 
 /// One HTTP request: method and absolute URL (no body).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` shows only the URL's scheme and host: ping URLs carry their
+/// key in the path or query.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PingRequest {
     /// The method; every built-in format uses `GET`.
     pub method: http::Method,
@@ -35,8 +38,35 @@ impl PingRequest {
     }
 }
 
+impl std::fmt::Debug for PingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PingRequest")
+            .field("method", &self.method)
+            .field("url", &redacted_url(&self.url))
+            .finish()
+    }
+}
+
 /// What `Debug` shows instead of a key.
 const REDACTED: &str = "[REDACTED]";
+
+/// `scheme://host[:port]/[REDACTED]`: the URL without what may be a key
+/// (user info, path, query). Placeholders such as `{monitor}` in a template
+/// are not valid in a host, so a template's host shows only when it is
+/// literal.
+fn redacted_url(url: &str) -> String {
+    let rest = url.split_once("://");
+    match rest {
+        Some((scheme, after)) => {
+            let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}/{REDACTED}")
+        }
+        None => REDACTED.to_owned(),
+    }
+}
 
 /// Percent-encodes `text` for a URL path segment or query value: everything
 /// but RFC 3986's unreserved characters.
@@ -330,12 +360,25 @@ impl PingFormat for SentryCrons {
 /// `{duration_ms}` (empty when a run starts).
 ///
 /// `https://ping.example.com/{monitor}/{status}?run={run_id}`
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows only the template's scheme and host: a key in the
+/// path or query is not printed.
+#[derive(Clone)]
 #[must_use]
 pub struct UrlTemplate {
     template: String,
     method: http::Method,
     words: [String; 3],
+}
+
+impl std::fmt::Debug for UrlTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlTemplate")
+            .field("template", &redacted_url(&self.template))
+            .field("method", &self.method)
+            .field("words", &self.words)
+            .finish()
+    }
 }
 
 impl UrlTemplate {
@@ -424,10 +467,23 @@ mod tests {
                 "{:?}",
                 SentryCrons::from_dsn("https://pub-s3cr3t@o1.ingest.sentry.io/42").unwrap()
             ),
+            format!(
+                "{:?}",
+                UrlTemplate::new("https://user:pw-s3cr3t@ping.example.com/k-s3cr3t/{status}")
+            ),
+            format!(
+                "{:?}",
+                PingRequest::get("https://hc-ping.com/s3cr3t/nightly?rid=1".into())
+            ),
+            format!("{:?}", PingRequest::get("no-scheme-s3cr3t".into())),
         ];
         for text in shown {
             assert!(!text.contains("s3cr3t"), "{text}");
             assert!(text.contains(REDACTED), "{text}");
         }
+        assert_eq!(
+            redacted_url("http://user:pw@127.0.0.1:9000/key?x#y"),
+            "http://127.0.0.1:9000/[REDACTED]"
+        );
     }
 }
