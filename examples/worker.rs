@@ -14,17 +14,26 @@
 //! | option | variable | default | meaning |
 //! |---|---|---|---|
 //! | `--queue` | `JOBSIGHT_QUEUE` | `reports` | apalis-redis queue (namespace) |
-//! | `--runs` | `JOBSIGHT_RUNS` | `3` | attempts to run before exiting (a retried job counts once per attempt) |
+//! | `--runs` | `JOBSIGHT_RUNS` | `3` | attempts to run before exiting (a retried job counts once per attempt); `0`: run until stopped |
 //! | `--propagation` | `JOBSIGHT_PROPAGATION` | `link` | `link`, `child` or `none` |
 //! | `--worker` | `JOBSIGHT_WORKER` | `{queue}-worker-{pid}` | worker name (unique per run: apalis-redis refuses a name seen in the last heartbeat interval) |
+//! | `--job-ms` | `JOBSIGHT_JOB_MS` | `5` | how long each job works, in ms |
+//! | `--concurrency` | `JOBSIGHT_CONCURRENCY` | `4` | jobs run at the same time |
+//! | `--grace-ms` | `JOBSIGHT_GRACE_MS` | `5000` | after SIGTERM or Ctrl-C, how long jobs in flight may take to finish before they are cut off (recorded as `abandoned`) |
 //! | `--timeout-secs` | `JOBSIGHT_TIMEOUT_SECS` | `60` | give up (exit code 2) after this long |
 //! | `--redis` | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+//!
+//! When Redis goes away, apalis ends the worker at the first failed Redis
+//! call; it is built again (as `{worker}-{n}`) and carries on when Redis is
+//! back. SIGTERM or Ctrl-C stops it gracefully: no new jobs are taken, jobs in
+//! flight get `--grace-ms` to finish, telemetry is flushed (within the
+//! guard's deadline, 5 s), and it exits with status 0.
 //!
 //! Telemetry comes from the `OTEL_*` variables; with none set, a summary is
 //! printed at exit.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -45,7 +54,11 @@ enum ReportError {
     StorageBusy,
 }
 
-async fn build_report(job: BuildReport, attempt: Attempt) -> Result<(), BoxDynError> {
+async fn build_report(
+    job: BuildReport,
+    attempt: Attempt,
+    work: Data<JobWork>,
+) -> Result<(), BoxDynError> {
     // The producer's baggage, whatever the propagation mode.
     let tenant = Context::current()
         .baggage()
@@ -60,7 +73,8 @@ async fn build_report(job: BuildReport, attempt: Attempt) -> Result<(), BoxDynEr
     });
 
     // A span made with `tracing`: also a child of `process {queue}`.
-    async { tokio::time::sleep(Duration::from_millis(5)).await }
+    let JobWork(duration) = *work;
+    async { tokio::time::sleep(duration).await }
         .instrument(tracing::info_span!("store report", report = job.report, tenant = %tenant))
         .await;
 
@@ -71,6 +85,10 @@ async fn build_report(job: BuildReport, attempt: Attempt) -> Result<(), BoxDynEr
     Ok(())
 }
 
+/// How long each job works (`--job-ms`).
+#[derive(Clone, Copy, Debug)]
+struct JobWork(Duration);
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = Options::from_args();
@@ -80,6 +98,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         demo::propagation(&options.text("propagation", "JOBSIGHT_PROPAGATION", "link"))?;
     let default_name = format!("{queue}-worker-{}", std::process::id());
     let worker_name = options.text("worker", "JOBSIGHT_WORKER", &default_name);
+    let job_ms: u64 = options.parsed("job-ms", "JOBSIGHT_JOB_MS", "5")?;
+    let concurrency: usize = options.parsed("concurrency", "JOBSIGHT_CONCURRENCY", "4")?;
+    let grace_ms: u64 = options.parsed("grace-ms", "JOBSIGHT_GRACE_MS", "5000")?;
     let timeout: u64 = options.parsed("timeout-secs", "JOBSIGHT_TIMEOUT_SECS", "60")?;
     let redis_url = options.text("redis", "REDIS_URL", "redis://127.0.0.1:6379");
 
@@ -105,33 +126,84 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Pick new jobs up within 100 ms, not at the next heartbeat.
         .poll_with_interval(Duration::from_millis(100));
     let monitor = JobMonitor::builder().propagation(propagation).build();
+    let layer = MonitorLayer::with_monitor(monitor.clone()).queue(queue.as_str());
 
     let finished = Arc::new(AtomicUsize::new(0));
     let seen = finished.clone();
-    let worker = WorkerBuilder::new(worker_name)
-        .backend(storage)
-        .layer(MonitorLayer::with_monitor(monitor.clone()).queue(queue.as_str()))
-        .on_event(move |w: &WorkerContext, event: &Event| {
-            if matches!(event, Event::Success(_) | Event::Error(_))
-                && seen.fetch_add(1, Ordering::SeqCst) + 1 == runs
-            {
-                let _ = w.stop();
-            }
+    let work = JobWork(Duration::from_millis(job_ms));
+    let workers = Monitor::new()
+        .register(move |run| {
+            let seen = seen.clone();
+            // A restarted worker needs a name of its own: apalis-redis
+            // refuses one whose heartbeat is recent.
+            let name = match run {
+                0 => worker_name.clone(),
+                n => format!("{worker_name}-{n}"),
+            };
+            WorkerBuilder::new(name)
+                .backend(storage.clone())
+                .layer(layer.clone())
+                .data(work)
+                .concurrency(concurrency)
+                .on_event(move |w: &WorkerContext, event: &Event| {
+                    if matches!(event, Event::Success(_) | Event::Error(_))
+                        && seen.fetch_add(1, Ordering::SeqCst) + 1 == runs
+                    {
+                        let _ = w.stop();
+                    }
+                })
+                .build(build_report)
         })
-        .build(build_report);
+        // apalis-redis ends a worker at the first Redis call that fails
+        // (Redis restarting, a network cut): build it again. Its first call
+        // waits for the connection manager to reconnect.
+        .should_restart(|_, error| matches!(error, WorkerError::BackendError(_)))
+        // After the signal, jobs in flight get this long; then they are
+        // dropped, which `MonitorLayer` records as `abandoned`.
+        .shutdown_timeout(Duration::from_millis(grace_ms));
 
-    let ran = tokio::time::timeout(Duration::from_secs(timeout), worker.run()).await;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let gave_up = timed_out.clone();
+    let signal = async move {
+        tokio::select! {
+            name = wait_for_signal() => {
+                eprintln!("worker: {name}: taking no new jobs; jobs in flight get {grace_ms} ms");
+            }
+            () = tokio::time::sleep(Duration::from_secs(timeout)) => {
+                gave_up.store(true, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    };
+    let ran = workers.run_with_signal(signal).await;
     eprintln!(
         "worker: {} runs on {queue}; {} propagated contexts dropped as invalid",
         finished.load(Ordering::SeqCst),
         monitor.invalid_contexts()
     );
+    // Flushes spans and metrics, jobs cut off by the grace period included,
+    // within the guard's deadline (5 s).
     telemetry.shutdown()?;
-    match ran {
-        Ok(result) => Ok(result?),
-        Err(_) => {
-            eprintln!("worker: gave up after {timeout} s");
-            std::process::exit(2);
+    if timed_out.load(Ordering::SeqCst) {
+        eprintln!("worker: gave up after {timeout} s");
+        std::process::exit(2);
+    }
+    Ok(ran?)
+}
+
+/// Waits for SIGTERM (`kill`, `docker stop`, systemd) or Ctrl-C; returns
+/// which one came.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            };
         }
     }
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }

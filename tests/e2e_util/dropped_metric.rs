@@ -14,8 +14,16 @@ pub fn received_drop_count(rx: &Receiver, signal: &str, reason: &str) -> Option<
     rx.metric(DROPPED_METRIC)
         .into_iter()
         .filter(|point| {
-            point.attributes.get("signal").and_then(|v| v.as_str()) == Some(signal)
-                && point.attributes.get("reason").and_then(|v| v.as_str()) == Some(reason)
+            point
+                .attributes
+                .get("jobsight.signal")
+                .and_then(|v| v.as_str())
+                == Some(signal)
+                && point
+                    .attributes
+                    .get("jobsight.drop.reason")
+                    .and_then(|v| v.as_str())
+                    == Some(reason)
         })
         .max_by_key(|point| point.time_unix_nano)
         .and_then(|point| point.value)

@@ -24,6 +24,15 @@ pub enum Error {
     /// The check-in configuration is not valid JSON of the expected shape.
     #[error("check-in configuration: {0}")]
     ConfigJson(#[from] serde_json::Error),
+    /// A setting of the check-in configuration has a value that cannot be
+    /// used.
+    #[error("check-in configuration: {setting}: {reason}")]
+    Setting {
+        /// Where: `policies[1].grace`, `policies[0]`.
+        setting: String,
+        /// What is wrong and which values are accepted.
+        reason: String,
+    },
     /// A policy in the configuration is inconsistent.
     #[error(transparent)]
     Policy(#[from] jobsight_core::checkin::CheckinError),

@@ -20,6 +20,7 @@
 //! - `redis`: the watchdog.
 #![warn(missing_docs)]
 
+mod config_error;
 mod error;
 pub mod ping;
 #[cfg(feature = "redis")]
@@ -42,8 +43,20 @@ pub fn load_config(path: impl AsRef<Path>) -> Result<Checkins, Error> {
     parse_config(&text)
 }
 
-/// Parses check-in policies from JSON text (see [`load_config`]).
+/// Parses check-in policies from JSON text (see [`load_config`]). A wrong
+/// value is an [`Error::Setting`] naming it (`policies[2].grace`) and what
+/// it accepts.
 pub fn parse_config(json: &str) -> Result<Checkins, Error> {
-    let config: CheckinConfig = serde_json::from_str(json)?;
-    Ok(Checkins::from_policies(config.into_policies()?))
+    let value: serde_json::Value = serde_json::from_str(json)?;
+    let config: CheckinConfig = match serde_json::from_value(value.clone()) {
+        Ok(config) => config,
+        Err(error) => return Err(config_error::locate(&value).unwrap_or(Error::ConfigJson(error))),
+    };
+    let policies = config
+        .policies
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| entry.into_policy().map_err(|e| config_error::policy(i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Checkins::from_policies(policies))
 }

@@ -15,7 +15,9 @@
 //!   normalized the same way: `api_key` masks `apiKey`, `X-Api-Key` and
 //!   `stripe_api_key`; `token` masks `access_token` and `tokenizer` alike
 //!   (masking too much is the safe side). The defaults are
-//!   [`DEFAULT_MASKED_KEYS`]; [`ArgsPolicy::mask`] adds more.
+//!   [`DEFAULT_MASKED_KEYS`]; [`ArgsPolicy::mask`] adds more. A key longer
+//!   than [`MAX_KEY_LEN`] bytes is cut to that length in the output and its
+//!   value is always masked: a pattern past the cut would go unseen.
 //! - **Size.** Output stops at [`ArgsPolicy::max_len`] bytes (default
 //!   [`DEFAULT_MAX_LEN`], 4 KiB): serialization is aborted there, a long
 //!   string is copied only up to the room left, and the text ends with
@@ -83,9 +85,9 @@ pub const TRUNCATED_MARKER: &str = "…[TRUNCATED]";
 pub const DEFAULT_MAX_LEN: usize = 4096;
 /// Default nesting limit.
 pub const DEFAULT_MAX_DEPTH: usize = 16;
-/// Longest map key considered for masking; longer keys are cut before
-/// matching (and in the output).
-const MAX_KEY_LEN: usize = 256;
+/// Longest map key written, in bytes; longer keys are cut in the output and
+/// their values are always masked.
+pub const MAX_KEY_LEN: usize = 256;
 
 /// Which jobs' arguments are recorded, which keys are masked, and how much
 /// is kept. Off for every job until [`job`](Self::job) or
@@ -164,13 +166,16 @@ impl ArgsPolicy {
         self.all || self.jobs.contains(name)
     }
 
-    /// Whether a key is masked.
+    /// Whether a key is masked (a key longer than [`MAX_KEY_LEN`] always is).
     pub fn is_masked(&self, key: &str) -> bool {
         let mut buf = String::new();
         self.key_is_masked(key, &mut buf)
     }
 
     fn key_is_masked(&self, key: &str, buf: &mut String) -> bool {
+        if key.len() > MAX_KEY_LEN {
+            return true;
+        }
         buf.clear();
         buf.extend(
             key.chars()
@@ -547,13 +552,19 @@ impl ser::SerializeMap for Compound<'_, '_> {
         }
         self.comma()?;
         let mut text = String::new();
-        key.serialize(KeyText(&mut text))?;
+        let mut long = false;
+        key.serialize(KeyText {
+            text: &mut text,
+            long: &mut long,
+            depth: 0,
+        })?;
         let key = crate::error::truncate(&text, MAX_KEY_LEN);
+        long |= key.len() < text.len();
         self.ser.out.push_json_str(key)?;
         self.ser.out.push(":")?;
         let out = &mut *self.ser.out;
         let mut key_buf = std::mem::take(&mut out.key_buf);
-        self.mask_next = self.ser.policy.key_is_masked(key, &mut key_buf);
+        self.mask_next = long || self.ser.policy.key_is_masked(key, &mut key_buf);
         out.key_buf = key_buf;
         Ok(())
     }
@@ -615,12 +626,20 @@ impl<'p, 'o> ser::Serializer for Json<'p, 'o> {
         serialize_u64: u64,
         serialize_u128: u128,
     );
+    // `Debug`, not `Display`: it keeps a float a float (`29.0`, not `29`)
+    // and writes large and tiny magnitudes with an exponent (`1e300`, not
+    // 301 digits), so that the text parses back to the same value (found by
+    // fuzz/args_masking).
     fn serialize_f32(self, v: f32) -> Result<(), Stop> {
-        self.serialize_f64(f64::from(v))
+        if v.is_finite() {
+            self.out.push_display(format_args!("{v:?}"))
+        } else {
+            self.out.push("null")
+        }
     }
     fn serialize_f64(self, v: f64) -> Result<(), Stop> {
         if v.is_finite() {
-            self.out.push_display(v)
+            self.out.push_display(format_args!("{v:?}"))
         } else {
             self.out.push("null")
         }
@@ -733,12 +752,33 @@ impl<'p, 'o> ser::Serializer for Json<'p, 'o> {
 /// Renders a map key as text (JSON object keys are strings): strings as
 /// they are, numbers, booleans and chars as their text; anything else makes
 /// serialization fail.
-struct KeyText<'a>(&'a mut String);
+struct KeyText<'a> {
+    text: &'a mut String,
+    /// Set when a string key was cut.
+    long: &'a mut bool,
+    /// Wrappers (`Option`, newtypes) passed through: a key type whose
+    /// `Serialize` recurses through them forever fails at [`MAX_KEY_WRAPPERS`].
+    depth: usize,
+}
+
+/// The most wrappers a map key may be nested in.
+const MAX_KEY_WRAPPERS: usize = 16;
 
 impl KeyText<'_> {
     fn text(self, value: impl Display) -> Result<(), Stop> {
-        let _ = write!(self.0, "{value}");
+        let _ = write!(self.text, "{value}");
         Ok(())
+    }
+
+    fn wrapped<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Stop> {
+        if self.depth >= MAX_KEY_WRAPPERS {
+            return Err(Stop::Failed);
+        }
+        value.serialize(KeyText {
+            text: self.text,
+            long: self.long,
+            depth: self.depth + 1,
+        })
     }
 }
 
@@ -768,7 +808,9 @@ impl ser::Serializer for KeyText<'_> {
         serialize_char: char,
     );
     fn serialize_str(self, v: &str) -> Result<(), Stop> {
-        self.0.push_str(crate::error::truncate(v, MAX_KEY_LEN));
+        let kept = crate::error::truncate(v, MAX_KEY_LEN);
+        *self.long |= kept.len() < v.len();
+        self.text.push_str(kept);
         Ok(())
     }
     fn serialize_bytes(self, _v: &[u8]) -> Result<(), Stop> {
@@ -778,7 +820,7 @@ impl ser::Serializer for KeyText<'_> {
         Err(Stop::Failed)
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Stop> {
-        value.serialize(self)
+        self.wrapped(value)
     }
     fn serialize_unit(self) -> Result<(), Stop> {
         Err(Stop::Failed)
@@ -799,7 +841,7 @@ impl ser::Serializer for KeyText<'_> {
         _name: &'static str,
         value: &T,
     ) -> Result<(), Stop> {
-        value.serialize(self)
+        self.wrapped(value)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -1106,6 +1148,54 @@ mod tests {
         assert_eq!(text, format!("[1,{UNSERIALIZABLE}"));
         let text = all().capture_always(&Panics).to_string();
         assert_eq!(text, UNSERIALIZABLE);
+    }
+
+    #[test]
+    fn floats_stay_floats_and_parse_back_to_the_same_value() {
+        // Regression (fuzz/args_masking): `29.0` was written as `29`, and
+        // `1e300` as 301 digits.
+        let values = json!([29.0, 1e300, -2.5e-9, 0.1, 123456789.0, f64::MAX]);
+        let text = all().capture_always(&values).to_string();
+        assert_eq!(
+            text,
+            "[29.0,1e300,-2.5e-9,0.1,123456789.0,1.7976931348623157e308]"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, values);
+        let single = (0.1f32, 3.0f32, f32::NAN);
+        let text = all().capture_always(&single).to_string();
+        assert_eq!(text, "[0.1,3.0,null]");
+    }
+
+    #[test]
+    fn values_under_keys_too_long_to_check_are_masked() {
+        // Regression (fuzz/args_masking): a map key over 256 bytes was cut
+        // before matching, so a pattern past the cut went unseen.
+        let long = format!("{}password", "x".repeat(MAX_KEY_LEN));
+        let innocent = "y".repeat(MAX_KEY_LEN + 1);
+        let map = BTreeMap::from([(long.as_str(), "hunter2"), (innocent.as_str(), "v")]);
+        let text = all().capture_always(&map).to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        let back: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+        assert!(back.keys().all(|k| k.len() == MAX_KEY_LEN), "{text}");
+        assert!(back.values().all(|v| v == FILTERED), "{text}");
+        assert!(all().is_masked(&innocent));
+        let pairs = all().mask_pairs([(long.as_str(), "hunter2")]);
+        assert_eq!(pairs[0].1, FILTERED);
+        assert_eq!(pairs[0].0.len(), MAX_KEY_LEN);
+    }
+
+    #[test]
+    fn a_key_type_that_wraps_itself_forever_is_contained() {
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        struct Key;
+        impl Serialize for Key {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_newtype_struct("Key", self)
+            }
+        }
+        let map = BTreeMap::from([(Key, 1)]);
+        assert_eq!(all().capture_always(&map).as_str(), "{[UNSERIALIZABLE]");
     }
 
     #[test]

@@ -211,6 +211,20 @@ impl JobMeta {
     }
 }
 
+/// The longest job id (`messaging.message.id`) recorded, in bytes; longer
+/// ids (a backend that lets producers choose them) are cut.
+pub const MAX_ID_LEN: usize = 256;
+
+/// `id` cut to [`MAX_ID_LEN`] bytes (at a character boundary); shared as it
+/// is when it fits.
+fn bounded_id(id: Arc<str>) -> Arc<str> {
+    if id.len() > MAX_ID_LEN {
+        Arc::from(crate::error::truncate(&id, MAX_ID_LEN))
+    } else {
+        id
+    }
+}
+
 /// Builder for [`JobMeta`]. Every setter is optional.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -226,10 +240,11 @@ impl JobMetaBuilder {
         self
     }
 
-    /// The job's id (`messaging.message.id`). Defaults to none.
+    /// The job's id (`messaging.message.id`), cut to [`MAX_ID_LEN`] bytes.
+    /// Defaults to none.
     #[inline]
     pub fn id(mut self, id: impl Into<Arc<str>>) -> Self {
-        self.meta.id = Some(id.into());
+        self.meta.id = Some(bounded_id(id.into()));
         self
     }
 
@@ -349,10 +364,10 @@ impl JobMetaBuilder {
         self
     }
 
-    /// Sets the job's id when known.
+    /// Sets the job's id when known (cut to [`MAX_ID_LEN`] bytes).
     #[inline]
     pub fn maybe_id(mut self, id: Option<impl Into<Arc<str>>>) -> Self {
-        self.meta.id = id.map(Into::into);
+        self.meta.id = id.map(|id| bounded_id(id.into()));
         self
     }
 
@@ -374,6 +389,15 @@ impl JobMetaBuilder {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn long_ids_are_cut_on_a_char_boundary() {
+        let id = format!("{}€", "i".repeat(MAX_ID_LEN - 2));
+        let meta = JobMeta::builder("t", "q").id(id).build();
+        assert_eq!(meta.id(), Some("i".repeat(MAX_ID_LEN - 2).as_str()));
+        let meta = JobMeta::builder("t", "q").id("x".repeat(1 << 20)).build();
+        assert_eq!(meta.id().map(str::len), Some(MAX_ID_LEN));
+    }
 
     #[test]
     fn name_defaults_to_queue() {

@@ -12,7 +12,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use crate::error::truncate;
 use crate::monitor::{DEFAULT_MAX_KINDS, JobKind, OVERFLOW_NAME};
+
+/// The longest system, queue or job name a kind is recorded under, in
+/// bytes: longer names are cut (on a character boundary) before the kind is
+/// looked up, so that a name taken from input cannot put megabytes into
+/// every span name, span attribute and metric series of its kind.
+pub const MAX_NAME_LEN: usize = 256;
 
 /// A bounded table of job kinds, with the count of lookups that were
 /// folded into `_other`.
@@ -61,6 +68,11 @@ impl KindRegistry {
     /// `_other` kind, else into the (`_other`, `_other`) kind; the table
     /// then holds at most `max + 1` kinds.
     pub(crate) fn get_or_insert(&self, system: &str, queue: &Arc<str>, name: &str) -> Arc<JobKind> {
+        if queue.len() > MAX_NAME_LEN {
+            let cut: Arc<str> = Arc::from(truncate(queue, MAX_NAME_LEN));
+            return self.get_or_insert(system, &cut, name);
+        }
+        let (system, name) = (truncate(system, MAX_NAME_LEN), truncate(name, MAX_NAME_LEN));
         if let Some(kind) = read(&self.table).get(system, queue, name) {
             return kind.clone();
         }
@@ -235,6 +247,33 @@ mod tests {
                 ("messaging.process.duration".to_owned(), vec![1.0, 2.0]),
             ]
         );
+    }
+
+    #[test]
+    fn names_longer_than_the_limit_are_cut() {
+        use super::MAX_NAME_LEN;
+        let monitor = JobMonitor::builder().max_kinds(10).build();
+        let long_queue: Arc<str> = Arc::from("q".repeat(1 << 20));
+        let long_name = format!("{}é", "n".repeat(MAX_NAME_LEN - 1));
+        let kind = monitor.kind(&"s".repeat(1000), &long_queue, &long_name);
+        let attr = |key: &str| {
+            kind.attributes()
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.as_str().into_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            attr(semconv::MESSAGING_DESTINATION_NAME).len(),
+            MAX_NAME_LEN
+        );
+        assert_eq!(attr(semconv::MESSAGING_SYSTEM).len(), MAX_NAME_LEN);
+        // Cut on a character boundary: the two-byte `é` does not fit.
+        assert_eq!(attr(semconv::JOB_NAME), "n".repeat(MAX_NAME_LEN - 1));
+        assert!(kind.span_name().len() <= "process ".len() + MAX_NAME_LEN);
+        // The same long names find the same kind.
+        let again = monitor.kind(&"s".repeat(1000), &long_queue, &long_name);
+        assert!(Arc::ptr_eq(&kind, &again));
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl EnvConfig {
                 ..EnvConfig::default()
             });
         }
+        crate::sdk_env::validate(&|name| env.get(name))?;
         let resource_attributes = match env.get(RESOURCE_ATTRIBUTES_VAR) {
             None => Vec::new(),
             Some(raw) => kv_list::parse(RESOURCE_ATTRIBUTES_VAR, &raw, Values::Shown)?

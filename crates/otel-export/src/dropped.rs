@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::Signal;
 use crate::reports::Reports;
 
-/// Why telemetry was dropped: the `reason` attribute of
+/// Why telemetry was dropped: the `jobsight.drop.reason` attribute of
 /// `jobsight.telemetry.dropped`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -36,7 +36,7 @@ impl DropReason {
         DropReason::ShutdownTimeout,
     ];
 
-    /// The value of the `reason` attribute: `queue_full`, `export_failed`,
+    /// The value of the `jobsight.drop.reason` attribute: `queue_full`, `export_failed`,
     /// or `shutdown_timeout`.
     pub fn as_str(self) -> &'static str {
         match self {

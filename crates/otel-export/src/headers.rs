@@ -26,7 +26,7 @@ impl Headers {
                     ),
                 ));
             };
-            let Ok(value) = HeaderValue::from_str(&entry.value) else {
+            let Ok(mut value) = HeaderValue::from_str(&entry.value) else {
                 return Err(Error::env(
                     variable,
                     format!(
@@ -36,6 +36,9 @@ impl Headers {
                     ),
                 ));
             };
+            // Credentials: `Debug` shows `Sensitive`, and HTTP/2 never
+            // indexes them.
+            value.set_sensitive(true);
             headers.push((name, value));
         }
         Ok(Headers(headers))

@@ -61,9 +61,17 @@
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans > 0 | `65536` (see below; [`Builder::span_queue_size`]) |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | spans > 0 | `512` |
 //! | `OTEL_BSP_SCHEDULE_DELAY` | milliseconds > 0 | `5000` ([`Builder::span_schedule_delay`]) |
+//! | `OTEL_EXPORTER_OTLP_COMPRESSION` (and `_TRACES_`, `_METRICS_` variants) | `none` (built without gzip and zstd) | `none` |
+//! | `OTEL_EXPORTER_OTLP_INSECURE` (and `_TRACES_`, `_METRICS_` variants) | `true`, `false` | `false` |
+//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative`, `delta`, `lowmemory` | `cumulative` |
+//! | `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT` | whole number > 0 | `128` |
+//! | `OTEL_BSP_MAX_CONCURRENT_EXPORTS` | whole number > 0 | `1` |
+//! | `OTEL_BSP_EXPORT_TIMEOUT`, `OTEL_METRIC_EXPORT_TIMEOUT` | milliseconds > 0 | `30000` |
 //!
-//! The exporters themselves still read `OTEL_EXPORTER_OTLP_COMPRESSION`,
-//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` and the like.
+//! The last six rows are read by the SDK and the OTLP exporter themselves,
+//! which would ignore a value they cannot use; they are checked at install
+//! like the others (the threaded batch span processor has no export
+//! timeout: `OTEL_BSP_EXPORT_TIMEOUT` is checked, then unused).
 //!
 //! **Span queue.** Spans wait in the batch processor's queue until exported;
 //! a batch of `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans is exported as soon as
@@ -96,8 +104,8 @@
 //!   shutdown deadline passed.
 //!
 //! [`Telemetry::dropped`] reads the counts; the counter
-//! `jobsight.telemetry.dropped` (unit `{item}`, attributes `signal` =
-//! `traces` | `metrics` and `reason`, scope `jobsight-otel`) exports the
+//! `jobsight.telemetry.dropped` (unit `{item}`, attributes `jobsight.signal` =
+//! `traces` | `metrics` and `jobsight.drop.reason`, scope `jobsight-otel`) exports the
 //! first two with the other metrics, so it reaches the backend once the
 //! collector is back. The first drop of each signal and reason is reported
 //! in one line, the first failed export with its error; at shutdown one line
@@ -250,6 +258,7 @@ mod resource;
 mod sampler;
 #[cfg(feature = "prometheus")]
 mod scrape;
+mod sdk_env;
 mod self_metric;
 mod signal;
 mod span_queue;
@@ -280,6 +289,8 @@ pub fn init() -> Result<Telemetry, Error> {
     Builder::default().install()
 }
 
+#[cfg(test)]
+mod env_errors_tests;
 #[cfg(test)]
 mod test_support;
 

@@ -35,8 +35,8 @@ pub(crate) fn register(provider: &SdkMeterProvider, drops: Arc<DropCounter>) {
         .build();
     let attributes = SERIES.map(|(signal, reason)| {
         [
-            KeyValue::new("signal", signal.to_string()),
-            KeyValue::new("reason", reason.as_str()),
+            KeyValue::new("jobsight.signal", signal.to_string()),
+            KeyValue::new("jobsight.drop.reason", reason.as_str()),
         ]
     });
     // The callback stays registered with the provider; the handle is not needed.
@@ -45,8 +45,8 @@ pub(crate) fn register(provider: &SdkMeterProvider, drops: Arc<DropCounter>) {
         .u64_observable_counter(DROPPED_METRIC)
         .with_unit("{item}")
         .with_description(
-            "Telemetry lost by jobsight-otel: spans (signal=traces) or metric data points \
-             (signal=metrics), by reason",
+            "Telemetry lost by jobsight-otel: spans (jobsight.signal=traces) or metric data points \
+             (jobsight.signal=metrics), by jobsight.drop.reason",
         )
         .with_callback(move |observer| {
             let dropped = drops.snapshot();
@@ -99,7 +99,11 @@ mod tests {
                         .map(|kv| kv.value.to_string())
                         .unwrap_or_default()
                 };
-                (get("signal"), get("reason"), point.value())
+                (
+                    get("jobsight.signal"),
+                    get("jobsight.drop.reason"),
+                    point.value(),
+                )
             })
             .collect();
         points.sort();

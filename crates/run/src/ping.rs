@@ -33,7 +33,9 @@ pub struct Pinger {
 
 /// The ping URL is not usable.
 #[derive(Debug, thiserror::Error)]
-#[error("the ping URL {url} is not an absolute http(s) URL")]
+#[error(
+    "JOBSIGHT_PING_URL / --ping-url: {url} is not an absolute http(s) URL; expected e.g. `http://hc.example/ping/<key>`"
+)]
 pub struct BadUrl {
     url: String,
 }
@@ -211,5 +213,14 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!error.contains("secret"), "{error}");
+        assert!(
+            error.starts_with("JOBSIGHT_PING_URL / --ping-url"),
+            "{error}"
+        );
+        let debug = format!(
+            "{:?}",
+            Pinger::new("hc-ping.com/secret-uuid", Duration::from_secs(1)).err()
+        );
+        assert!(!debug.contains("secret"), "{debug}");
     }
 }

@@ -17,7 +17,10 @@ pub trait PingFormat: Send + Sync + 'static {
 }
 
 /// One HTTP request: method and absolute URL (no body).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` shows only the URL's scheme and host: ping URLs carry their
+/// key in the path or query.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PingRequest {
     /// The method; every built-in format uses `GET`.
     pub method: http::Method,
@@ -32,6 +35,36 @@ impl PingRequest {
             method: http::Method::GET,
             url,
         }
+    }
+}
+
+impl std::fmt::Debug for PingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PingRequest")
+            .field("method", &self.method)
+            .field("url", &redacted_url(&self.url))
+            .finish()
+    }
+}
+
+/// What `Debug` shows instead of a key.
+const REDACTED: &str = "[REDACTED]";
+
+/// `scheme://host[:port]/[REDACTED]`: the URL without what may be a key
+/// (user info, path, query). Placeholders such as `{monitor}` in a template
+/// are not valid in a host, so a template's host shows only when it is
+/// literal.
+fn redacted_url(url: &str) -> String {
+    let rest = url.split_once("://");
+    match rest {
+        Some((scheme, after)) => {
+            let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}/{REDACTED}")
+        }
+        None => REDACTED.to_owned(),
     }
 }
 
@@ -67,7 +100,7 @@ fn trim_base(base: &str) -> String {
 /// - with [`Healthchecks::exit_status`], the end of a run is
 ///   `/<exit status>` (`/0`, `/1`, `/101`, `/130`) instead of success and
 ///   `/fail`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct Healthchecks {
     base: String,
@@ -79,6 +112,26 @@ pub struct Healthchecks {
 
 /// healthchecks.io's ping host.
 pub const HEALTHCHECKS_BASE: &str = "https://hc-ping.com";
+
+/// Shows everything but the key.
+impl std::fmt::Debug for Healthchecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Healthchecks")
+            .field("base", &self.base)
+            .field("ping_key", &self.ping_key.as_ref().map(|_| REDACTED))
+            .field(
+                "uuids",
+                &self
+                    .uuids
+                    .keys()
+                    .map(|m| (m, REDACTED))
+                    .collect::<HashMap<_, _>>(),
+            )
+            .field("exit_status", &self.exit_status)
+            .field("create", &self.create)
+            .finish()
+    }
+}
 
 impl Healthchecks {
     /// Slug URLs under the project's `ping_key`.
@@ -155,7 +208,7 @@ impl PingFormat for Healthchecks {
 /// `https://cronitor.link/p/<api key>/<monitor>?state=run|complete|fail&series=<run id>`,
 /// with `status_code=<exit status>` and `metric=duration:<seconds>` when a
 /// run ends, and `env=` when set.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct Cronitor {
     base: String,
@@ -165,6 +218,17 @@ pub struct Cronitor {
 
 /// Cronitor's telemetry host.
 pub const CRONITOR_BASE: &str = "https://cronitor.link";
+
+/// Shows everything but the key.
+impl std::fmt::Debug for Cronitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cronitor")
+            .field("base", &self.base)
+            .field("api_key", &REDACTED)
+            .field("env", &self.env)
+            .finish()
+    }
+}
 
 impl Cronitor {
     /// Telemetry with `api_key` (a key with the `monitor:telemetry` scope).
@@ -220,12 +284,23 @@ impl PingFormat for Cronitor {
 /// `https://<public key>@<host>/<project id>`:
 /// `https://<host>/api/<project id>/cron/<monitor>/<public key>/?status=in_progress|ok|error&check_in_id=<run id>`,
 /// with `duration=<seconds>` when a run ends and `environment=` when set.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct SentryCrons {
     endpoint: String,
     public_key: String,
     environment: Option<String>,
+}
+
+/// Shows everything but the key.
+impl std::fmt::Debug for SentryCrons {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentryCrons")
+            .field("endpoint", &self.endpoint)
+            .field("public_key", &REDACTED)
+            .field("environment", &self.environment)
+            .finish()
+    }
 }
 
 impl SentryCrons {
@@ -285,12 +360,25 @@ impl PingFormat for SentryCrons {
 /// `{duration_ms}` (empty when a run starts).
 ///
 /// `https://ping.example.com/{monitor}/{status}?run={run_id}`
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows only the template's scheme and host: a key in the
+/// path or query is not printed.
+#[derive(Clone)]
 #[must_use]
 pub struct UrlTemplate {
     template: String,
     method: http::Method,
     words: [String; 3],
+}
+
+impl std::fmt::Debug for UrlTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlTemplate")
+            .field("template", &redacted_url(&self.template))
+            .field("method", &self.method)
+            .field("words", &self.words)
+            .finish()
+    }
 }
 
 impl UrlTemplate {
@@ -367,5 +455,35 @@ mod tests {
     fn encoding() {
         assert_eq!(encode("nightly report/2"), "nightly%20report%2F2");
         assert_eq!(encode("a-b_c.d~"), "a-b_c.d~");
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let shown = [
+            format!("{:?}", Healthchecks::slugs("pk-s3cr3t")),
+            format!("{:?}", Healthchecks::uuids().uuid("nightly", "uuid-s3cr3t")),
+            format!("{:?}", Cronitor::new("api-s3cr3t")),
+            format!(
+                "{:?}",
+                SentryCrons::from_dsn("https://pub-s3cr3t@o1.ingest.sentry.io/42").unwrap()
+            ),
+            format!(
+                "{:?}",
+                UrlTemplate::new("https://user:pw-s3cr3t@ping.example.com/k-s3cr3t/{status}")
+            ),
+            format!(
+                "{:?}",
+                PingRequest::get("https://hc-ping.com/s3cr3t/nightly?rid=1".into())
+            ),
+            format!("{:?}", PingRequest::get("no-scheme-s3cr3t".into())),
+        ];
+        for text in shown {
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(text.contains(REDACTED), "{text}");
+        }
+        assert_eq!(
+            redacted_url("http://user:pw@127.0.0.1:9000/key?x#y"),
+            "http://127.0.0.1:9000/[REDACTED]"
+        );
     }
 }

@@ -49,6 +49,10 @@ use crate::semconv;
 
 pub use policy::{CheckinConfig, CheckinPolicy, PolicyEntry, Schedule, Target};
 
+/// What a duration in a check-in configuration may look like.
+pub const DURATION_FORMS: &str =
+    "expected a whole number of seconds or a string with a unit: `250ms`, `30s`, `5m`, `2h`, `1d`";
+
 /// What can go wrong while reading check-in policies.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -62,7 +66,9 @@ pub enum CheckinError {
         reason: String,
     },
     /// A time zone the system's tz database does not know.
-    #[error("time zone `{zone}`: {reason}")]
+    #[error(
+        "time zone `{zone}`: {reason}; expected an IANA time zone name such as `UTC` or `Europe/Berlin`"
+    )]
     TimeZone {
         /// The zone as given.
         zone: String,
@@ -70,7 +76,7 @@ pub enum CheckinError {
         reason: String,
     },
     /// A duration that does not parse.
-    #[error("duration `{0}`: expected a number of seconds or a number with ms, s, m, h or d")]
+    #[error("duration `{0}`: {DURATION_FORMS}")]
     Duration(String),
     /// A policy entry that is inconsistent.
     #[error("check-in configuration: {0}")]

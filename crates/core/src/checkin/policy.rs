@@ -213,25 +213,39 @@ pub struct PolicyEntry {
 
 /// A duration in a configuration file: a number of seconds or a string with
 /// a unit (`ms`, `s`, `m`, `h`, `d`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "DurationText")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationText {
-    Seconds(u64),
-    Text(String),
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
 }
 
-impl TryFrom<DurationText> for ConfigDuration {
-    type Error = CheckinError;
+/// Reads a number of seconds or a duration string; anything else is an
+/// error saying which forms are accepted.
+struct DurationVisitor;
 
-    fn try_from(value: DurationText) -> Result<Self, Self::Error> {
-        match value {
-            DurationText::Seconds(s) => Ok(ConfigDuration(Duration::from_secs(s))),
-            DurationText::Text(text) => parse_duration(&text).map(ConfigDuration),
-        }
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = ConfigDuration;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::DURATION_FORMS["expected ".len()..])
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<ConfigDuration, E> {
+        Ok(ConfigDuration(Duration::from_secs(seconds)))
+    }
+
+    /// Formats such as TOML give every integer as an `i64`.
+    fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<ConfigDuration, E> {
+        u64::try_from(seconds)
+            .map(|s| ConfigDuration(Duration::from_secs(s)))
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(seconds), &self))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ConfigDuration, E> {
+        parse_duration(text).map(ConfigDuration).map_err(E::custom)
     }
 }
 
@@ -324,6 +338,19 @@ fn cron_schedule(expression: &str, _zone: Option<&str>) -> Result<Schedule, Chec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_durations_from_any_serde_format() {
+        use serde::de::value::{Error, I64Deserializer, StrDeserializer, U64Deserializer};
+        let seconds = ConfigDuration::deserialize(U64Deserializer::<Error>::new(90)).unwrap();
+        assert_eq!(seconds.0, Duration::from_secs(90));
+        let toml_int = ConfigDuration::deserialize(I64Deserializer::<Error>::new(5)).unwrap();
+        assert_eq!(toml_int.0, Duration::from_secs(5));
+        let text = ConfigDuration::deserialize(StrDeserializer::<Error>::new("2h")).unwrap();
+        assert_eq!(text.0, Duration::from_secs(7200));
+        let negative = ConfigDuration::deserialize(I64Deserializer::<Error>::new(-5));
+        assert!(negative.unwrap_err().to_string().contains("`30s`"));
+    }
 
     #[test]
     fn durations() {

@@ -325,3 +325,43 @@ fn the_http_client_keeps_the_cause_that_the_exporter_drops() {
     assert!(ok);
     assert_eq!(cause, None);
 }
+
+#[test]
+fn a_wrong_ca_fails_every_export_clearly() {
+    // A certificate that did not issue the receiver's, given as the CA:
+    // install succeeds (it is a valid certificate), every export fails
+    // the handshake and is counted, for both transports.
+    for front in [Front::Grpc, Front::Http] {
+        let (received, failures) =
+            round_trip(front, "localhost", false, &[(CA_VAR, path("client.pem"))]);
+        assert_eq!(received, None, "{front:?}");
+        assert_eq!(failures.failed_span_exports, 1, "{front:?}: {failures}");
+        assert_eq!(failures.dropped_spans, 1, "{front:?}: {failures}");
+    }
+    // The cause the HTTP client keeps names the problem.
+    let receiver = TlsReceiver::start(Front::Http, false);
+    let runtime = ExportRuntime::start().unwrap();
+    let caller = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let last_error = Arc::new(TransportError::default());
+    let files = TlsFiles {
+        certificate: Some(EnvPath {
+            variable: CA_VAR,
+            path: fixture("client.pem"),
+        }),
+        ..TlsFiles::default()
+    };
+    let client = ClientTls::load(Signal::Traces, &files)
+        .unwrap()
+        .http_client(
+            runtime.handle(),
+            Duration::from_secs(5),
+            Arc::clone(&last_error),
+        );
+    let url = format!("https://localhost:{}/v1/traces", receiver.addr.port());
+    let request = Request::post(url.as_str()).body(Bytes::new()).unwrap();
+    assert!(caller.block_on(client.send_bytes(request)).is_err());
+    let cause = last_error.get().expect("a cause");
+    assert!(cause.contains("UnknownIssuer"), "{cause}");
+}
