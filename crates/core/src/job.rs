@@ -215,14 +215,11 @@ impl JobMeta {
 /// ids (a backend that lets producers choose them) are cut.
 pub const MAX_ID_LEN: usize = 256;
 
-/// `id` cut to [`MAX_ID_LEN`] bytes (at a character boundary); shared as it
-/// is when it fits.
-fn bounded_id(id: Arc<str>) -> Arc<str> {
-    if id.len() > MAX_ID_LEN {
-        Arc::from(crate::error::truncate(&id, MAX_ID_LEN))
-    } else {
-        id
-    }
+/// `id` cut to [`MAX_ID_LEN`] bytes (at a character boundary).
+#[cold]
+#[inline(never)]
+fn cut_id(id: &str) -> Arc<str> {
+    Arc::from(crate::error::truncate(id, MAX_ID_LEN))
 }
 
 /// Builder for [`JobMeta`]. Every setter is optional.
@@ -244,7 +241,7 @@ impl JobMetaBuilder {
     /// Defaults to none.
     #[inline]
     pub fn id(mut self, id: impl Into<Arc<str>>) -> Self {
-        self.meta.id = Some(bounded_id(id.into()));
+        self.meta.id = Some(id.into());
         self
     }
 
@@ -367,7 +364,7 @@ impl JobMetaBuilder {
     /// Sets the job's id when known (cut to [`MAX_ID_LEN`] bytes).
     #[inline]
     pub fn maybe_id(mut self, id: Option<impl Into<Arc<str>>>) -> Self {
-        self.meta.id = id.map(|id| bounded_id(id.into()));
+        self.meta.id = id.map(Into::into);
         self
     }
 
@@ -380,7 +377,14 @@ impl JobMetaBuilder {
 
     /// Finishes the builder.
     #[inline]
-    pub fn build(self) -> JobMeta {
+    pub fn build(mut self) -> JobMeta {
+        // The id is cut here rather than in the setters, so that a chain of
+        // setters stays free of calls and writes the fields in place.
+        if let Some(id) = &self.meta.id
+            && id.len() > MAX_ID_LEN
+        {
+            self.meta.id = Some(cut_id(id));
+        }
         self.meta
     }
 }
