@@ -19,9 +19,11 @@
 //! `--bench` argument) both parts run once with tiny sizes, as a smoke test.
 //!
 //! `JOBSIGHT_BENCH=one JOBSIGHT_BENCH_CONFIG=<name> JOBSIGHT_BENCH_JOBS=<n>`
-//! runs one configuration once (`bare`, `full`, `metrics_only`, `apalis`,
+//! runs one configuration once (`bare`, `full`, `metrics_only`, `no_traces`, `apalis`,
 //! `refusing`, `hanging`, `floor`, `floor_bound`) at concurrency 1: for counting
 //! instructions under callgrind (`scripts/bench-instructions`).
+//! `JOBSIGHT_BENCH=allocs` prints the allocations-per-job table only
+//! (`JOBSIGHT_BENCH_JOBS` jobs a configuration, default 20000).
 
 mod alloc_count;
 mod pipelines;
@@ -64,6 +66,7 @@ fn criterion_benches(criterion: &mut Criterion, bench: &Bench) {
         (Config::Bare, "bare"),
         (Config::Full, "monitor_full"),
         (Config::MetricsOnly, "monitor_metrics_only"),
+        (Config::NoTraces, "monitor_no_traces"),
         (Config::Apalis, "apalis_layers"),
     ] {
         group.bench_function(BenchmarkId::new("worker_c1", name), |b| {
@@ -83,6 +86,7 @@ fn run_one(bench: &Bench) {
         "bare" => Config::Bare,
         "full" => Config::Full,
         "metrics_only" => Config::MetricsOnly,
+        "no_traces" => Config::NoTraces,
         "apalis" => Config::Apalis,
         "refusing" => Config::FullRefusing,
         "hanging" => Config::FullHanging,
@@ -102,6 +106,14 @@ fn main() {
     let bench = Bench::new();
     if which == "one" {
         run_one(&bench);
+        bench.release();
+        return;
+    }
+    if which == "allocs" {
+        println!(
+            "{}",
+            report::allocations(&bench, env_u64("JOBSIGHT_BENCH_JOBS", 20_000))
+        );
         bench.release();
         return;
     }

@@ -55,6 +55,14 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// CPU time this thread has run, in nanoseconds (the scheduler's
+/// `sum_exec_runtime`): unlike the wall clock, it does not count the time
+/// the thread waits for a CPU while other work has the machine.
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
 /// Resident set size of this process, in bytes.
 fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -75,6 +83,9 @@ fn yes_no(met: bool) -> &'static str {
 pub fn run(bench: &Bench, p: Params) -> String {
     // ns per job, per (row, concurrency), one value per round.
     let mut ns: HashMap<(Row, usize), Vec<f64>> = HashMap::new();
+    // CPU time of the job's thread per job, per (worker configuration,
+    // concurrency), one value per round.
+    let mut cpu: HashMap<(Config, usize), Vec<f64>> = HashMap::new();
     let mut runs: HashMap<Config, u64> = HashMap::new();
     let rows: Vec<Row> = Config::ALL
         .iter()
@@ -100,7 +111,13 @@ pub fn run(bench: &Bench, p: Params) -> String {
                 let per_job = match row {
                     Row::Worker(config) => {
                         let storage = bench.storage(p.jobs);
+                        let cpu_before = thread_cpu_ns();
                         let took = bench.run(config, concurrency, storage, p.jobs);
+                        if let (Some(before), Some(after)) = (cpu_before, thread_cpu_ns()) {
+                            cpu.entry((config, concurrency))
+                                .or_default()
+                                .push(after.saturating_sub(before) as f64 / p.jobs as f64);
+                        }
                         *runs.entry(config).or_default() += p.jobs;
                         took.as_nanos() as f64 / p.jobs as f64
                     }
@@ -186,12 +203,65 @@ pub fn run(bench: &Bench, p: Params) -> String {
         "| SDK floor, metric instruments bound to the attribute sets | — | {floor_bound:.0} | — | — |\n"
     );
 
+    // The job thread's CPU time, same runs.
+    let cpu_value = |config: Config, c: usize, round: usize| -> f64 {
+        cpu.get(&(config, c))
+            .and_then(|v| v.get(round).copied())
+            .unwrap_or(f64::NAN)
+    };
+    let cpu_med = |config: Config, c: usize| -> f64 {
+        let mut v: Vec<f64> = cpu.get(&(config, c)).cloned().unwrap_or_default();
+        median(&mut v)
+    };
+    let cpu_overhead = |config: Config, c: usize| -> f64 {
+        let mut v: Vec<f64> = (0..p.rounds)
+            .map(|r| cpu_value(config, c, r) - cpu_value(Config::Bare, c, r))
+            .collect();
+        median(&mut v)
+    };
+    let _ = writeln!(
+        out,
+        "| the job's thread, CPU time (same runs) | ns/job, c=1 | overhead, c=1 | ns/job, c=4 | overhead, c=4 |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for config in Config::ALL {
+        if config == Config::Bare {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | — | {:.0} | — |",
+                config.label(),
+                cpu_med(config, 1),
+                cpu_med(config, 4)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:+.0} | {:.0} | {:+.0} |",
+                config.label(),
+                cpu_med(config, 1),
+                cpu_overhead(config, 1),
+                cpu_med(config, 4),
+                cpu_overhead(config, 4)
+            );
+        }
+    }
+    let _ = writeln!(out);
+
     // Targets.
     let full = [overhead(Config::Full, 1), overhead(Config::Full, 4)];
     let apalis = [overhead(Config::Apalis, 1), overhead(Config::Apalis, 4)];
     let metrics = [
         overhead(Config::MetricsOnly, 1),
         overhead(Config::MetricsOnly, 4),
+    ];
+    let no_traces = [overhead(Config::NoTraces, 1), overhead(Config::NoTraces, 4)];
+    let metrics_cpu = [
+        cpu_overhead(Config::MetricsOnly, 1),
+        cpu_overhead(Config::MetricsOnly, 4),
+    ];
+    let no_traces_cpu = [
+        cpu_overhead(Config::NoTraces, 1),
+        cpu_overhead(Config::NoTraces, 4),
     ];
     let vs_floor = [full[0] / floor, full[1] / floor];
     let vs_floor_bound = [full[0] / floor_bound, full[1] / floor_bound];
@@ -209,7 +279,7 @@ pub fn run(bench: &Bench, p: Params) -> String {
     let ratio = |v: f64| format!("{v:.2}×");
     let nanos = |v: f64| format!("{v:.0} ns");
     let percent = |v: f64| format!("{:.0}%", v * 100.0);
-    let targets: [TargetRow; 6] = [
+    let targets: [TargetRow; 9] = [
         (
             "full monitoring overhead ≤ 1.5× the SDK floor",
             vs_floor,
@@ -228,9 +298,30 @@ pub fn run(bench: &Bench, p: Params) -> String {
             &ratio,
             &|r| r <= 0.5,
         ),
-        ("metrics-only overhead ≤ 400 ns", metrics, &nanos, &|m| {
-            m <= 400.0
-        }),
+        (
+            "metrics-only overhead ≤ 400 ns (traces sampled out)",
+            metrics,
+            &nanos,
+            &|m| m <= 400.0,
+        ),
+        (
+            "metrics-only overhead ≤ 400 ns (monitor with traces(false))",
+            no_traces,
+            &nanos,
+            &|m| m <= 400.0,
+        ),
+        (
+            "metrics-only overhead ≤ 400 ns, job thread's CPU time (traces sampled out)",
+            metrics_cpu,
+            &nanos,
+            &|m| m <= 400.0,
+        ),
+        (
+            "metrics-only overhead ≤ 400 ns, job thread's CPU time (traces(false))",
+            no_traces_cpu,
+            &nanos,
+            &|m| m <= 400.0,
+        ),
         (
             "collector refusing: throughput ≥ 95% of collector up",
             refusing,
@@ -277,23 +368,50 @@ pub fn run(bench: &Bench, p: Params) -> String {
         yes_no(growth < 8 * 1024 * 1024)
     );
 
-    // Allocations per job, concurrency 1.
+    out.push_str(&allocations(bench, p.alloc_jobs));
+
+    // Spans that reached the exporter (the rest were dropped by a full
+    // queue, or are still queued).
+    for config in [Config::Full, Config::Apalis] {
+        if let Some(pipeline) = bench.pipeline(config) {
+            let _ = pipeline.tracer_provider.force_flush();
+            let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
+            let exported =
+                pipeline.stats.spans() - exported_before.get(&config).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "spans exported, {}: {} of {} ({:.2}% dropped)",
+                config.label(),
+                exported,
+                made,
+                100.0 * (1.0 - exported as f64 / made.max(1) as f64)
+            );
+        }
+    }
+    out
+}
+
+/// Heap allocations per job at concurrency 1 (a counting allocator), each
+/// configuration run over `jobs` jobs, as a Markdown table.
+pub fn allocations(bench: &Bench, jobs: u64) -> String {
+    let mut out = String::new();
     let mut allocs: Vec<(Config, Counted)> = Vec::new();
     for config in [
         Config::Bare,
         Config::Full,
         Config::MetricsOnly,
+        Config::NoTraces,
         Config::Apalis,
     ] {
-        let storage = bench.storage(p.alloc_jobs);
+        let storage = bench.storage(jobs);
         Counting::start();
-        bench.run(config, 1, storage, p.alloc_jobs);
+        bench.run(config, 1, storage, jobs);
         allocs.push((config, Counting::stop()));
     }
     Counting::start();
-    bench.run_floor(p.alloc_jobs, true);
+    bench.run_floor(jobs, true);
     let floor_allocs = Counting::stop();
-    let per_job = |n: u64| n as f64 / p.alloc_jobs as f64;
+    let per_job = |n: u64| n as f64 / jobs as f64;
     let bare = allocs[0].1;
     let _ = writeln!(
         out,
@@ -324,24 +442,5 @@ pub fn run(bench: &Bench, p: Params) -> String {
         per_job(floor_allocs.this_thread),
         per_job(floor_allocs.all_threads)
     );
-
-    // Spans that reached the exporter (the rest were dropped by a full
-    // queue, or are still queued).
-    for config in [Config::Full, Config::Apalis] {
-        if let Some(pipeline) = bench.pipeline(config) {
-            let _ = pipeline.tracer_provider.force_flush();
-            let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
-            let exported =
-                pipeline.stats.spans() - exported_before.get(&config).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "spans exported, {}: {} of {} ({:.2}% dropped)",
-                config.label(),
-                exported,
-                made,
-                100.0 * (1.0 - exported as f64 / made.max(1) as f64)
-            );
-        }
-    }
     out
 }

@@ -68,7 +68,7 @@ where
             return this.inner.poll(cx).map_err(Into::into);
         };
         let polled = {
-            let _attached = state.tx.context().clone().attach();
+            let _attached = state.tx.attach();
             let inner = this.inner;
             catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
         };

@@ -152,7 +152,7 @@ where
             tx.checkin(checkins, check);
         }
         let fut = {
-            let _attached = tx.context().clone().attach();
+            let _attached = tx.attach();
             self.inner.call(task)
         };
         MonitorFuture::new(fut, tx, ctx, catch_panics)

@@ -33,7 +33,8 @@ pub struct JobMeta {
     system: Cow<'static, str>,
     queue: Arc<str>,
     name: Option<Cow<'static, str>>,
-    id: Option<String>,
+    /// Shared, so that the span attribute is a reference count, not a copy.
+    id: Option<Arc<str>>,
     attempt: Option<u32>,
     max_attempts: Option<u32>,
     enqueued_at: Option<SystemTime>,
@@ -50,6 +51,7 @@ pub struct JobMeta {
 
 impl JobMeta {
     /// Starts a builder for a job of `system` (the runner: `apalis`, …) on `queue`.
+    #[inline]
     pub fn builder(
         system: impl Into<Cow<'static, str>>,
         queue: impl Into<Arc<str>>,
@@ -98,6 +100,11 @@ impl JobMeta {
     /// The job's id (`messaging.message.id`), when the runner has one.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// The job's id as a shared string, cheap to clone.
+    pub fn id_arc(&self) -> Option<&Arc<str>> {
+        self.id.as_ref()
     }
 
     /// Which attempt this is, counting from 1, when known.
@@ -208,6 +215,13 @@ impl JobMeta {
 /// ids (a backend that lets producers choose them) are cut.
 pub const MAX_ID_LEN: usize = 256;
 
+/// `id` cut to [`MAX_ID_LEN`] bytes (at a character boundary).
+#[cold]
+#[inline(never)]
+fn cut_id(id: &str) -> Arc<str> {
+    Arc::from(crate::error::truncate(id, MAX_ID_LEN))
+}
+
 /// Builder for [`JobMeta`]. Every setter is optional.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -217,6 +231,7 @@ pub struct JobMetaBuilder {
 
 impl JobMetaBuilder {
     /// The job's kind (`job.name`). Defaults to the queue's name.
+    #[inline]
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.meta.name = Some(name.into());
         self
@@ -224,41 +239,42 @@ impl JobMetaBuilder {
 
     /// The job's id (`messaging.message.id`), cut to [`MAX_ID_LEN`] bytes.
     /// Defaults to none.
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        let mut id = id.into();
-        if id.len() > MAX_ID_LEN {
-            let keep = crate::error::truncate(&id, MAX_ID_LEN).len();
-            id.truncate(keep);
-        }
-        self.meta.id = Some(id);
+    #[inline]
+    pub fn id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.meta.id = Some(id.into());
         self
     }
 
     /// Which attempt this is, counting from 1. Defaults to unknown.
+    #[inline]
     pub fn attempt(mut self, attempt: u32) -> Self {
         self.meta.attempt = Some(attempt);
         self
     }
 
     /// How many attempts the runner allows in all. Defaults to unknown.
+    #[inline]
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.meta.max_attempts = Some(max_attempts);
         self
     }
 
     /// When the job was enqueued. Defaults to unknown.
+    #[inline]
     pub fn enqueued_at(mut self, at: SystemTime) -> Self {
         self.meta.enqueued_at = Some(at);
         self
     }
 
     /// When the job was due to run (its run-at). Defaults to unknown.
+    #[inline]
     pub fn scheduled_at(mut self, at: SystemTime) -> Self {
         self.meta.scheduled_at = Some(at);
         self
     }
 
     /// The runner's priority value. Defaults to none.
+    #[inline]
     pub fn priority(mut self, priority: i64) -> Self {
         self.meta.priority = Some(priority);
         self
@@ -266,6 +282,7 @@ impl JobMetaBuilder {
 
     /// The worker or consumer group running the job
     /// (`messaging.consumer.group.name`). Defaults to none.
+    #[inline]
     pub fn consumer(mut self, consumer: impl Into<Arc<str>>) -> Self {
         self.meta.consumer = Some(consumer.into());
         self
@@ -273,6 +290,7 @@ impl JobMetaBuilder {
 
     /// The trace context of the code that created the job (see
     /// [`crate::propagation`]). Defaults to none: the job starts a new trace.
+    #[inline]
     pub fn creation_context(mut self, cx: SpanContext) -> Self {
         if cx.is_valid() {
             self.meta.creation_context = Some(cx);
@@ -283,6 +301,7 @@ impl JobMetaBuilder {
     /// Everything a runner extracted from the job's carrier with
     /// [`crate::propagation::extract_propagated`]: the creation context, the
     /// producer's baggage and any problem with them. Defaults to nothing.
+    #[inline]
     pub fn propagated(mut self, propagated: Propagated) -> Self {
         let (span_context, baggage, problem) = propagated.into_parts();
         self.meta.creation_context = span_context;
@@ -293,6 +312,7 @@ impl JobMetaBuilder {
 
     /// The job's captured arguments (see [`crate::args::ArgsPolicy::capture`]).
     /// Defaults to none.
+    #[inline]
     pub fn args(mut self, args: CapturedArgs) -> Self {
         self.meta.args = Some(args);
         self
@@ -300,43 +320,71 @@ impl JobMetaBuilder {
 
     /// The runner's metadata for the job, for observers (mask it first with
     /// [`crate::args::ArgsPolicy::mask_pairs`]). Defaults to none.
+    #[inline]
     pub fn metadata(mut self, metadata: Vec<(String, String)>) -> Self {
         self.meta.set_metadata(metadata);
         self
     }
 
     /// Like the setters above, for values that may be missing.
+    #[inline]
     pub fn maybe_attempt(mut self, attempt: Option<u32>) -> Self {
         self.meta.attempt = attempt;
         self
     }
 
     /// Sets the maximum number of attempts when known.
+    #[inline]
     pub fn maybe_max_attempts(mut self, max_attempts: Option<u32>) -> Self {
         self.meta.max_attempts = max_attempts;
         self
     }
 
     /// Sets the run-at time when known.
+    #[inline]
     pub fn maybe_scheduled_at(mut self, at: Option<SystemTime>) -> Self {
         self.meta.scheduled_at = at;
         self
     }
 
     /// Sets the enqueue time when known.
+    #[inline]
     pub fn maybe_enqueued_at(mut self, at: Option<SystemTime>) -> Self {
         self.meta.enqueued_at = at;
         self
     }
 
     /// Sets the priority when known.
+    #[inline]
     pub fn maybe_priority(mut self, priority: Option<i64>) -> Self {
         self.meta.priority = priority;
         self
     }
 
+    /// Sets the job's id when known (cut to [`MAX_ID_LEN`] bytes).
+    #[inline]
+    pub fn maybe_id(mut self, id: Option<impl Into<Arc<str>>>) -> Self {
+        self.meta.id = id.map(Into::into);
+        self
+    }
+
+    /// Sets the consumer when known.
+    #[inline]
+    pub fn maybe_consumer(mut self, consumer: Option<impl Into<Arc<str>>>) -> Self {
+        self.meta.consumer = consumer.map(Into::into);
+        self
+    }
+
     /// Finishes the builder.
-    pub fn build(self) -> JobMeta {
+    #[inline]
+    pub fn build(mut self) -> JobMeta {
+        // The id is cut here rather than in the setters, so that a chain of
+        // setters stays free of calls and writes the fields in place.
+        if let Some(id) = &self.meta.id
+            && id.len() > MAX_ID_LEN
+        {
+            self.meta.id = Some(cut_id(id));
+        }
         self.meta
     }
 }

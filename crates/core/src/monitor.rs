@@ -12,7 +12,7 @@ use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry::trace::TracerProvider;
 
-use crate::instruments::{Instruments, interned_cow, scope};
+use crate::instruments::{Instruments, intern, interned_cow, scope};
 use crate::job::JobMeta;
 use crate::kinds::KindRegistry;
 use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
@@ -54,6 +54,9 @@ pub(crate) struct Inner {
     observers: Option<Observers>,
     pub(crate) progress: ProgressSettings,
     pub(crate) progress_registry: ProgressRegistry,
+    /// Whether transactions open a process span (see
+    /// [`JobMonitorBuilder::traces`]).
+    pub(crate) traces: bool,
 }
 
 /// Histogram bucket boundaries (s) the instruments are built with.
@@ -161,8 +164,7 @@ impl JobMonitor {
     /// Counts one attempt whose propagated context was dropped.
     pub(crate) fn count_invalid_context(&self, kind: &JobKind, problem: PropagationProblem) {
         self.inner.invalid_contexts.fetch_add(1, Ordering::Relaxed);
-        let mut attrs = Vec::with_capacity(kind.base.len() + 1);
-        attrs.extend(kind.base.iter().cloned());
+        let mut attrs = kind.names.base_attributes(1);
         attrs.push(KeyValue::new(semconv::ERROR_TYPE, problem.as_str()));
         self.instruments().propagation_invalid.add(1, &attrs);
     }
@@ -260,6 +262,8 @@ impl PropagationOverrides {
 /// once so that the per-job path copies no strings.
 #[derive(Debug)]
 pub struct JobKind {
+    /// The interned strings the attribute sets are made of.
+    pub(crate) names: KindNames,
     pub(crate) span_name: Cow<'static, str>,
     /// `messaging.system`, `messaging.destination.name`, `job.name`.
     pub(crate) base: Vec<KeyValue>,
@@ -275,22 +279,19 @@ pub struct JobKind {
 
 impl JobKind {
     pub(crate) fn new(system: &str, queue: &Arc<str>, name: &str, overflow: bool) -> Self {
-        let system: Cow<'static, str> = interned_cow(system.to_owned());
-        let name: Cow<'static, str> = interned_cow(name.to_owned());
-        let base = vec![
-            KeyValue::new(semconv::MESSAGING_SYSTEM, system.clone()),
-            KeyValue::new(
-                semconv::MESSAGING_DESTINATION_NAME,
-                interned_cow(queue.to_string()),
-            ),
-            KeyValue::new(semconv::JOB_NAME, name),
-        ];
+        let names = KindNames {
+            system: intern(system.to_owned()),
+            queue: intern(queue.to_string()),
+            name: intern(name.to_owned()),
+        };
+        let base = names.base_attributes(0);
         let by_outcome = Outcome::ALL.map(|outcome| {
             let mut attrs = base.clone();
             attrs.push(KeyValue::new(semconv::JOB_OUTCOME, outcome.as_str()));
             attrs
         });
         Self {
+            names,
             span_name: interned_cow(format!("process {queue}")),
             send: SendKind::new(queue, &base),
             base,
@@ -311,6 +312,33 @@ impl JobKind {
     }
 }
 
+/// A job kind's system, queue and name, interned for the life of the process
+/// (bounded by the limit of job kinds).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KindNames {
+    pub(crate) system: &'static str,
+    pub(crate) queue: &'static str,
+    pub(crate) name: &'static str,
+}
+
+impl KindNames {
+    /// `messaging.system`, `messaging.destination.name` and `job.name`, in a
+    /// vector with room for `extra` more. Made from the static strings rather
+    /// than cloned from [`JobKind::attributes`]: writing a `KeyValue` from a
+    /// `&'static str` is a few stores, cloning one matches on every variant
+    /// of its key and value.
+    pub(crate) fn base_attributes(self, extra: usize) -> Vec<KeyValue> {
+        let mut attrs = Vec::with_capacity(3 + extra);
+        attrs.push(KeyValue::new(semconv::MESSAGING_SYSTEM, self.system));
+        attrs.push(KeyValue::new(
+            semconv::MESSAGING_DESTINATION_NAME,
+            self.queue,
+        ));
+        attrs.push(KeyValue::new(semconv::JOB_NAME, self.name));
+        attrs
+    }
+}
+
 /// Builder for [`JobMonitor`].
 #[derive(Default)]
 #[must_use]
@@ -324,6 +352,8 @@ pub struct JobMonitorBuilder {
     buckets: Buckets,
     observers: Vec<(Box<dyn Observer>, ObserverOptions)>,
     progress: ProgressSettings,
+    /// `None` means the default, `true`.
+    traces: Option<bool>,
 }
 
 impl fmt::Debug for JobMonitorBuilder {
@@ -459,6 +489,24 @@ impl JobMonitorBuilder {
         self
     }
 
+    /// Whether each job attempt opens a `process {queue}` span. Defaults to
+    /// `true`.
+    ///
+    /// With `false` the monitor records the metrics, check-ins, progress
+    /// and observer events only, and skips everything a span costs a job —
+    /// even a span the sampler drops costs the attribute set handed to the
+    /// sampler, the ids, the sampling call and a context entry. Use it when
+    /// no traces are wanted from jobs at all; a sampler that drops every
+    /// span gives the same telemetry at a higher price per job. The job's
+    /// own spans then have the parent they would have without the monitor
+    /// (the context current when the job started, or the producer's
+    /// context in [`Propagation::Child`] mode), and the producer's baggage
+    /// is still made current around the job.
+    pub fn traces(mut self, enabled: bool) -> Self {
+        self.traces = Some(enabled);
+        self
+    }
+
     /// Builds the monitor.
     pub fn build(self) -> JobMonitor {
         JobMonitor {
@@ -480,6 +528,7 @@ impl JobMonitorBuilder {
                 observers: (!self.observers.is_empty()).then(|| Observers::start(self.observers)),
                 progress: self.progress,
                 progress_registry: ProgressRegistry::default(),
+                traces: self.traces.unwrap_or(true),
             }),
         }
     }

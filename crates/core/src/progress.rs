@@ -261,6 +261,14 @@ pub(crate) struct RunState {
     notify: Option<Notify>,
 }
 
+/// Whether [`begin`] puts a run state into the job's context: progress is
+/// on, observers listen, or the job is a [`crate::task`].
+pub(crate) fn wanted(monitor: &JobMonitor, meta: &JobMeta) -> bool {
+    monitor.observers().is_some()
+        || monitor.inner.progress.enabled
+        || meta.system() == semconv::SYSTEM_TASK
+}
+
 /// Puts a [`RunState`] into `cx` when progress is on or observers listen,
 /// and tells the observers the attempt started.
 pub(crate) fn begin(
@@ -271,16 +279,15 @@ pub(crate) fn begin(
     started: Instant,
     started_at: SystemTime,
 ) -> Context {
-    let observers = monitor.observers();
-    if observers.is_none()
-        && !monitor.inner.progress.enabled
-        && meta.system() != semconv::SYSTEM_TASK
-    {
+    if !wanted(monitor, meta) {
         return cx;
     }
+    let observers = monitor.observers();
     let notify = observers.map(|_| {
         let span_context = cx.span().span_context().clone();
-        let (run_id, trace_id) = if span_context.is_valid() {
+        // Without a process span of the monitor's own, the context's span
+        // (if any) is the caller's, shared by many jobs: not a run id.
+        let (run_id, trace_id) = if monitor.inner.traces && span_context.is_valid() {
             (
                 Arc::from(span_context.span_id().to_string()),
                 Some(Arc::from(span_context.trace_id().to_string())),

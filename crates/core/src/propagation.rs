@@ -167,21 +167,28 @@ pub fn inject(cx: &Context, carrier: &mut dyn Injector) {
 
 /// The context a job's process span starts in, and the link it carries:
 /// see [`Propagation`]. `baggage` is a context holding only the producer's
-/// baggage.
+/// baggage. The flag tells whether the context carries something from the
+/// producer (its baggage, or its span as the parent).
 pub(crate) fn parent_for(
     mode: Propagation,
     creation: Option<&SpanContext>,
     baggage: Option<&Context>,
-) -> (Context, Option<SpanContext>) {
+) -> (Context, Option<SpanContext>, bool) {
     let fresh = || baggage.cloned().unwrap_or_default();
     match (mode, creation) {
-        (Propagation::Link, Some(creation)) => (fresh(), Some(creation.clone())),
-        (Propagation::Child, Some(creation)) => {
-            (fresh().with_remote_span_context(creation.clone()), None)
-        }
+        (Propagation::Link, Some(creation)) => (fresh(), Some(creation.clone()), baggage.is_some()),
+        (Propagation::Child, Some(creation)) => (
+            fresh().with_remote_span_context(creation.clone()),
+            None,
+            true,
+        ),
         _ => match baggage {
-            Some(b) => (Context::current().with_baggage(copy(b.baggage())), None),
-            None => (Context::current(), None),
+            Some(b) => (
+                Context::current().with_baggage(copy(b.baggage())),
+                None,
+                true,
+            ),
+            None => (Context::current(), None, false),
         },
     }
 }
@@ -375,7 +382,7 @@ pub(crate) mod tests {
         let c = carrier(&[(TRACEPARENT, GOOD), (BAGGAGE, "tenant=acme")]);
         let p = extract_propagated(&c);
         for mode in [Propagation::Link, Propagation::Child, Propagation::None] {
-            let (parent, link) = parent_for(mode, p.span_context(), p.baggage.as_ref());
+            let (parent, link, _) = parent_for(mode, p.span_context(), p.baggage.as_ref());
             assert_eq!(
                 parent
                     .baggage()

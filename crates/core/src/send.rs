@@ -129,8 +129,8 @@ impl SendTransaction {
             semconv::MESSAGING_OPERATION_TYPE,
             semconv::OPERATION_SEND,
         ));
-        if let Some(id) = meta.id() {
-            attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
+        if let Some(id) = meta.id_arc() {
+            attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.clone()));
         }
         let builder = SpanBuilder::from_name(kind.send.span_name.clone())
             .with_kind(SpanKind::Producer)

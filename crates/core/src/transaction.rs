@@ -32,8 +32,11 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::global::BoxedSpan;
+use opentelemetry::trace::{
+    Link, Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer,
+};
+use opentelemetry::{Context, ContextGuard, KeyValue};
 
 use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
@@ -64,11 +67,27 @@ const ABANDONED_MESSAGE: &str =
 /// ```
 #[must_use = "a transaction dropped without finishing is recorded as abandoned"]
 pub struct Transaction {
+    /// Boxed: the transaction travels inside the runner's future, which is
+    /// moved several times on the way to the executor; eight bytes move
+    /// cheaper than the state's five hundred.
+    s: Box<State>,
+}
+
+/// What a [`Transaction`] holds.
+struct State {
     monitor: JobMonitor,
     kind: Arc<JobKind>,
     meta: JobMeta,
     cx: Context,
     started: Instant,
+    /// Wall-clock time at start: the span's start time (`UNIX_EPOCH` when
+    /// nothing needed it, see `start`).
+    started_at: SystemTime,
+    /// Whether `cx` carries something of the transaction's own (its span,
+    /// the producer's baggage or parent, the progress state).
+    own_context: bool,
+    /// Whether the process span records (sampled in).
+    recording: bool,
     error: Option<ErrorRecord>,
     finished: bool,
     checkin: Option<CheckinRun>,
@@ -77,8 +96,8 @@ pub struct Transaction {
 impl std::fmt::Debug for Transaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transaction")
-            .field("meta", &self.meta)
-            .field("finished", &self.finished)
+            .field("meta", &self.s.meta)
+            .field("finished", &self.s.finished)
             .finish_non_exhaustive()
     }
 }
@@ -86,67 +105,51 @@ impl std::fmt::Debug for Transaction {
 impl Transaction {
     pub(crate) fn start(monitor: &JobMonitor, kind: Arc<JobKind>, meta: JobMeta) -> Self {
         let instruments = monitor.instruments();
-        let now = SystemTime::now();
+        // The wall clock (a clock read costs 30–40 ns here) only when
+        // something uses it: the span's start, the queue time, the run state.
+        let now = if monitor.inner.traces
+            || meta.enqueued_at().is_some()
+            || meta.scheduled_at().is_some()
+            || progress::wanted(monitor, &meta)
+        {
+            SystemTime::now()
+        } else {
+            UNIX_EPOCH
+        };
         let queue_time = meta.queue_time_at(now);
 
-        let mut attrs = Vec::with_capacity(kind.base.len() + 10);
-        attrs.extend(kind.base.iter().cloned());
-        attrs.push(KeyValue::new(
-            semconv::MESSAGING_OPERATION_NAME,
-            semconv::OPERATION_PROCESS,
-        ));
-        attrs.push(KeyValue::new(
-            semconv::MESSAGING_OPERATION_TYPE,
-            semconv::OPERATION_PROCESS,
-        ));
-        if let Some(id) = meta.id() {
-            attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
-        }
-        if let Some(consumer) = meta.consumer() {
-            attrs.push(KeyValue::new(
-                semconv::MESSAGING_CONSUMER_GROUP_NAME,
-                consumer.clone(),
-            ));
-        }
-        if let Some(attempt) = meta.attempt() {
-            attrs.push(KeyValue::new(semconv::JOB_ATTEMPT, i64::from(attempt)));
-        }
-        if let Some(max) = meta.max_attempts() {
-            attrs.push(KeyValue::new(semconv::JOB_MAX_ATTEMPTS, i64::from(max)));
-        }
-        if let Some(waited) = queue_time {
-            attrs.push(KeyValue::new(semconv::JOB_QUEUE_TIME, waited));
-        }
-        if let Some(at) = meta.scheduled_at().and_then(unix_seconds) {
-            attrs.push(KeyValue::new(semconv::JOB_SCHEDULED_AT, at));
-        }
-        if let Some(at) = meta.enqueued_at().and_then(unix_seconds) {
-            attrs.push(KeyValue::new(semconv::JOB_ENQUEUED_AT, at));
-        }
-        if let Some(priority) = meta.priority() {
-            attrs.push(KeyValue::new(semconv::JOB_PRIORITY, priority));
-        }
-        if let Some(args) = meta.args() {
-            attrs.push(KeyValue::new(semconv::JOB_ARGS, args.as_arc().clone()));
-        }
-
-        let mut builder = SpanBuilder::from_name(kind.span_name.clone())
-            .with_kind(SpanKind::Consumer)
-            .with_attributes(attrs);
-        let (parent, link) = propagation::parent_for(
+        let (parent, link, from_producer) = propagation::parent_for(
             monitor.propagation_for(meta.queue(), meta.name()),
             meta.creation_context(),
             meta.creation_baggage_context(),
         );
-        if let Some(creation) = link {
-            builder = builder.with_links(vec![Link::with_context(creation)]);
-        }
         if let Some(problem) = meta.propagation_problem() {
             monitor.count_invalid_context(&kind, problem);
         }
-        let span = instruments.tracer.build_with_context(builder, &parent);
+        // Whether the context differs from the one current now in a way the
+        // job's code must see (see `Transaction::attach`).
+        let mut own_context = monitor.inner.traces || from_producer;
+        let (cx, recording) = if monitor.inner.traces {
+            // The span starts at `now` and ends at `now` + the measured
+            // duration (see `complete_as`): the SDK reads no clock of its
+            // own, and the span lasts exactly what
+            // `messaging.process.duration` records.
+            let mut builder = SpanBuilder::from_name(kind.span_name.clone())
+                .with_kind(SpanKind::Consumer)
+                .with_start_time(now)
+                .with_attributes(start_attributes(&kind, &meta, queue_time));
+            if let Some(creation) = link {
+                builder = builder.with_links(vec![Link::with_context(creation)]);
+            }
+            let span = instruments.tracer.build_with_context(builder, &parent);
+            let recording = span.is_recording();
+            (with_span(&parent, span, recording), recording)
+        } else {
+            (without_span(parent), false)
+        };
         let started = Instant::now();
-        let cx = progress::begin(monitor, &kind, &meta, parent.with_span(span), started, now);
+        let cx = progress::begin(monitor, &kind, &meta, cx, started, now);
+        own_context = own_context || cx.get::<RunState>().is_some();
 
         kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
@@ -160,14 +163,19 @@ impl Transaction {
         }
 
         Self {
-            monitor: monitor.clone(),
-            kind,
-            meta,
-            cx,
-            started,
-            error: None,
-            finished: false,
-            checkin: None,
+            s: Box::new(State {
+                monitor: monitor.clone(),
+                kind,
+                meta,
+                cx,
+                started,
+                started_at: now,
+                own_context,
+                recording,
+                error: None,
+                finished: false,
+                checkin: None,
+            }),
         }
     }
 
@@ -175,28 +183,41 @@ impl Transaction {
     /// runs (`cx.attach()`, or `FutureExt::with_context` for futures) so the
     /// spans that code creates are children of the process span.
     pub fn context(&self) -> &Context {
-        &self.cx
+        &self.s.cx
+    }
+
+    /// Makes [`Transaction::context`] current until the guard is dropped,
+    /// when the job's code needs it: always when the monitor records spans
+    /// (the process span is then the parent of the job's spans), and with
+    /// [`traces(false)`](crate::JobMonitorBuilder::traces) only when the
+    /// context carries the producer's baggage or parent, or the job's
+    /// progress state. Otherwise it returns `None` and leaves the current
+    /// context alone — the job sees what it would see without the monitor —
+    /// at no cost. Runners attach it around each poll of the job.
+    #[must_use = "the context is current only while the guard lives"]
+    pub fn attach(&self) -> Option<ContextGuard> {
+        self.s.own_context.then(|| self.s.cx.clone().attach())
     }
 
     /// The job this transaction records.
     pub fn meta(&self) -> &JobMeta {
-        &self.meta
+        &self.s.meta
     }
 
     /// The classifier of the monitor that started this transaction.
     pub fn classifier(&self) -> &dyn crate::outcome::Classify {
-        self.monitor.classifier()
+        self.s.monitor.classifier()
     }
 
     /// Time since the transaction started.
     pub fn elapsed(&self) -> std::time::Duration {
-        self.started.elapsed()
+        self.s.started.elapsed()
     }
 
     /// Adds a span event to the process span (cheap when the span is not
     /// sampled).
     pub fn event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
-        self.cx.span().add_event(name, attributes);
+        self.s.cx.span().add_event(name, attributes);
     }
 
     /// Makes this attempt a check-in run of `check` (from
@@ -205,21 +226,21 @@ impl Transaction {
     /// `error` when the transaction finishes (see [`crate::checkin`]).
     /// A second call is ignored.
     pub fn checkin(&mut self, checkins: &Checkins, check: &Arc<Check>) {
-        if self.checkin.is_some() || self.finished {
+        if self.s.checkin.is_some() || self.s.finished {
             return;
         }
         let run = checkins.start_run(check);
-        self.cx.span().add_event(
+        self.s.cx.span().add_event(
             semconv::CHECKIN_EVENT,
             run.span_event_attributes(CheckinStatus::InProgress),
         );
-        self.checkin = Some(run);
+        self.s.checkin = Some(run);
     }
 
     /// The job's [progress] handle; `None` when the monitor
     /// was built with progress off and no observer.
     pub fn progress(&self) -> Option<Progress> {
-        Progress::from_context(&self.cx)
+        Progress::from_context(&self.s.cx)
     }
 
     /// Records that the runner paused the job: a `job.paused` span event
@@ -235,8 +256,8 @@ impl Transaction {
     }
 
     fn lifecycle_event(&self, span_event: &'static str, kind: EventKind) {
-        self.cx.span().add_event(span_event, Vec::new());
-        if let Some(run) = self.cx.get::<RunState>() {
+        self.s.cx.span().add_event(span_event, Vec::new());
+        if let Some(run) = self.s.cx.get::<RunState>() {
             run.notify(kind);
         }
     }
@@ -250,7 +271,7 @@ impl Transaction {
     /// Remembers `error` as the error the job failed with; used by
     /// [`finish`](Self::finish) with a `Failed` outcome.
     pub fn record_error(&mut self, error: ErrorRecord) {
-        self.error = Some(error);
+        self.s.error = Some(error);
     }
 
     /// Finishes the attempt as succeeded.
@@ -261,7 +282,7 @@ impl Transaction {
     /// Finishes the attempt as failed with `error`, classified by the
     /// monitor's classifier. Returns the outcome recorded.
     pub fn fail(self, error: &(dyn StdError + 'static)) -> Outcome {
-        let class = self.monitor.classifier().classify(error, &self.meta);
+        let class = self.s.monitor.classifier().classify(error, &self.s.meta);
         self.fail_with(ErrorRecord::from_error(error), class)
     }
 
@@ -269,20 +290,20 @@ impl Transaction {
     /// recorded and classified (for runners that unwrap their own error
     /// types first). Returns the outcome recorded.
     pub fn fail_with(mut self, record: ErrorRecord, class: ErrorClass) -> Outcome {
-        let report = self.monitor.classifier().report(class, &self.meta);
+        let report = self.s.monitor.classifier().report(class, &self.s.meta);
         let outcome = match class {
             ErrorClass::Ignore => Outcome::Ignored,
             ErrorClass::Retry => Outcome::Failed { retryable: true },
             ErrorClass::Fail => Outcome::Failed { retryable: false },
         };
-        self.error = Some(record);
+        self.s.error = Some(record);
         self.complete(outcome, report);
         outcome
     }
 
     /// Finishes the attempt as panicked with the panic's message.
     pub fn panicked(mut self, message: &str) {
-        self.error = Some(ErrorRecord::new(semconv::ERROR_TYPE_PANIC, message));
+        self.s.error = Some(ErrorRecord::new(semconv::ERROR_TYPE_PANIC, message));
         self.complete(Outcome::Panicked, true);
     }
 
@@ -298,15 +319,17 @@ impl Transaction {
     }
 
     fn complete_as(&mut self, outcome: Outcome, report: bool, event: EventKind) {
-        if self.finished {
+        if self.s.finished {
             return;
         }
-        self.finished = true;
-        let elapsed = self.started.elapsed().as_secs_f64();
+        self.s.finished = true;
+        let took = self.s.started.elapsed();
+        let elapsed = took.as_secs_f64();
         let error_type: Option<Cow<'static, str>> = match outcome {
             Outcome::Succeeded | Outcome::Ignored => None,
             Outcome::Failed { .. } => Some(
-                self.error
+                self.s
+                    .error
                     .as_ref()
                     .map(|e| e.error_type_cow().clone())
                     .unwrap_or(Cow::Borrowed(semconv::ERROR_TYPE_OTHER)),
@@ -315,14 +338,15 @@ impl Transaction {
             Outcome::Abandoned => Some(Cow::Borrowed(semconv::ERROR_TYPE_ABANDONED)),
         };
 
-        let span = self.cx.span();
-        if span.is_recording() {
+        let span = self.s.cx.span();
+        // Known at start: asking the span again would take its mutex.
+        if self.s.recording {
             span.set_attribute(KeyValue::new(semconv::JOB_OUTCOME, outcome.as_str()));
             if let Some(error_type) = &error_type {
                 span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
             }
             if report {
-                match (&self.error, outcome) {
+                match (&self.s.error, outcome) {
                     (_, Outcome::Abandoned) => span.set_status(Status::error(ABANDONED_MESSAGE)),
                     (Some(record), _) => {
                         span.set_status(Status::error(record.message().to_owned()));
@@ -336,7 +360,7 @@ impl Transaction {
                                 trace.to_owned(),
                             ));
                         }
-                        if let Some(run) = self.cx.get::<RunState>() {
+                        if let Some(run) = self.s.cx.get::<RunState>() {
                             run.error_context(&mut event);
                         }
                         span.add_event(semconv::EXCEPTION_EVENT, event);
@@ -345,23 +369,24 @@ impl Transaction {
                 }
             }
         }
-        if let Some(run) = self.checkin.take() {
+        if let Some(run) = self.s.checkin.take() {
             let (status, exit_status) = CheckinStatus::of_outcome(outcome);
             span.add_event(semconv::CHECKIN_EVENT, run.span_event_attributes(status));
             run.finish(status, exit_status);
         }
-        if let Some(run) = self.cx.get::<RunState>() {
-            run.finish(&self.cx, outcome, self.error.as_ref(), event);
+        if let Some(run) = self.s.cx.get::<RunState>() {
+            run.finish(&self.s.cx, outcome, self.s.error.as_ref(), event);
         }
-        span.end();
+        if self.s.recording {
+            span.end_with_timestamp(self.s.started_at + took);
+        }
 
-        let instruments = self.monitor.instruments();
-        let kind = &self.kind;
+        let instruments = self.s.monitor.instruments();
+        let kind = &self.s.kind;
         match error_type {
             None => kind.metrics.processed(instruments, &kind.base, elapsed),
             Some(error_type) => {
-                let mut attrs = Vec::with_capacity(kind.base.len() + 1);
-                attrs.extend(kind.base.iter().cloned());
+                let mut attrs = kind.names.base_attributes(1);
                 attrs.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
                 instruments.duration.record(elapsed, &attrs);
                 instruments.consumed.add(1, &attrs);
@@ -375,9 +400,80 @@ impl Transaction {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.s.finished {
             self.complete(Outcome::Abandoned, true);
         }
+    }
+}
+
+/// `parent` with `span` as its active span. A span that does not record
+/// (sampled out, or from a no-op tracer) only carries its span context: ending
+/// or dropping it does nothing, and every call on it is a no-op, so the
+/// context holds that span context alone (what children need to inherit the
+/// sampling decision), without the two boxes and the mutex the API wraps a
+/// live span in.
+fn with_span(parent: &Context, span: BoxedSpan, recording: bool) -> Context {
+    if recording {
+        parent.with_span(span)
+    } else {
+        parent.with_remote_span_context(span.span_context().clone())
+    }
+}
+
+/// The attributes the process span starts with (so samplers see them).
+fn start_attributes(kind: &JobKind, meta: &JobMeta, queue_time: Option<f64>) -> Vec<KeyValue> {
+    let mut attrs = kind.names.base_attributes(10);
+    attrs.push(KeyValue::new(
+        semconv::MESSAGING_OPERATION_NAME,
+        semconv::OPERATION_PROCESS,
+    ));
+    attrs.push(KeyValue::new(
+        semconv::MESSAGING_OPERATION_TYPE,
+        semconv::OPERATION_PROCESS,
+    ));
+    if let Some(id) = meta.id_arc() {
+        attrs.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.clone()));
+    }
+    if let Some(consumer) = meta.consumer() {
+        attrs.push(KeyValue::new(
+            semconv::MESSAGING_CONSUMER_GROUP_NAME,
+            consumer.clone(),
+        ));
+    }
+    if let Some(attempt) = meta.attempt() {
+        attrs.push(KeyValue::new(semconv::JOB_ATTEMPT, i64::from(attempt)));
+    }
+    if let Some(max) = meta.max_attempts() {
+        attrs.push(KeyValue::new(semconv::JOB_MAX_ATTEMPTS, i64::from(max)));
+    }
+    if let Some(waited) = queue_time {
+        attrs.push(KeyValue::new(semconv::JOB_QUEUE_TIME, waited));
+    }
+    if let Some(at) = meta.scheduled_at().and_then(unix_seconds) {
+        attrs.push(KeyValue::new(semconv::JOB_SCHEDULED_AT, at));
+    }
+    if let Some(at) = meta.enqueued_at().and_then(unix_seconds) {
+        attrs.push(KeyValue::new(semconv::JOB_ENQUEUED_AT, at));
+    }
+    if let Some(priority) = meta.priority() {
+        attrs.push(KeyValue::new(semconv::JOB_PRIORITY, priority));
+    }
+    if let Some(args) = meta.args() {
+        attrs.push(KeyValue::new(semconv::JOB_ARGS, args.as_arc().clone()));
+    }
+    attrs
+}
+
+/// `parent` for a monitor that records no spans: the job's own spans keep
+/// the parent they would have without the monitor, and nothing the
+/// transaction does to "its" span (attributes, events, end) can reach the
+/// parent's span, which is not its own.
+fn without_span(parent: Context) -> Context {
+    if parent.has_active_span() {
+        let span_context = parent.span().span_context().clone();
+        parent.with_remote_span_context(span_context)
+    } else {
+        parent
     }
 }
 
@@ -391,7 +487,9 @@ fn unix_seconds(at: SystemTime) -> Option<i64> {
 pub(crate) mod tests {
     use super::*;
     use crate::outcome::DefaultClassifier;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceFlags, TraceId, TraceState, TracerProvider as _,
+    };
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use std::time::Duration;
@@ -622,6 +720,118 @@ pub(crate) mod tests {
             }
             _ => panic!("not an i64 gauge"),
         }
+    }
+
+    /// Drops `process …` spans; any other span follows its parent's
+    /// decision and is sampled when it has none.
+    #[derive(Debug, Clone)]
+    struct DropProcessSpans;
+
+    impl opentelemetry_sdk::trace::ShouldSample for DropProcessSpans {
+        fn should_sample(
+            &self,
+            parent: Option<&Context>,
+            _trace_id: TraceId,
+            name: &str,
+            _kind: &SpanKind,
+            _attributes: &[KeyValue],
+            _links: &[Link],
+        ) -> opentelemetry_sdk::trace::SamplingResult {
+            use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult};
+            let parent = parent
+                .map(|cx| cx.span().span_context().clone())
+                .filter(SpanContext::is_valid);
+            let sampled = match parent {
+                _ if name.starts_with("process ") => false,
+                Some(parent) => parent.is_sampled(),
+                None => true,
+            };
+            SamplingResult {
+                decision: if sampled {
+                    SamplingDecision::RecordAndSample
+                } else {
+                    SamplingDecision::Drop
+                },
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_sampled_out_process_span_passes_its_decision_to_the_jobs_spans() {
+        let spans = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(DropProcessSpans)
+            .with_simple_exporter(spans.clone())
+            .build();
+        let monitor = JobMonitor::builder().tracer_provider(&provider).build();
+        let tx = monitor.start(meta(1, 1));
+        let process = tx.context().span().span_context().clone();
+        assert!(process.is_valid() && !process.is_sampled());
+        assert!(!tx.context().span().is_recording());
+        let tracer = provider.tracer("job-code");
+        let child = tracer.start_with_context("child", tx.context());
+        assert_eq!(child.span_context().trace_id(), process.trace_id());
+        assert!(!child.is_recording());
+        drop(child);
+        tx.succeed();
+        provider.force_flush().unwrap();
+        assert!(spans.get_finished_spans().unwrap().is_empty());
+    }
+
+    #[test]
+    fn without_traces_the_metrics_stay_and_the_callers_span_is_left_alone() {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let h = Harness::new();
+        let monitor = JobMonitor::builder()
+            .traces(false)
+            .tracer_provider(&h.tracer_provider)
+            .meter_provider(&h.meter_provider)
+            .build();
+        let tracer = h.tracer_provider.tracer("caller");
+        let caller = tracer.start("caller");
+        let caller_cx = Context::current_with_span(caller);
+        let tx = {
+            let _attached = caller_cx.clone().attach();
+            monitor.start(meta(1, 1))
+        };
+        let child = tracer.start_with_context("child", tx.context());
+        drop(child);
+        {
+            // Nothing of the transaction's own to make current: the job's
+            // code sees the context current where it runs, as without the
+            // monitor.
+            let _caller = caller_cx.clone().attach();
+            let attached = tx.attach();
+            assert!(attached.is_none());
+            assert!(Context::current().span().is_recording());
+        }
+        tx.panicked("boom");
+        caller_cx.span().end();
+        let spans = h.finished();
+        let names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["child", "caller"]);
+        let (child, caller) = (&spans[0], &spans[1]);
+        assert_eq!(child.parent_span_id, caller.span_context.span_id());
+        assert!(caller.attributes.is_empty() && caller.events.is_empty());
+        assert_eq!(caller.status, Status::Unset);
+
+        h.meter_provider.force_flush().unwrap();
+        let exported = h.metrics.get_finished_metrics().unwrap();
+        let consumed: u64 = exported
+            .iter()
+            .flat_map(|rm| rm.scope_metrics())
+            .flat_map(|sm| sm.metrics())
+            .filter(|m| m.name() == semconv::METRIC_CONSUMED_MESSAGES)
+            .map(|m| match m.data() {
+                AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                    sum.data_points().map(|p| p.value()).sum::<u64>()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(consumed, 1);
     }
 
     #[test]
