@@ -22,6 +22,9 @@
 //! runs one configuration once (`bare`, `full`, `metrics_only`, `no_traces`, `apalis`,
 //! `refusing`, `hanging`, `floor`, `floor_bound`) at concurrency 1: for counting
 //! instructions under callgrind (`scripts/bench-instructions`).
+//! `JOBSIGHT_BENCH_ISOLATE=0` runs the table's rounds in this process
+//! instead of one fresh process per measurement (the default, see
+//! `report::run_cell`).
 //! `JOBSIGHT_BENCH=allocs` prints the allocations-per-job table only
 //! (`JOBSIGHT_BENCH_JOBS` jobs a configuration, default 20000).
 
@@ -82,19 +85,12 @@ fn criterion_benches(criterion: &mut Criterion, bench: &Bench) {
 fn run_one(bench: &Bench) {
     let jobs = env_u64("JOBSIGHT_BENCH_JOBS", 1000);
     let name = std::env::var("JOBSIGHT_BENCH_CONFIG").unwrap_or_default();
-    let config = match name.as_str() {
-        "bare" => Config::Bare,
-        "full" => Config::Full,
-        "metrics_only" => Config::MetricsOnly,
-        "no_traces" => Config::NoTraces,
-        "apalis" => Config::Apalis,
-        "refusing" => Config::FullRefusing,
-        "hanging" => Config::FullHanging,
-        "floor" | "floor_bound" => {
-            bench.run_floor(jobs, name == "floor_bound");
-            return;
-        }
-        other => panic!("JOBSIGHT_BENCH_CONFIG: unknown configuration {other:?}"),
+    if name == "floor" || name == "floor_bound" {
+        bench.run_floor(jobs, name == "floor_bound");
+        return;
+    }
+    let Some(config) = Config::from_name(&name) else {
+        panic!("JOBSIGHT_BENCH_CONFIG: unknown configuration {name:?}");
     };
     let storage = bench.storage(jobs);
     bench.run(config, 1, storage, jobs);
@@ -104,6 +100,11 @@ fn main() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
     let which = std::env::var("JOBSIGHT_BENCH").unwrap_or_default();
     let bench = Bench::new();
+    if which == "cell" {
+        report::run_cell(&bench);
+        bench.release();
+        return;
+    }
     if which == "one" {
         run_one(&bench);
         bench.release();
@@ -129,6 +130,7 @@ fn main() {
                 rounds: env_u64("JOBSIGHT_BENCH_ROUNDS", 7) as usize,
                 alloc_jobs: 20_000,
                 memory_jobs: env_u64("JOBSIGHT_BENCH_MEMORY_JOBS", 1_000_000),
+                isolate: std::env::var("JOBSIGHT_BENCH_ISOLATE").map_or(true, |v| v != "0"),
             }
         } else {
             Params {
@@ -136,6 +138,7 @@ fn main() {
                 rounds: 1,
                 alloc_jobs: 200,
                 memory_jobs: 1_000,
+                isolate: false,
             }
         };
         let table = report::run(&bench, params);

@@ -18,6 +18,103 @@ pub struct Params {
     pub alloc_jobs: u64,
     /// Jobs in the memory check, run in ten chunks.
     pub memory_jobs: u64,
+    /// Each measurement of the table in a fresh process of this binary
+    /// (see [`run_cell`]) rather than in this one.
+    pub isolate: bool,
+}
+
+/// What one measurement in a child process reported.
+struct Cell {
+    ns_per_job: f64,
+    cpu_per_job: Option<f64>,
+    /// Jobs the child ran (warm-up included) and spans its pipeline
+    /// exported, for the configurations whose exports are counted.
+    spans: Option<(u64, u64)>,
+}
+
+/// The child's side: `JOBSIGHT_BENCH=cell` with `JOBSIGHT_BENCH_CONFIG`
+/// (a configuration's name, `floor` or `floor_bound`),
+/// `JOBSIGHT_BENCH_CONCURRENCY` and `JOBSIGHT_BENCH_JOBS`. Runs a warm-up of
+/// a fifth of the jobs (at most 20 000) in the same configuration, then the
+/// measured run, and prints one line for the parent. A fresh process per
+/// measurement is what a user runs — one configuration in a process — and
+/// keeps one configuration's heap (freed by its exporter threads) from
+/// weighing on the next one's allocations.
+pub fn run_cell(bench: &Bench) {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let jobs: u64 = var("JOBSIGHT_BENCH_JOBS").parse().unwrap_or(100_000);
+    let concurrency: usize = var("JOBSIGHT_BENCH_CONCURRENCY").parse().unwrap_or(1);
+    let name = var("JOBSIGHT_BENCH_CONFIG");
+    let warm = (jobs / 5).clamp(1, 20_000);
+    let (took, cpu, spans) = if name == "floor" || name == "floor_bound" {
+        let bound = name == "floor_bound";
+        bench.run_floor(warm, bound);
+        let before = thread_cpu_ns();
+        let took = bench.run_floor(jobs, bound);
+        (took, before.zip(thread_cpu_ns()), None)
+    } else {
+        let Some(config) = Config::from_name(&name) else {
+            panic!("JOBSIGHT_BENCH_CONFIG: unknown configuration {name:?}");
+        };
+        let storage = bench.storage(warm);
+        bench.run(config, concurrency, storage, warm);
+        let storage = bench.storage(jobs);
+        let before = thread_cpu_ns();
+        let took = bench.run(config, concurrency, storage, jobs);
+        let cpu = before.zip(thread_cpu_ns());
+        let spans = match config {
+            Config::Full | Config::Apalis => bench.pipeline(config).map(|pipeline| {
+                let _ = pipeline.tracer_provider.force_flush();
+                (warm + jobs, pipeline.stats.spans())
+            }),
+            _ => None,
+        };
+        (took, cpu, spans)
+    };
+    let cpu = cpu.map_or(-1.0, |(before, after)| {
+        after.saturating_sub(before) as f64 / jobs as f64
+    });
+    let (made, exported) = spans.unwrap_or((0, 0));
+    println!(
+        "jobsight-cell {} {cpu} {made} {exported}",
+        took.as_nanos() as f64 / jobs as f64
+    );
+}
+
+/// The parent's side of [`run_cell`].
+fn cell(name: &str, concurrency: usize, jobs: u64) -> Cell {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => panic!("the bench's own executable: {e}"),
+    };
+    let output = std::process::Command::new(exe)
+        .env("JOBSIGHT_BENCH", "cell")
+        .env("JOBSIGHT_BENCH_CONFIG", name)
+        .env("JOBSIGHT_BENCH_CONCURRENCY", concurrency.to_string())
+        .env("JOBSIGHT_BENCH_JOBS", jobs.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    let output = match output {
+        Ok(output) if output.status.success() => output,
+        Ok(output) => panic!("bench cell {name} c={concurrency}: {}", output.status),
+        Err(e) => panic!("bench cell {name} c={concurrency}: {e}"),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = text.lines().find_map(|l| l.strip_prefix("jobsight-cell ")) else {
+        panic!("bench cell {name} c={concurrency}: no result in {text:?}");
+    };
+    let fields: Vec<f64> = line
+        .split(' ')
+        .map(|f| f.parse().unwrap_or(f64::NAN))
+        .collect();
+    let [ns_per_job, cpu, made, exported] = fields[..] else {
+        panic!("bench cell {name} c={concurrency}: {line:?}");
+    };
+    Cell {
+        ns_per_job,
+        cpu_per_job: (cpu >= 0.0).then_some(cpu),
+        spans: (made > 0.0).then_some((made as u64, exported as u64)),
+    }
 }
 
 const CONCURRENCY: [usize; 2] = [1, 4];
@@ -87,6 +184,8 @@ pub fn run(bench: &Bench, p: Params) -> String {
     // concurrency), one value per round.
     let mut cpu: HashMap<(Config, usize), Vec<f64>> = HashMap::new();
     let mut runs: HashMap<Config, u64> = HashMap::new();
+    // Jobs run and spans exported in child processes, per configuration.
+    let mut child_spans: HashMap<Config, (u64, u64)> = HashMap::new();
     let rows: Vec<Row> = Config::ALL
         .iter()
         .map(|c| Row::Worker(*c))
@@ -109,6 +208,24 @@ pub fn run(bench: &Bench, p: Params) -> String {
         for &concurrency in &CONCURRENCY {
             for &row in &order {
                 let per_job = match row {
+                    Row::Worker(config) if p.isolate => {
+                        let result = cell(config.name(), concurrency, p.jobs);
+                        if let Some(cpu_per_job) = result.cpu_per_job {
+                            cpu.entry((config, concurrency))
+                                .or_default()
+                                .push(cpu_per_job);
+                        }
+                        if let Some((made, exported)) = result.spans {
+                            let entry = child_spans.entry(config).or_default();
+                            entry.0 += made;
+                            entry.1 += exported;
+                        }
+                        result.ns_per_job
+                    }
+                    Row::Floor { bound } if p.isolate && concurrency == CONCURRENCY[0] => {
+                        let name = if bound { "floor_bound" } else { "floor" };
+                        cell(name, concurrency, p.jobs).ns_per_job
+                    }
                     Row::Worker(config) => {
                         let storage = bench.storage(p.jobs);
                         let cpu_before = thread_cpu_ns();
@@ -162,9 +279,14 @@ pub fn run(bench: &Bench, p: Params) -> String {
     let _ = writeln!(
         out,
         "jobsight per-job cost: apalis 1.0 worker, in-memory backend, no-op job; {} jobs a run, \
-         median of {} interleaved rounds; {} CPUs\n",
+         median of {} interleaved rounds, {}; {} CPUs\n",
         p.jobs,
         p.rounds,
+        if p.isolate {
+            "each run in a fresh process after a warm-up"
+        } else {
+            "all in this process"
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     let _ = writeln!(
@@ -348,18 +470,27 @@ pub fn run(bench: &Bench, p: Params) -> String {
     // Memory over many jobs with the collector hanging (the span queue fills
     // and stays full), in ten chunks.
     let chunk = (p.memory_jobs / 10).max(1);
+    // One chunk first, not counted: the span queue fills and the allocator
+    // grows its arenas to their working size (in a fresh process this alone
+    // adds ~28 MB, then RSS stays put).
+    bench.run(Config::FullHanging, 1, bench.storage(chunk), chunk);
     let mut rss = Vec::new();
     for _ in 0..10 {
         let storage = bench.storage(chunk);
         bench.run(Config::FullHanging, 1, storage, chunk);
         rss.push(rss_bytes().unwrap_or(0));
+        eprintln!(
+            "jobsight bench: memory check, RSS after {} jobs: {:.1} MB",
+            chunk * rss.len() as u64,
+            mb(rss[rss.len() - 1])
+        );
     }
     let (first, last) = (rss[0], rss[rss.len() - 1]);
     let peak = rss.iter().copied().max().unwrap_or(0);
     let growth = last.saturating_sub(first);
     let _ = writeln!(
         out,
-        "| memory flat over {} jobs, collector hanging (RSS after the first and the last {} jobs; peak) | {:.1} → {:.1} MB (peak {:.1}) | | {} |\n",
+        "| memory flat over {} jobs, collector hanging (RSS after the first and the last {} jobs, after as many to warm up; peak) | {:.1} → {:.1} MB (peak {:.1}) | | {} |\n",
         chunk * 10,
         chunk,
         mb(first),
@@ -375,9 +506,12 @@ pub fn run(bench: &Bench, p: Params) -> String {
     for config in [Config::Full, Config::Apalis] {
         if let Some(pipeline) = bench.pipeline(config) {
             let _ = pipeline.tracer_provider.force_flush();
-            let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs;
-            let exported =
-                pipeline.stats.spans() - exported_before.get(&config).copied().unwrap_or(0);
+            let (child_made, child_exported) =
+                child_spans.get(&config).copied().unwrap_or_default();
+            let made = runs.get(&config).copied().unwrap_or(0) + p.alloc_jobs + child_made;
+            let exported = pipeline.stats.spans()
+                - exported_before.get(&config).copied().unwrap_or(0)
+                + child_exported;
             let _ = writeln!(
                 out,
                 "spans exported, {}: {} of {} ({:.2}% dropped)",

@@ -59,6 +59,24 @@ impl Config {
         Config::FullHanging,
     ];
 
+    /// The name `JOBSIGHT_BENCH_CONFIG` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Bare => "bare",
+            Config::Full => "full",
+            Config::MetricsOnly => "metrics_only",
+            Config::NoTraces => "no_traces",
+            Config::Apalis => "apalis",
+            Config::FullRefusing => "refusing",
+            Config::FullHanging => "hanging",
+        }
+    }
+
+    /// The configuration `name` stands for.
+    pub fn from_name(name: &str) -> Option<Config> {
+        Config::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The row label.
     pub fn label(self) -> &'static str {
         match self {
