@@ -27,7 +27,9 @@ pub(crate) struct Instruments {
     pub(crate) retries: Counter<u64>,
     pub(crate) overflow: Counter<u64>,
     /// Unique in the process: which monitor's instruments a job kind's
-    /// bound handles belong to (see `bound.rs`).
+    /// bound handles belong to (see `bound.rs`; read only with the
+    /// `bound-instruments` feature).
+    #[cfg_attr(not(feature = "bound-instruments"), allow(dead_code))]
     pub(crate) id: u64,
 }
 
