@@ -25,7 +25,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use e2e_util::numbered_jobs::{assert_results, expected, monitor_of, run_jobs};
-use e2e_util::{Log, unique, until_drops_received};
+use e2e_util::{Log, flush, unique, until_drops_received};
 use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, Protocol, Telemetry};
 use support::{Mode, Receiver, Signal, Transport, reserve_port};
@@ -94,15 +94,6 @@ async fn shut_down(telemetry: Telemetry) {
     })
     .await
     .expect("shutdown thread");
-}
-
-async fn flush(telemetry: Telemetry) -> Telemetry {
-    tokio::task::spawn_blocking(move || {
-        telemetry.force_flush().expect("flush");
-        telemetry
-    })
-    .await
-    .expect("flush thread")
 }
 
 // ---------------------------------------------------------------- faults

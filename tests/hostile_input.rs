@@ -27,7 +27,7 @@ use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
 use apalis_core::error::AbortError;
 use apalis_core::task::metadata::MetadataStore;
-use e2e_util::{brief, serial, unique};
+use e2e_util::{brief, flush, serial, unique};
 use jobsight_apalis::{JobPanicked, MonitorLayer};
 use jobsight_core::args::{MAX_KEY_LEN, TOO_DEEP, TRUNCATED_MARKER, UNSERIALIZABLE};
 use jobsight_core::error::{MAX_MESSAGE_LEN, MAX_STACKTRACE_LEN, MAX_TYPE_LEN};
@@ -560,15 +560,6 @@ async fn install_observed(
         })
         .build();
     (telemetry, monitor)
-}
-
-async fn flush(telemetry: Telemetry) -> Telemetry {
-    tokio::task::spawn_blocking(move || {
-        telemetry.force_flush().expect("flush");
-        telemetry
-    })
-    .await
-    .expect("flush thread")
 }
 
 async fn shutdown(telemetry: Telemetry) {

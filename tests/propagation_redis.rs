@@ -13,14 +13,13 @@
 mod e2e_util;
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_core::task::metadata::MetadataStore;
 use apalis_redis::{Config, RedisStorage};
-use e2e_util::{REDIS_ADDR, RedisKeys, unique};
+use e2e_util::{REDIS_ADDR, RedisKeys, example_command, example_path, unique};
 use jobsight::demo::BuildReport;
 use support::{Receiver, Span, SpanKind};
 
@@ -30,37 +29,12 @@ const WAIT: Duration = Duration::from_secs(5);
 const PRODUCER: &str = "jobsight-example-producer";
 const WORKER: &str = "jobsight-example-worker";
 
-/// The example binary `name`, which `cargo test` builds next to the tests.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    dir.join("examples").join(name)
-}
-
 /// Runs an example to completion with telemetry pointed at `rx`; panics
 /// with its output if it fails or runs past [`PROCESS_TIMEOUT`].
 async fn run_example(name: &str, args: &[&str], rx: &Receiver) -> Output {
-    let path = example(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples` first",
-        path.display()
-    );
-    let mut child = Command::new(&path)
+    let path = example_path(name);
+    let mut child = example_command(&path, &rx.endpoint())
         .args(args)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint())
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("REDIS_URL", format!("redis://{REDIS_ADDR}"))
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env_remove("OTEL_SDK_DISABLED")
-        .env_remove("OTEL_TRACES_SAMPLER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
     let deadline = Instant::now() + PROCESS_TIMEOUT;

@@ -28,15 +28,14 @@ mod e2e_util;
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
 use apalis_core::backend::BackendConfig;
 use apalis_core::task::task_id::GenerateId;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
-use e2e_util::{REDIS_ADDR, RedisKeys, brief, unique};
+use e2e_util::{REDIS_ADDR, RedisKeys, brief, example_command, example_path, unique};
 use jobsight::demo::BuildReport;
 use support::{Receiver, Span};
 
@@ -50,38 +49,12 @@ const JOBS: usize = 8;
 
 type RedisId = <RedisStorage<BuildReport> as BackendConfig>::Id;
 
-/// The example binary `name`, which `cargo test` builds next to the tests.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --example {name}` first",
-        path.display()
-    );
-    path
-}
-
 fn spawn_worker(rx: &Receiver, queue: &str, worker: &str, args: &[&str]) -> Child {
-    Command::new(example("worker"))
+    example_command(&example_path("worker"), &rx.endpoint())
         .args(["--queue", queue, "--worker", worker])
         .args(["--concurrency", &CONCURRENCY.to_string()])
         .args(["--timeout-secs", "60"])
         .args(args)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint())
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("REDIS_URL", format!("redis://{REDIS_ADDR}"))
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env_remove("OTEL_SDK_DISABLED")
-        .env_remove("OTEL_TRACES_SAMPLER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("start the example worker")
 }

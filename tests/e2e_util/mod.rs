@@ -12,10 +12,13 @@ use apalis::prelude::{Event, WorkerContext};
 
 use crate::support::{Attributes, MetricKind, MetricPoint, Span, Temporality};
 
+mod children;
 mod dropped_metric;
 mod log_capture;
 pub mod numbered_jobs;
 mod redis_keys;
+#[allow(unused_imports)] // only the binaries that run examples or flush telemetry
+pub use children::{example_command, example_path, flush};
 #[allow(unused_imports)] // only the binaries that check jobsight-otel's drops
 pub use dropped_metric::{DROPPED_METRIC, received_drop_count, until_drops_received};
 #[allow(unused_imports)] // only the binaries that capture jobsight-otel's reports
