@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod e2e_util;
+mod support;
+
 use apalis::prelude::*;
 use apalis_redis::{Config, RedisStorage};
 use jobsight_apalis::{QueueStatsHandle, RedisQueueStats};
@@ -17,6 +20,8 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use redis::aio::{ConnectionLike, ConnectionManager};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+
+use e2e_util::RedisKeys;
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 const WAIT: Duration = Duration::from_secs(15);
@@ -39,29 +44,6 @@ async fn connect(url: &str) -> ConnectionManager {
     ConnectionManager::new(client)
         .await
         .expect("Redis on 127.0.0.1:6379 (the tests need it; .ci/run starts one)")
-}
-
-/// Deletes every key of `queue` (test cleanup only; SCAN is fine here).
-async fn delete_queue(conn: &mut ConnectionManager, queue: &str) {
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{queue}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query_async(conn).await.unwrap();
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
 }
 
 /// Counts what reaches the connection: pipelines and single commands.
@@ -155,6 +137,8 @@ fn meter() -> (SdkMeterProvider, InMemoryMetricExporter) {
 async fn gauges_read_what_apalis_wrote_in_one_round_trip_per_poll() {
     let mut conn = connect(REDIS).await;
     let (emails, empty) = (unique("emails"), unique("empty"));
+    // Deleted when the test ends, passed or failed.
+    let _keys = (RedisKeys::new(&emails), RedisKeys::new(&empty));
 
     // Five jobs pushed by apalis itself (no worker takes them).
     let mut storage = RedisStorage::<Email>::new(conn.clone())
@@ -281,7 +265,6 @@ async fn gauges_read_what_apalis_wrote_in_one_round_trip_per_poll() {
         gauge_points(&exporter, semconv::METRIC_QUEUE_DEPTH).is_empty(),
         "a stopped poller reports nothing"
     );
-    delete_queue(&mut conn, &emails).await;
 }
 
 /// A TCP proxy to Redis that the test can cut and restore.
@@ -334,6 +317,7 @@ impl Proxy {
 async fn a_redis_outage_counts_errors_and_keeps_the_last_values() {
     let mut direct = connect(REDIS).await;
     let queue = unique("outage");
+    let _keys = RedisKeys::new(&queue);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -394,7 +378,6 @@ async fn a_redis_outage_counts_errors_and_keeps_the_last_values() {
     .await;
     drop(stats);
     proxy.cut().await;
-    delete_queue(&mut direct, &queue).await;
 }
 
 #[test]
