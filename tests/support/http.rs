@@ -16,6 +16,9 @@ use axum::extract::{DefaultBodyLimit, State as AxumState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -124,6 +127,23 @@ async fn metrics(
     }
 }
 
+async fn logs(
+    AxumState(state): AxumState<Arc<State>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode::<ExportLogsServiceRequest>(&headers, &body) {
+        Ok(req) => {
+            let mode = state.on_logs(req);
+            answer::<ExportLogsServiceResponse>(&state, Signal::Logs, mode).await
+        }
+        Err((status, msg)) => {
+            state.count_undecodable(Signal::Logs);
+            plain(status, msg)
+        }
+    }
+}
+
 /// Serves until `signal` resolves.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -133,6 +153,7 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics))
+        .route("/v1/logs", post(logs))
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app)

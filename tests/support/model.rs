@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -161,6 +162,68 @@ impl Span {
         self.end_time_unix_nano
             .saturating_sub(self.start_time_unix_nano)
     }
+}
+
+/// One log record with its resource and scope.
+#[derive(Clone, Debug)]
+pub struct LogRecord {
+    /// The body when it is text (other bodies: `None`).
+    pub body: Option<String>,
+    pub severity_number: i32,
+    pub severity_text: String,
+    pub event_name: String,
+    /// Lowercase hex; empty when the record has no trace context.
+    pub trace_id: String,
+    pub span_id: String,
+    pub flags: u32,
+    pub attributes: Attributes,
+    pub scope_name: String,
+    pub resource: Attributes,
+}
+
+impl LogRecord {
+    pub fn attr(&self, key: &str) -> Option<&Value> {
+        self.attributes.get(key)
+    }
+
+    pub fn str_attr(&self, key: &str) -> Option<&str> {
+        self.attr(key).and_then(Value::as_str)
+    }
+}
+
+pub fn flatten_logs(requests: &[ExportLogsServiceRequest]) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for req in requests {
+        for rl in &req.resource_logs {
+            let resource = resource_attributes(rl.resource.as_ref());
+            for sl in &rl.scope_logs {
+                let scope_name = sl
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                for r in &sl.log_records {
+                    let body = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                        Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    };
+                    out.push(LogRecord {
+                        body,
+                        severity_number: r.severity_number,
+                        severity_text: r.severity_text.clone(),
+                        event_name: r.event_name.clone(),
+                        trace_id: hex(&r.trace_id),
+                        span_id: hex(&r.span_id),
+                        flags: r.flags,
+                        attributes: attributes(&r.attributes),
+                        scope_name: scope_name.clone(),
+                        resource: resource.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 pub fn flatten_spans(requests: &[ExportTraceServiceRequest]) -> Vec<Span> {

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::model::{MetricPoint, Span, flatten_metrics, flatten_spans};
+use super::model::{LogRecord, MetricPoint, Span, flatten_logs, flatten_metrics, flatten_spans};
 
 /// Poll interval of the `wait_for_*` helpers.
 const POLL: Duration = Duration::from_millis(20);
@@ -24,6 +25,7 @@ pub enum Transport {
 pub enum Signal {
     Traces,
     Metrics,
+    Logs,
 }
 
 /// How the receiver answers an export request of one signal.
@@ -82,12 +84,16 @@ impl<T, F: Fn(&[T]) -> bool> Until<T> for F {
 struct Inner {
     traces: Vec<ExportTraceServiceRequest>,
     metrics: Vec<ExportMetricsServiceRequest>,
+    logs: Vec<ExportLogsServiceRequest>,
     trace_requests: usize,
     metric_requests: usize,
+    log_requests: usize,
     trace_mode: Mode,
     metric_mode: Mode,
+    log_mode: Mode,
     trace_answered: usize,
     metric_answered: usize,
+    log_answered: usize,
     /// Count accepted spans but do not keep the requests (long runs).
     discard_traces: bool,
     /// Spans in every accepted trace request, kept or not.
@@ -140,12 +146,23 @@ impl State {
         mode
     }
 
+    pub(crate) fn on_logs(&self, req: ExportLogsServiceRequest) -> Mode {
+        let mut g = self.lock();
+        g.log_requests += 1;
+        let mode = g.log_mode;
+        if keeps(mode) {
+            g.logs.push(req);
+        }
+        mode
+    }
+
     /// Counts a success answer about to be sent (after any delay).
     pub(crate) fn count_answered(&self, signal: Signal) {
         let mut g = self.lock();
         match signal {
             Signal::Traces => g.trace_answered += 1,
             Signal::Metrics => g.metric_answered += 1,
+            Signal::Logs => g.log_answered += 1,
         }
     }
 
@@ -155,6 +172,7 @@ impl State {
         match signal {
             Signal::Traces => g.trace_requests += 1,
             Signal::Metrics => g.metric_requests += 1,
+            Signal::Logs => g.log_requests += 1,
         }
     }
 }
@@ -251,6 +269,7 @@ impl Receiver {
         match signal {
             Signal::Traces => g.trace_answered,
             Signal::Metrics => g.metric_answered,
+            Signal::Logs => g.log_answered,
         }
     }
 
@@ -284,11 +303,20 @@ impl Receiver {
         }
     }
 
+    /// Like `traces_endpoint`, for logs (`{endpoint}/v1/logs` for HTTP).
+    pub fn logs_endpoint(&self) -> String {
+        match self.transport {
+            Transport::Grpc => self.endpoint(),
+            Transport::Http => format!("{}/v1/logs", self.endpoint()),
+        }
+    }
+
     pub fn set_mode(&self, signal: Signal, mode: Mode) {
         let mut g = self.state.lock();
         match signal {
             Signal::Traces => g.trace_mode = mode,
             Signal::Metrics => g.metric_mode = mode,
+            Signal::Logs => g.log_mode = mode,
         }
     }
 
@@ -297,6 +325,7 @@ impl Receiver {
         match signal {
             Signal::Traces => g.trace_mode,
             Signal::Metrics => g.metric_mode,
+            Signal::Logs => g.log_mode,
         }
     }
 
@@ -317,6 +346,7 @@ impl Receiver {
         match signal {
             Signal::Traces => g.trace_requests,
             Signal::Metrics => g.metric_requests,
+            Signal::Logs => g.log_requests,
         }
     }
 
@@ -376,8 +406,10 @@ impl Receiver {
         let mut g = self.state.lock();
         g.traces.clear();
         g.metrics.clear();
+        g.logs.clear();
         g.trace_requests = 0;
         g.metric_requests = 0;
+        g.log_requests = 0;
         g.accepted_spans = 0;
     }
 
@@ -426,6 +458,28 @@ impl Receiver {
             let points = self.metrics();
             if until.done(&points) || Instant::now() >= deadline {
                 return points;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Every log record kept so far, flattened, in arrival order.
+    pub fn logs(&self) -> Vec<LogRecord> {
+        flatten_logs(&self.state.lock().logs)
+    }
+
+    /// Polls until `until` holds for all log records seen so far or
+    /// `timeout` passes; returns the records either way.
+    pub async fn wait_for_logs(
+        &self,
+        until: impl Until<LogRecord>,
+        timeout: Duration,
+    ) -> Vec<LogRecord> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let logs = self.logs();
+            if until.done(&logs) || Instant::now() >= deadline {
+                return logs;
             }
             tokio::time::sleep(POLL).await;
         }
