@@ -59,9 +59,27 @@ async fn run_job(job: Job) -> Result<(), BoxDynError> {
         Job::Huge => {
             let long = "x".repeat(100_000);
             tracing::warn!(
-                f01 = 1, f02 = 2, f03 = 3, f04 = 4, f05 = 5, f06 = 6, f07 = 7, f08 = 8,
-                f09 = 9, f10 = 10, f11 = 11, f12 = 12, f13 = 13, f14 = 14, f15 = 15,
-                f16 = 16, f17 = 17, f18 = 18, f19 = 19, f20 = 20, big = long.as_str(),
+                f01 = 1,
+                f02 = 2,
+                f03 = 3,
+                f04 = 4,
+                f05 = 5,
+                f06 = 6,
+                f07 = 7,
+                f08 = 8,
+                f09 = 9,
+                f10 = 10,
+                f11 = 11,
+                f12 = 12,
+                f13 = 13,
+                f14 = 14,
+                f15 = 15,
+                f16 = 16,
+                f17 = 17,
+                f18 = 18,
+                f19 = 19,
+                f20 = 20,
+                big = long.as_str(),
                 "{long}"
             );
             Ok(())
@@ -101,7 +119,6 @@ impl log::Log for SwitchLogger {
 
     fn flush(&self) {}
 }
-
 
 fn install(endpoint: String, protocol: Protocol, service: &str) -> Telemetry {
     let telemetry = Builder::new()
@@ -177,6 +194,7 @@ fn job_span<'a>(spans: &'a [Span], id: &str) -> &'a Span {
         .unwrap_or_else(|| panic!("no span of job {id}"))
 }
 
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
 async fn logs_carry_the_job_and_its_span(transport: Transport) {
     let _lock = serial();
     let rx = Receiver::start(transport).await;
@@ -198,7 +216,12 @@ async fn logs_carry_the_job_and_its_span(transport: Transport) {
 
     let spans = rx
         .wait_for_spans(
-            |s: &[Span]| s.iter().filter(|s| s.name == format!("process {queue}")).count() >= 4,
+            |s: &[Span]| {
+                s.iter()
+                    .filter(|s| s.name == format!("process {queue}"))
+                    .count()
+                    >= 4
+            },
             WAIT,
         )
         .await;
@@ -232,7 +255,10 @@ async fn logs_carry_the_job_and_its_span(transport: Transport) {
     assert_eq!(welcome.severity_number, 9);
     assert_eq!(welcome.str_attr("job.name"), span.attr_str("job.name"));
     assert_eq!(welcome.str_attr("messaging.system"), Some("apalis"));
-    assert_eq!(welcome.attr("job.attempt").and_then(|v| v.as_i64()), Some(1));
+    assert_eq!(
+        welcome.attr("job.attempt").and_then(|v| v.as_i64()),
+        Some(1)
+    );
     assert_eq!(welcome.str_attr("user"), Some("ada"));
     assert_eq!(welcome.attr("retries").and_then(|v| v.as_i64()), Some(2));
     assert!(
@@ -257,7 +283,11 @@ async fn logs_carry_the_job_and_its_span(transport: Transport) {
     // The per-job cap: CAP records of the chatty job, the rest counted.
     let chatty: Vec<_> = ours
         .iter()
-        .filter(|r| r.body.as_deref().is_some_and(|b| b.starts_with("chatty line")))
+        .filter(|r| {
+            r.body
+                .as_deref()
+                .is_some_and(|b| b.starts_with("chatty line"))
+        })
         .collect();
     assert_eq!(chatty.len(), CAP as usize, "{chatty:#?}");
     let chatty_id = chatty[0].str_attr("messaging.message.id").unwrap();
@@ -282,7 +312,11 @@ async fn logs_carry_the_job_and_its_span(transport: Transport) {
     let body = huge.body.as_deref().unwrap();
     assert!(body.len() <= BODY_LIMIT, "{}", body.len());
     assert!(body.ends_with("…[cut]"));
-    let fields = huge.attributes.keys().filter(|k| k.starts_with('f')).count();
+    let fields = huge
+        .attributes
+        .keys()
+        .filter(|k| k.starts_with('f'))
+        .count();
     assert_eq!(fields, 10, "{huge:#?}");
     assert_eq!(
         huge.attr("jobsight.logs.dropped_attributes")
@@ -318,6 +352,7 @@ async fn logs_carry_the_job_and_its_span_over_http() {
 }
 
 #[tokio::test]
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
 async fn a_sampled_out_jobs_logs_carry_its_trace_id() {
     let _lock = serial();
     let rx = Receiver::grpc().await;
@@ -330,7 +365,13 @@ async fn a_sampled_out_jobs_logs_carry_its_trace_id() {
         .tracer_provider(&never)
         .meter_provider(telemetry.meter_provider().unwrap())
         .build();
-    run_worker(&telemetry, monitor, &queue, vec![Job::Welcome, Job::Welcome]).await;
+    run_worker(
+        &telemetry,
+        monitor,
+        &queue,
+        vec![Job::Welcome, Job::Welcome],
+    )
+    .await;
     shutdown(telemetry).await;
     let logs = rx
         .wait_for_logs(|l: &[LogRecord]| of_queue(l, &queue).len() >= 4, WAIT)
@@ -346,10 +387,15 @@ async fn a_sampled_out_jobs_logs_carry_its_trace_id() {
     traces.sort();
     traces.dedup();
     assert_eq!(traces.len(), 2, "one trace per job: {ours:#?}");
-    assert!(rx.spans().iter().all(|s| s.name != format!("process {queue}")));
+    assert!(
+        rx.spans()
+            .iter()
+            .all(|s| s.name != format!("process {queue}"))
+    );
 }
 
 #[tokio::test]
+#[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
 async fn with_the_collector_down_logs_are_dropped_and_counted_and_jobs_run() {
     let _lock = serial();
     let port = support::reserve_port();

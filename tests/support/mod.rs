@@ -22,7 +22,7 @@ pub mod model;
 pub mod receiver;
 
 pub use model::{
-    Attributes, Event, Link, LogRecord, MetricKind, MetricPoint, Span, SpanKind, StatusCode, Temporality,
-    Value,
+    Attributes, Event, Link, LogRecord, MetricKind, MetricPoint, Span, SpanKind, StatusCode,
+    Temporality, Value,
 };
 pub use receiver::{Mode, Receiver, Signal, Transport, Until, grpc_code_for, reserve_port};

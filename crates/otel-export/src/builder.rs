@@ -13,8 +13,8 @@ use crate::config::EnvConfig;
 use crate::dropped::DropCounter;
 use crate::export_failures::FailureCounter;
 use crate::export_target::ExportTarget;
-use crate::guard::Active;
 use crate::failure_log::{ExceptionRecords, FailureSinks, LastErrors};
+use crate::guard::Active;
 use crate::guard::LogBridgeSettings;
 use crate::log_filter::LogFilter;
 use crate::log_limits::{
@@ -23,10 +23,10 @@ use crate::log_limits::{
 };
 use crate::log_queue::DEFAULT_MAX_LOG_RECORDS_PER_JOB;
 use crate::providers::{BatchOverrides, LogSettings, Plan};
-use jobsight_core::job_logs::ExceptionEvents;
 use crate::reports::Reports;
 use crate::summary::{Summary, SummaryReader};
 use crate::{Error, Protocol, Signal, Telemetry, endpoint, resource};
+use jobsight_core::job_logs::ExceptionEvents;
 
 /// The default [`Builder::shutdown_timeout`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -412,7 +412,11 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "team", "key=value"),
             ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),
             ("OTEL_LOGS_EXPORTER", "console", "`otlp`, `none`"),
-            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4318", "http://"),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "collector:4318",
+                "http://",
+            ),
             ("OTEL_BLRP_MAX_QUEUE_SIZE", "0", "whole number"),
             ("OTEL_BLRP_SCHEDULE_DELAY", "1s", "milliseconds"),
             ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "-3", "whole number"),

@@ -115,7 +115,11 @@ fn rows() -> Vec<Row> {
             "sometimes",
             &["accepted values: `always_on`", "`parentbased_traceidratio`"],
         ),
-        row(LOGS_EXPORTER_VAR, "console", &["accepted values: `otlp`, `none`"]),
+        row(
+            LOGS_EXPORTER_VAR,
+            "console",
+            &["accepted values: `otlp`, `none`"],
+        ),
         row(BLRP_MAX_QUEUE_SIZE_VAR, "0", COUNT),
         row(BLRP_SCHEDULE_DELAY_VAR, "1s", MILLIS),
         row(BLRP_MAX_EXPORT_BATCH_SIZE_VAR, "half", COUNT),
@@ -174,7 +178,11 @@ fn rows() -> Vec<Row> {
             "gzip",
             &["accepted values: `none`"],
         ),
-        row("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "no", &["`true`, `false`"]),
+        row(
+            "OTEL_EXPORTER_OTLP_LOGS_INSECURE",
+            "no",
+            &["`true`, `false`"],
+        ),
     ]);
     for vars in [
         GENERIC_VARS,

@@ -284,11 +284,9 @@ pub use dropped::{DropCounts, DropReason, Dropped};
 pub use error::Error;
 pub use export_failures::ExportFailures;
 pub use guard::Telemetry;
+pub use jobsight_core::job_logs::ExceptionEvents;
 #[cfg(feature = "log")]
 pub use log_bridge::LogBridge;
-#[cfg(feature = "tracing")]
-pub use tracing_logs::{LOGS_SCOPE_NAME, TracingLogLayer};
-pub use jobsight_core::job_logs::ExceptionEvents;
 pub use log_limits::{
     DEFAULT_LOG_ATTRIBUTE_COUNT_LIMIT, DEFAULT_LOG_ATTRIBUTE_VALUE_LIMIT, DEFAULT_LOG_BODY_LIMIT,
 };
@@ -302,6 +300,8 @@ pub use providers::{
     DEFAULT_SPAN_SCHEDULE_DELAY,
 };
 pub use signal::Signal;
+#[cfg(feature = "tracing")]
+pub use tracing_logs::{LOGS_SCOPE_NAME, TracingLogLayer};
 
 /// Installs telemetry configured from the `OTEL_*` environment:
 /// `Builder::default().install()`.

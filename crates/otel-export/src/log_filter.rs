@@ -178,7 +178,12 @@ mod tests {
     #[test]
     fn the_export_pipeline_is_never_enabled() {
         let filter = LogFilter::parse("trace,h2=trace,tonic=trace").unwrap();
-        for target in ["h2::codec", "tonic::transport", "hyper_util::client", "reqwest"] {
+        for target in [
+            "h2::codec",
+            "tonic::transport",
+            "hyper_util::client",
+            "reqwest",
+        ] {
             assert!(!filter.enabled(target, Level::Error), "{target}");
         }
         assert!(filter.enabled("h2o", Level::Trace));

@@ -8,10 +8,10 @@ use std::time::Duration;
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::logs::{
     BatchConfigBuilder as LogBatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider,
 };
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 
 use crate::config::EnvConfig;
@@ -241,7 +241,9 @@ impl Plan<'_> {
                 let config = LogBatchConfigBuilder::default()
                     .with_max_queue_size(queue_size)
                     .with_max_export_batch_size(
-                        batch.max_export_batch_size.unwrap_or(DEFAULT_LOG_BATCH_SIZE),
+                        batch
+                            .max_export_batch_size
+                            .unwrap_or(DEFAULT_LOG_BATCH_SIZE),
                     )
                     .with_scheduled_delay(
                         batch.schedule_delay.unwrap_or(DEFAULT_LOG_SCHEDULE_DELAY),

@@ -113,7 +113,8 @@ impl Visit for FieldVisitor<'_, '_> {
         if field.name() == "message" {
             self.0.body(format!("{value:?}"));
         } else {
-            self.0.debug_attribute(Key::from_static_str(field.name()), value);
+            self.0
+                .debug_attribute(Key::from_static_str(field.name()), value);
         }
     }
 
