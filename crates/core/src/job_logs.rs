@@ -31,7 +31,7 @@ use opentelemetry::{Context, KeyValue};
 
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
-use crate::monitor::KindNames;
+use crate::kinds::KindNames;
 use crate::semconv;
 
 static SCOPE_ON: AtomicBool = AtomicBool::new(false);
