@@ -540,16 +540,16 @@ fn valid_monitor_config(config: &serde_json::Value) -> Result<(), String> {
         }
     }
     for key in ["failure_issue_threshold", "recovery_threshold"] {
-        if let Some(v) = obj.get(key) {
-            if v.as_u64().is_none_or(|n| n < 1) {
-                return Err(format!("{key}"));
-            }
+        if let Some(v) = obj.get(key)
+            && v.as_u64().is_none_or(|n| n < 1)
+        {
+            return Err(key.to_owned());
         }
     }
-    if let Some(tz) = obj.get("timezone") {
-        if tz.as_str().is_none_or(|t| t.is_empty()) {
-            return Err("timezone".into());
-        }
+    if let Some(tz) = obj.get("timezone")
+        && tz.as_str().is_none_or(|t| t.is_empty())
+    {
+        return Err("timezone".into());
     }
     for key in obj.keys() {
         if ![
