@@ -370,8 +370,15 @@ async fn healthchecks_our_own_body_limit_applies_before_any_answer() {
         .base_url(&base)
         .body_limit(100);
     let sink = PingSink::spawn(format, quick()).unwrap();
-    runs(&sink, &[CheckinPolicy::job("nightly")], &"y".repeat(10_000)).await;
-    assert!(server.seen.lock().unwrap()[3].body.len() <= 100);
+    runs(
+        &sink,
+        &[CheckinPolicy::job("nightly")],
+        &format!("{}z", "y".repeat(10_000)),
+    )
+    .await;
+    let body = server.seen.lock().unwrap()[3].body.clone();
+    assert!((90..=100).contains(&body.len()), "{}", body.len());
+    assert!(body.ends_with(b"yyz"));
 }
 
 /// Ends runs of `nightly` with the given statuses and exit statuses.
