@@ -812,7 +812,7 @@ async fn a_job_faster_than_the_rate_limit_is_coalesced_keeping_the_failure() {
         healthchecks(seen, world)
     };
     let (server, base) = serve(hc_world(&[("fast", false)]), limited).await;
-    let format = Healthchecks::slugs("pk-123").base_url(&base);
+    let format = Healthchecks::slugs("pk-123").base_url(&base).per_minute(5);
     let sink = PingSink::spawn(format, quick().coalesce(true)).unwrap();
     let checkins = Checkins::new()
         .policy(CheckinPolicy::job("fast"))
