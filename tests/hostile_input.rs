@@ -534,7 +534,7 @@ async fn install_observed(
     rx: &Receiver,
     observed: Arc<Mutex<Observed>>,
 ) -> (Telemetry, JobMonitor) {
-    let telemetry = telemetry_to(&rx, &unique("hostile"));
+    let telemetry = telemetry_to(rx, &unique("hostile"));
     let monitor = monitor_builder_of(&telemetry)
         .observer(move |event: &jobsight_core::Event| {
             let mut o = observed.lock().unwrap_or_else(|e| e.into_inner());
