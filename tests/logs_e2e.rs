@@ -4,20 +4,18 @@
 //! `Telemetry::log_bridge`, exported over OTLP/gRPC and OTLP/HTTP to the
 //! in-process receiver. Every assertion reads what crossed the wire.
 
-mod e2e_util;
-mod support;
-
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
-use e2e_util::{serial, stop_after, unique};
 use jobsight_apalis::MonitorLayer;
 use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, ExceptionEvents, LogBridge, Protocol, Telemetry};
+use jobsight_testkit::jobs::stop_after;
+use jobsight_testkit::otlp::{LogRecord, Receiver, Span, Transport, reserve_port};
+use jobsight_testkit::{serial, unique};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use support::{LogRecord, Receiver, Span, Transport};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -398,7 +396,7 @@ async fn a_sampled_out_jobs_logs_carry_its_trace_id() {
 #[allow(clippy::await_holding_lock)] // serializes the tests that install global telemetry
 async fn with_the_collector_down_logs_are_dropped_and_counted_and_jobs_run() {
     let _lock = serial();
-    let port = support::reserve_port();
+    let port = reserve_port();
     let queue = unique("logs-down");
     let telemetry = install(
         format!("http://127.0.0.1:{port}"),

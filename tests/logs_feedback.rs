@@ -7,12 +7,10 @@
 //!
 //! One test in its own binary: the global subscriber is set once.
 
-mod support;
-
 use std::time::Duration;
 
 use jobsight_otel::{Builder, Protocol};
-use support::{LogRecord, Receiver};
+use jobsight_testkit::otlp::{LogRecord, Receiver};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 

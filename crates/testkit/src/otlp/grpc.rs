@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use super::receiver::{Mode, Signal, State, grpc_code_for};
+use super::receiver::{Mode, Signal, State, TlsConfig, grpc_code_for};
 
 #[derive(Clone)]
 struct Svc {
@@ -93,10 +93,20 @@ impl LogsService for Svc {
 pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<State>,
+    tls: Option<TlsConfig>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) {
     let svc = Svc { state };
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(crate::tls::tonic_config(tls.require_client_certificate))
+            .unwrap_or_else(|e| panic!("the receiver's TLS settings: {e}"));
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = tls;
+    let result = server
         .add_service(TraceServiceServer::new(svc.clone()))
         .add_service(MetricsServiceServer::new(svc.clone()))
         .add_service(LogsServiceServer::new(svc))
