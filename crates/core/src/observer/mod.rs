@@ -16,12 +16,12 @@
 //! | `Cancelled` | [`Transaction::cancelled`](crate::Transaction::cancelled), for runners that cancel jobs (recorded as `abandoned` on the span) |
 //! | `Missed`, `Stuck` | [`Observers::checkin_incident`], called by the check-in watchdog (`jobsight-checkin`) once per incident across a fleet; `job` names the check-in monitor, `run_id` and `started_at` are the stuck run's |
 //!
-//! Each [`Event`] carries the job's [`JobMeta`] (system, queue, name, id,
+//! Each [`Event`] carries the job's [`JobMeta`](crate::JobMeta) (system, queue, name, id,
 //! attempt, max attempts, masked arguments and metadata when captured,
 //! enqueue and run-at times), a run id, the start and end times, the time
 //! running, the outcome, the progress (ticks, total, estimated time to
 //! completion, element being processed) and, for errors, the
-//! [`ErrorRecord`] (type, message, backtrace when the runner has one).
+//! [`ErrorRecord`](crate::ErrorRecord) (type, message, backtrace when the runner has one).
 //!
 //! # Off the job's path
 //! Every observer gets a bounded queue ([`ObserverOptions::queue_capacity`],
