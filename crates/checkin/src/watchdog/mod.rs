@@ -338,6 +338,7 @@ impl WatchdogBuilder {
 fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(semconv::SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(semconv::SCHEMA_URL)
         .build()
 }
 
