@@ -92,7 +92,7 @@ pub mod transaction;
 pub use error::ErrorRecord;
 pub use job::{JobMeta, JobMetaBuilder};
 pub use kinds::MAX_NAME_LEN;
-pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
+pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder, default_monitor, set_default_monitor};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
 pub use propagation::{Propagated, Propagation, PropagationProblem};
 pub use send::SendTransaction;
