@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jobsight_core::monitor::{DEFAULT_MAX_KINDS, OVERFLOW_NAME};
+use jobsight_core::kinds::{DEFAULT_MAX_KINDS, OVERFLOW_NAME};
 use jobsight_core::{JobMeta, JobMonitor, semconv};
 use opentelemetry::trace::noop::NoopTracerProvider;
 use support::Receiver;
