@@ -24,7 +24,8 @@ use opentelemetry::trace::{Span as _, SpanId, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{
-    InMemoryMetricExporter, InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider, Temporality,
+    InMemoryMetricExporter, InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider,
+    Temporality,
 };
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
@@ -273,9 +274,9 @@ impl Run {
             S::JobName => b.job_name(NAME.to_string()),
             S::MaxAttempts => b.max_attempts(3),
             S::Retries => b.retries(1),
-            S::Checkin => b.checkin(
-                CheckinPolicy::job(self.name()).monitor_name(self.checkin_monitor()),
-            ),
+            S::Checkin => {
+                b.checkin(CheckinPolicy::job(self.name()).monitor_name(self.checkin_monitor()))
+            }
             S::Checkins => {
                 let events = Arc::clone(&self.checkin_events);
                 b.checkins(
@@ -360,10 +361,7 @@ where
     // With `retries` only the worker can build the layer; otherwise build
     // it on its own, so that its monitor can be asked.
     if run.has(S::Retries) {
-        let worker = worker
-            .monitor(builder)?
-            .on_event(stop_after(3))
-            .build(job);
+        let worker = worker.monitor(builder)?.on_event(stop_after(3)).build(job);
         finish(worker.run()).await;
         Ok((producers, None))
     } else {
@@ -432,7 +430,12 @@ async fn execute(run: &Run, order: &[S]) -> Result<Evidence, Error> {
     };
     let (l_spans, l_metrics) = run.local.take();
     let (v_spans, v_metrics) = run.given.take();
-    let process = |spans: &[SpanData]| spans.iter().filter(|s| s.name.starts_with("process ")).count();
+    let process = |spans: &[SpanData]| {
+        spans
+            .iter()
+            .filter(|s| s.name.starts_with("process "))
+            .count()
+    };
     let process_in = [process(&g_spans), process(&l_spans), process(&v_spans)];
     let (metrics, others) = if run.has(S::Monitor) {
         (v_metrics, [g_metrics, l_metrics])
@@ -588,13 +591,19 @@ fn check(s: S, run: &Run, e: &Evidence) {
     match s {
         S::Monitor => {
             assert!(e.process_in[2] > 0 || !traces, "spans in the given monitor");
-            assert!(!e.stray_metrics, "metrics only in the given monitor's meter");
+            assert!(
+                !e.stray_metrics,
+                "metrics only in the given monitor's meter"
+            );
             assert!(!e.metrics.is_empty());
         }
         S::Classifier => {
             let outcomes = e.outcomes();
             assert!(outcomes.contains("ignored"), "{outcomes:?}");
-            assert!(!outcomes.contains("failed") && !outcomes.contains("retried"), "{outcomes:?}");
+            assert!(
+                !outcomes.contains("failed") && !outcomes.contains("retried"),
+                "{outcomes:?}"
+            );
         }
         S::Propagation => {
             if traces && !run.has(S::PropagationForJob) {
@@ -604,29 +613,50 @@ fn check(s: S, run: &Run, e: &Evidence) {
                 }
                 assert!(!e.process_spans(queue).is_empty());
             } else {
-                assert_eq!(e.resolver().propagation_for("elsewhere", "nobody"), Propagation::None);
+                assert_eq!(
+                    e.resolver().propagation_for("elsewhere", "nobody"),
+                    Propagation::None
+                );
             }
         }
         S::PropagationForQueue => {
             if run.has(S::PropagationForJob) {
-                assert_eq!(e.resolver().propagation_for(OTHER_QUEUE, "nobody"), Propagation::Child);
+                assert_eq!(
+                    e.resolver().propagation_for(OTHER_QUEUE, "nobody"),
+                    Propagation::Child
+                );
             } else {
-                assert!(e.is_child(run, 2, OTHER_QUEUE), "task 2 on {OTHER_QUEUE} is a child");
+                assert!(
+                    e.is_child(run, 2, OTHER_QUEUE),
+                    "task 2 on {OTHER_QUEUE} is a child"
+                );
             }
         }
         S::PropagationForJob => {
-            assert!(e.is_child(run, 1, queue), "task 1 is a child by its job name");
+            assert!(
+                e.is_child(run, 1, queue),
+                "task 1 is a child by its job name"
+            );
         }
         S::TracerProvider => {
             assert_eq!(e.process_in[0], 0, "no process span on the global provider");
-            assert!(e.process_in[1] > 0 || !traces, "process spans on the given provider");
+            assert!(
+                e.process_in[1] > 0 || !traces,
+                "process spans on the given provider"
+            );
         }
         S::MeterProvider => {
-            assert!(!e.stray_metrics, "job metrics only on the given meter provider");
+            assert!(
+                !e.stray_metrics,
+                "job metrics only on the given meter provider"
+            );
             assert!(!e.metrics.is_empty());
         }
         S::Observer => {
-            let started = observed.iter().filter(|ev| ev.kind == EventKind::Started).count();
+            let started = observed
+                .iter()
+                .filter(|ev| ev.kind == EventKind::Started)
+                .count();
             assert!(started >= 3, "observer saw {started} starts");
         }
         S::Progress => assert!(e.progress_seen, "the job had a progress handle"),
@@ -642,7 +672,10 @@ fn check(s: S, run: &Run, e: &Evidence) {
                     .iter()
                     .filter(|ev| ev.kind == EventKind::Progressed)
                     .count();
-                assert!(in_spans + in_events >= 3, "unthrottled progress: {in_spans} + {in_events}");
+                assert!(
+                    in_spans + in_events >= 3,
+                    "unthrottled progress: {in_spans} + {in_events}"
+                );
             }
             // Progress off: the throttle has nothing to act on.
         }
@@ -691,10 +724,11 @@ fn check(s: S, run: &Run, e: &Evidence) {
             }
         }
         S::Retries => {
-            let runs: u64 = counter_by(&e.metrics, "messaging.client.consumed.messages", "job.name")
-                .iter()
-                .map(|(_, n)| n)
-                .sum();
+            let runs: u64 =
+                counter_by(&e.metrics, "messaging.client.consumed.messages", "job.name")
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum();
             assert_eq!(runs, 5, "tasks 1 and 2 run twice, task 3 once");
         }
         S::Checkin => {
@@ -703,7 +737,11 @@ fn check(s: S, run: &Run, e: &Evidence) {
         }
         S::Checkins => {
             let events = run.checkin_events.lock().unwrap();
-            assert!(events.len() >= 6, "in_progress and an end for 3 runs: {}", events.len());
+            assert!(
+                events.len() >= 6,
+                "in_progress and an end for 3 runs: {}",
+                events.len()
+            );
         }
         S::RecordArgs => {
             if traces {
@@ -713,7 +751,11 @@ fn check(s: S, run: &Run, e: &Evidence) {
                     assert_eq!(attr(s, "job.args").as_deref(), Some("1"));
                 }
             } else if run.has(S::Observer) {
-                assert!(observed.iter().any(|ev| ev.job.args().map(|a| a.as_str()) == Some("1")));
+                assert!(
+                    observed
+                        .iter()
+                        .any(|ev| ev.job.args().map(|a| a.as_str()) == Some("1"))
+                );
             }
             // Neither spans nor observers: arguments have nowhere to go.
         }
@@ -759,9 +801,10 @@ async fn every_pair_of_settings_keeps_both_in_either_order() {
                     (None, Err(error)) => panic!("{order:?}: refused: {error}"),
                     (None, Ok(evidence)) => {
                         for s in order {
-                            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                                || check(s, &run, &evidence),
-                            ));
+                            let checked =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    check(s, &run, &evidence)
+                                }));
                             if checked.is_err() {
                                 panic!("{order:?}: {s:?} did not take effect");
                             }
@@ -852,7 +895,13 @@ async fn send_pair(index: usize, order: [P; 2]) -> Result<(), Error> {
         if let Some(queue) = queue {
             builder = builder.queue(queue.into());
         }
-        service.ready().await.unwrap().call(builder.build()).await.unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(builder.build())
+            .await
+            .unwrap();
     }
     assert!(layer.monitor().flush_observers(Duration::from_secs(5)));
     let monitor_settings = order.iter().any(|p| p.monitor_setting().is_some());
@@ -863,7 +912,11 @@ async fn send_pair(index: usize, order: [P; 2]) -> Result<(), Error> {
     let (spans, metrics, stray) = if has(P::Monitor) {
         (v_spans, v_metrics, [d_metrics, g_metrics, l_metrics])
     } else if has(P::MeterProvider) || has(P::TracerProvider) {
-        let spans = if has(P::TracerProvider) { l_spans } else { g_spans };
+        let spans = if has(P::TracerProvider) {
+            l_spans
+        } else {
+            g_spans
+        };
         let (metrics, stray) = if has(P::MeterProvider) {
             (l_metrics, [d_metrics, g_metrics, v_metrics])
         } else {
@@ -875,7 +928,10 @@ async fn send_pair(index: usize, order: [P; 2]) -> Result<(), Error> {
     } else {
         (d_spans, d_metrics, [g_metrics, l_metrics, v_metrics])
     };
-    let sends: Vec<&SpanData> = spans.iter().filter(|s| s.name.starts_with("send ")).collect();
+    let sends: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("send "))
+        .collect();
     let sent = |key: &str| counter_by(&metrics, "messaging.client.sent.messages", key);
     let stray_sent = stray
         .iter()
@@ -886,18 +942,31 @@ async fn send_pair(index: usize, order: [P; 2]) -> Result<(), Error> {
             P::TracerProvider => sends.len() == 3,
             P::Observer => {
                 let observed = run.observed.lock().unwrap();
-                observed.iter().filter(|e| e.kind == EventKind::Enqueued).count() == 3
+                observed
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Enqueued)
+                    .count()
+                    == 3
             }
-            P::MaxKinds => sent("messaging.destination.name").iter().any(|(q, _)| q == "_other"),
+            P::MaxKinds => sent("messaging.destination.name")
+                .iter()
+                .any(|(q, _)| q == "_other"),
             P::Queue => sends.iter().any(|s| s.name == format!("send {QUEUE}")),
             P::JobName => sent("job.name").iter().any(|(n, _)| n == NAME),
             P::GenerateIds => {
-                sends.len() == 3 && sends.iter().all(|s| attr(s, "messaging.message.id").is_some())
+                sends.len() == 3
+                    && sends
+                        .iter()
+                        .all(|s| attr(s, "messaging.message.id").is_some())
             }
         };
         assert!(ok, "SendLayer {order:?}: {p:?} did not take effect");
     }
-    assert_eq!(sends.len(), 3, "SendLayer {order:?}: every push is a send span where expected");
+    assert_eq!(
+        sends.len(),
+        3,
+        "SendLayer {order:?}: every push is a send span where expected"
+    );
     Ok(())
 }
 
@@ -917,7 +986,9 @@ async fn every_pair_of_send_settings_keeps_both_in_either_order() {
                         assert_eq!(layer, "SendLayer");
                         assert_eq!(Some(setting), a.monitor_setting().or(b.monitor_setting()));
                     }
-                    (true, other) => panic!("SendLayer {order:?}: should be refused, got {other:?}"),
+                    (true, other) => {
+                        panic!("SendLayer {order:?}: should be refused, got {other:?}")
+                    }
                     (false, Err(error)) => panic!("SendLayer {order:?}: refused: {error}"),
                     (false, Ok(())) => {}
                 }
