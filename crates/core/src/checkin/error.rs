@@ -1,7 +1,9 @@
-//! [`CheckinError`]: a cron schedule that cannot be used.
+//! [`CheckinError`]: a cron schedule that cannot be used, or a policy a
+//! sink cannot report.
 
-/// What can go wrong while building a check-in [`Schedule`](super::Schedule):
-/// a cron expression or a time zone that does not parse.
+/// What can go wrong while building a check-in [`Schedule`](super::Schedule)
+/// (a cron expression or a time zone that does not parse) or validating a
+/// registry ([`Checkins::validate`](super::Checkins::validate)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckinError {
@@ -21,6 +23,15 @@ pub enum CheckinError {
         /// The zone as given.
         zone: String,
         /// Why it was refused.
+        reason: String,
+    },
+    /// A sink cannot report a policy's monitor (see
+    /// [`Checkins::validate`](super::Checkins::validate)).
+    #[error("check-in policy `{monitor}`: {reason}")]
+    Refused {
+        /// The policy's monitor name.
+        monitor: String,
+        /// Why, and what would be accepted.
         reason: String,
     },
 }
