@@ -149,7 +149,7 @@ pub use jobsight_core::checkin::{
     CheckinEvent, CheckinPolicy, CheckinSink, CheckinStatus, Checkins, Schedule,
 };
 pub use jobsight_core::observer::{
-    Event as JobEvent, EventKind, ObserveError, Observer, ObserverOptions, ObserverStats,
+    Event as JobEvent, EventKind, ObserveError, Observer, ObserverOptions, ObserverStats, Observers,
 };
 pub use jobsight_core::progress::ProgressThrottle;
 pub use jobsight_core::{

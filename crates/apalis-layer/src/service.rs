@@ -148,7 +148,7 @@ where
         if let Some(args) = self.args.capture(name, &task.args) {
             meta.set_args(Some(args));
         }
-        if self.monitor.has_observers() {
+        if !self.monitor.observers().is_empty() {
             meta.set_metadata(crate::args::observed_metadata(&ctx, self.args.policy()));
         }
         let mut tx = self.monitor.start_with_kind(kind, meta);

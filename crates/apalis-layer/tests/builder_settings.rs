@@ -404,7 +404,7 @@ async fn execute(run: &Run, order: &[S]) -> Result<Evidence, Error> {
         }
     };
     if let Some(monitor) = &monitor {
-        assert!(monitor.flush_observers(Duration::from_secs(5)));
+        assert!(monitor.observers().flush(Duration::from_secs(5)));
     } else {
         // Observer threads deliver asynchronously: wait for the last event.
         for _ in 0..200 {
@@ -903,7 +903,7 @@ async fn send_pair(index: usize, order: [P; 2]) -> Result<(), Error> {
             .await
             .unwrap();
     }
-    assert!(layer.monitor().flush_observers(Duration::from_secs(5)));
+    assert!(layer.monitor().observers().flush(Duration::from_secs(5)));
     let monitor_settings = order.iter().any(|p| p.monitor_setting().is_some());
     let (d_spans, d_metrics) = default.take();
     let (g_spans, g_metrics) = run.global.take();
