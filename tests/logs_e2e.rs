@@ -156,7 +156,12 @@ async fn run_worker(telemetry: &Telemetry, monitor: JobMonitor, queue: &str, job
     }
     let worker = WorkerBuilder::new(unique("logs-worker"))
         .backend(storage)
-        .layer(MonitorLayer::with_monitor(monitor))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor)
+                .build()
+                .expect("monitor layer"),
+        )
         .on_event(stop_after(count))
         .build(run_job);
     tokio::time::timeout(Duration::from_secs(30), worker.run())
