@@ -10,6 +10,12 @@ pub enum Error {
     /// The TLS configuration could not be built.
     #[error("cannot configure TLS for pings: {0}")]
     Tls(String),
+    /// A ping format's setting is unusable (says which and why).
+    #[error("ping settings: {0}")]
+    PingSetting(String),
+    /// The ping sender's thread or runtime could not be started.
+    #[error("cannot start the ping sender: {0}")]
+    Thread(String),
     /// A Sentry DSN that does not parse.
     #[error("invalid Sentry DSN: {0}")]
     InvalidDsn(String),
