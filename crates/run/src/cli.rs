@@ -40,6 +40,15 @@ pub const PER_CHECK: [&str; 10] = [
     "no_start_ping",
 ];
 
+/// The options whose values hold keys.
+const SECRET: [&str; 5] = [
+    "--ping-url",
+    "--healthchecks-uuid",
+    "--ping-key",
+    "--cronitor-key",
+    "--sentry-dsn",
+];
+
 /// The default [`Cli::shutdown_timeout`]: see the option's help.
 pub const DEFAULT_DEADLINE: &str = "2s";
 /// The longest deadline accepted.
@@ -298,15 +307,24 @@ fn one_line(error: &clap::Error) -> UsageError {
         .trim_start_matches("error: ")
         .to_owned();
     if error.kind() == ErrorKind::MissingRequiredArgument {
-        return UsageError("no command given: jobsight-run [OPTIONS] -- COMMAND [ARGS]...".to_owned());
+        return UsageError(
+            "no command given: jobsight-run [OPTIONS] -- COMMAND [ARGS]...".to_owned(),
+        );
     }
-    let line = match error.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(arg)) => match env_of(arg) {
-            Some(var) => first.replacen(&format!("'{arg}'"), &format!("'{arg}' (or {var})"), 1),
-            None => first,
-        },
-        _ => first,
-    };
+    let mut line = first;
+    if let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) {
+        let long = arg.split_whitespace().next().unwrap_or("");
+        // The values of these hold keys: never echoed.
+        if SECRET.contains(&long)
+            && let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue)
+            && !value.is_empty()
+        {
+            line = line.replacen(&format!("'{value}'"), "(not shown: it holds a key)", 1);
+        }
+        if let Some(var) = env_of(arg) {
+            line = line.replacen(&format!("'{arg}'"), &format!("'{arg}' (or {var})"), 1);
+        }
+    }
     UsageError(line)
 }
 
@@ -314,12 +332,11 @@ fn one_line(error: &clap::Error) -> UsageError {
 fn env_of(arg: &str) -> Option<String> {
     let long = arg.split_whitespace().next()?.trim_start_matches('-');
     let command = Cli::command();
-    let found = command
+    command
         .get_arguments()
         .find(|a| a.get_long() == Some(long))?
         .get_env()
-        .map(|e| e.to_string_lossy().into_owned());
-    found
+        .map(|e| e.to_string_lossy().into_owned())
 }
 
 fn non_empty(text: &str) -> Result<String, String> {
@@ -337,7 +354,10 @@ fn uuid(text: &str) -> Result<String, String> {
     let t = text.trim();
     let groups: Vec<&str> = t.split('-').collect();
     let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-    if lengths == [8, 4, 4, 4, 12] && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+    if lengths == [8, 4, 4, 4, 12]
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         Ok(t.to_ascii_lowercase())
     } else {
@@ -421,14 +441,7 @@ pub fn default_name(command: &[OsString]) -> String {
         while let Some(arg) = rest.next() {
             if arg == "-c" {
                 let script = rest.next().unwrap_or_default();
-                let word = script
-                    .split_whitespace()
-                    .find(|w| !w.contains('=') || w.starts_with('/'))
-                    .map(|w| file_name(w.trim_matches(['\'', '"', '(', ';'])));
-                return match word {
-                    Some(w) if !w.is_empty() && w != "exec" => w,
-                    _ => base,
-                };
+                return first_command(&script).map_or(base, |w| file_name(&w));
             }
             if arg.starts_with('-') {
                 continue;
@@ -438,6 +451,32 @@ pub fn default_name(command: &[OsString]) -> String {
         }
     }
     base
+}
+
+/// The first word of a shell script that names a program: commands are
+/// split at `;`, `&&`, `||`, `|` and line breaks; variable assignments and
+/// wrappers (`exec`, `nice`, `nohup`, `env`, `time`) are skipped, and so are
+/// commands that only set the shell up (`cd`, `set`, `export`, `exit`, …).
+fn first_command(script: &str) -> Option<String> {
+    const WRAPPERS: [&str; 6] = ["exec", "nice", "nohup", "env", "time", "command"];
+    const SETUP: [&str; 14] = [
+        "cd", "set", "export", "source", ".", "umask", "ulimit", "trap", ":", "exit", "true",
+        "false", "unset", "shopt",
+    ];
+    let commands = script.split(['\n', ';', '|', '&']);
+    for command in commands {
+        let mut words = command
+            .split_whitespace()
+            .map(|w| w.trim_matches(['\'', '"', '(', ')', '{', '}']))
+            .filter(|w| !w.is_empty())
+            .skip_while(|w| (w.contains('=') && !w.starts_with('/')) || WRAPPERS.contains(w));
+        match words.next() {
+            Some(w) if SETUP.contains(&w) || w.starts_with('-') => continue,
+            Some(w) => return Some(w.to_owned()),
+            None => continue,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -472,7 +511,14 @@ mod tests {
     #[test]
     fn options_then_command() {
         let c = cli(
-            &["--name", "nightly", "--deadline=500ms", "--", "./report.sh", "--flag"],
+            &[
+                "--name",
+                "nightly",
+                "--deadline=500ms",
+                "--",
+                "./report.sh",
+                "--flag",
+            ],
             &[],
         );
         assert_eq!(c.name.as_deref(), Some("nightly"));
@@ -509,7 +555,10 @@ mod tests {
         assert_eq!(c.output_limit, 1024 * 1024);
         let c = cli(
             &["--name", "a", "--shutdown-timeout", "1m", "--", "true"],
-            &[("JOBSIGHT_TASK_NAME", "b"), ("JOBSIGHT_SHUTDOWN_TIMEOUT", "9s")],
+            &[
+                ("JOBSIGHT_TASK_NAME", "b"),
+                ("JOBSIGHT_SHUTDOWN_TIMEOUT", "9s"),
+            ],
         );
         assert_eq!(c.name.as_deref(), Some("a"));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(60));
@@ -524,7 +573,10 @@ mod tests {
         assert!(e.ends_with("; see --help"), "{e}");
         assert!(!e.contains('\n'), "{e}");
         let e = error(&["true"], &[("JOBSIGHT_SHUTDOWN_TIMEOUT", "5 parsecs")]);
-        assert!(e.contains("JOBSIGHT_SHUTDOWN_TIMEOUT") && e.contains("500ms"), "{e}");
+        assert!(
+            e.contains("JOBSIGHT_SHUTDOWN_TIMEOUT") && e.contains("500ms"),
+            "{e}"
+        );
         let e = error(&["--name=", "true"], &[]);
         assert!(e.contains("--name") && e.contains("empty"), "{e}");
         let e = error(&["--nmae", "x", "true"], &[]);
@@ -532,7 +584,10 @@ mod tests {
         let e = error(&["--name", "x"], &[]);
         assert!(e.starts_with("no command given"), "{e}");
         let e = error(&["--healthchecks-uuid", "abc", "true"], &[]);
-        assert!(e.contains("CHECK_UUID") && e.contains("UUID such as"), "{e}");
+        assert!(
+            e.contains("CHECK_UUID") && e.contains("UUID such as"),
+            "{e}"
+        );
         let e = error(&["--output-limit", "10 lines", "true"], &[]);
         assert!(e.contains("10KiB"), "{e}");
         let e = error(&["--output-limit", "2MiB", "true"], &[]);
@@ -591,15 +646,20 @@ mod tests {
 
     #[test]
     fn default_names() {
-        let name = |args: &[&str]| {
-            default_name(&args.iter().map(OsString::from).collect::<Vec<_>>())
-        };
+        let name =
+            |args: &[&str]| default_name(&args.iter().map(OsString::from).collect::<Vec<_>>());
         assert_eq!(name(&["/usr/bin/pg_dump", "-Fc"]), "pg_dump");
         assert_eq!(name(&["sh", "/opt/jobs/backup.sh"]), "backup.sh");
         assert_eq!(name(&["bash", "-e", "./nightly.sh", "x"]), "nightly.sh");
         assert_eq!(name(&["/usr/bin/python3", "etl.py"]), "etl.py");
         assert_eq!(name(&["sh", "-c", "pg_dump -Fc db > /x"]), "pg_dump");
         assert_eq!(name(&["sh", "-c", "/opt/bin/sync --all"]), "sync");
+        assert_eq!(
+            name(&["sh", "-c", "cd /srv && PGHOST=db exec pg_dump x"]),
+            "pg_dump"
+        );
+        assert_eq!(name(&["sh", "-c", "set -e; ./etl.sh"]), "etl.sh");
+        assert_eq!(name(&["sh", "-c", "exit 3"]), "sh");
         assert_eq!(name(&["bash"]), "bash");
         assert_eq!(name(&["./report"]), "report");
     }
@@ -612,7 +672,10 @@ mod tests {
         assert!(size("-1").is_err());
         assert_eq!(deadline("500ms"), Ok(Duration::from_millis(500)));
         assert!(deadline("11m").is_err());
-        assert_eq!(base_url("https://hc.example.com/ping/").as_deref(), Ok("https://hc.example.com/ping"));
+        assert_eq!(
+            base_url("https://hc.example.com/ping/").as_deref(),
+            Ok("https://hc.example.com/ping")
+        );
         assert!(base_url("https://x/?a=1").is_err());
     }
 }

@@ -212,11 +212,7 @@ fn run(cli: &Cli, name: String, mut pings: Option<Pings>) -> i32 {
 
 /// Records how the command ended on the span; returns the exit status and,
 /// for a failure, the error to finish the transaction with.
-fn record_exit(
-    tx: &Transaction,
-    program: &str,
-    status: ExitStatus,
-) -> (i32, Option<ErrorRecord>) {
+fn record_exit(tx: &Transaction, program: &str, status: ExitStatus) -> (i32, Option<ErrorRecord>) {
     let span = tx.context().span();
     match (status.code(), signal_of(status)) {
         (Some(code), _) => {

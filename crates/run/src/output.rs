@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-
 /// How long a pipe may stay open and silent, once the command has exited,
 /// before it is left behind.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(300);
@@ -130,7 +129,9 @@ impl Progress {
     fn settled(&self, since: u64, grace: u64) -> bool {
         self.done.load(Ordering::Acquire)
             || (self.reading.load(Ordering::Acquire)
-                && self.now().saturating_sub(self.last_read.load(Ordering::Acquire).max(since))
+                && self
+                    .now()
+                    .saturating_sub(self.last_read.load(Ordering::Acquire).max(since))
                     >= grace)
     }
 }
@@ -180,12 +181,10 @@ pub fn spawn(mut command: Command, limit: usize) -> io::Result<Running> {
         let tail = Arc::clone(&tail);
         let state = Arc::new(Progress::new());
         let shared = Arc::clone(&state);
-        let spawned = thread::Builder::new()
-            .name("output".into())
-            .spawn(move || {
-                relay(reader, File::from(out), &tail, &shared);
-                shared.done.store(true, Ordering::Release);
-            });
+        let spawned = thread::Builder::new().name("output".into()).spawn(move || {
+            relay(reader, File::from(out), &tail, &shared);
+            shared.done.store(true, Ordering::Release);
+        });
         // Without a thread the reader is dropped with the closure: the
         // command gets EPIPE on this stream rather than blocking.
         if spawned.is_ok() {

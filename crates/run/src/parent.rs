@@ -8,9 +8,7 @@
 use std::str::FromStr;
 
 use jobsight_core::Transaction;
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Context, ContextGuard};
 
 /// Makes the context of `TRACEPARENT` current, for the run's span to start

@@ -81,9 +81,7 @@ impl PingUrl {
         let url = url.trim();
         let Some((scheme, rest)) = url.split_once("://") else {
             let host = url.split('/').next().unwrap_or("");
-            return Err(format!(
-                "`{host}/…` has no scheme: write https://{host}/…"
-            ));
+            return Err(format!("`{host}/…` has no scheme: write https://{host}/…"));
         };
         if scheme != "http" && scheme != "https" {
             return Err(format!("`{scheme}://` is not http:// or https://"));
@@ -119,7 +117,10 @@ impl PingUrl {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         if let Some((key, _)) = authority.rsplit_once('@') {
             // A DSN: key@host/[path/]project.
-            if segments.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+            if segments
+                .last()
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            {
                 let _ = key;
                 return Ok(PingUrl::Sentry {
                     dsn: url.trim_end_matches('/').to_owned(),
@@ -167,7 +168,10 @@ impl PingUrl {
                     key: (*key).to_owned(),
                     slug: (*last).to_owned(),
                 }),
-                _ => Err("expected https://hc-ping.com/<uuid> or https://hc-ping.com/<ping key>/<slug>".to_owned()),
+                _ => Err(
+                    "expected https://hc-ping.com/<uuid> or https://hc-ping.com/<ping key>/<slug>"
+                        .to_owned(),
+                ),
             };
         }
         Ok(PingUrl::Plain {
@@ -181,7 +185,9 @@ impl PingUrl {
 pub fn is_uuid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-        && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -200,7 +206,10 @@ mod tests {
             })
         );
         assert_eq!(
-            PingUrl::parse(&format!("http://127.0.0.1:8000/ping/{}/", UUID.to_uppercase())),
+            PingUrl::parse(&format!(
+                "http://127.0.0.1:8000/ping/{}/",
+                UUID.to_uppercase()
+            )),
             Ok(PingUrl::HealthchecksUuid {
                 base: "http://127.0.0.1:8000/ping".into(),
                 uuid: UUID.into()
@@ -254,12 +263,29 @@ mod tests {
     #[test]
     fn refusals_explain_without_the_key() {
         let e = PingUrl::parse("hc-ping.com/s3cr3t").unwrap_err();
-        assert!(e.contains("https://hc-ping.com/") && !e.contains("s3cr3t"), "{e}");
-        assert!(PingUrl::parse("ftp://x/s3cr3t").unwrap_err().contains("ftp://"));
-        assert!(PingUrl::parse("https://x/{nope}").unwrap_err().contains("placeholder"));
-        assert!(PingUrl::parse("https://x/a?rid=1").unwrap_err().contains("query"));
+        assert!(
+            e.contains("https://hc-ping.com/") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+        assert!(
+            PingUrl::parse("ftp://x/s3cr3t")
+                .unwrap_err()
+                .contains("ftp://")
+        );
+        assert!(
+            PingUrl::parse("https://x/{nope}")
+                .unwrap_err()
+                .contains("placeholder")
+        );
+        assert!(
+            PingUrl::parse("https://x/a?rid=1")
+                .unwrap_err()
+                .contains("query")
+        );
         assert!(PingUrl::parse("https://hc-ping.com/a/b/c").is_err());
         assert!(PingUrl::parse("https://x").is_err());
-        assert!(!format!("{:?}", PingUrl::parse("https://hc-ping.com/k/s3cr3t")).contains("s3cr3t"));
+        assert!(
+            !format!("{:?}", PingUrl::parse("https://hc-ping.com/k/s3cr3t")).contains("s3cr3t")
+        );
     }
 }

@@ -24,8 +24,11 @@
 //! - At the end, the outcome with the exit status (healthchecks
 //!   `/<exit status>`, Cronitor `state=complete|fail&status_code=`, Sentry
 //!   `ok|error` with the duration) and the tail of the output as the body.
-//!   It is sent at once, even while the start ping is still in flight or
-//!   being retried (each service's sink sends two requests at a time).
+//!   So that a service sees a short run's start before its end, the
+//!   outcome waits for the start's answer until [`START_HEAD_START`] after
+//!   the start was sent (a quarter of the deadline at most); after that it
+//!   goes at once, even while the start ping is still in flight or being
+//!   retried (each service's sink sends two requests at a time).
 //! - The outcome gets the deadline from the end of the command, retries
 //!   included; then the process exits, whatever is still in flight.
 
@@ -50,6 +53,10 @@ const BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Retries of one ping (within the deadline).
 const RETRIES: u32 = 3;
+/// How long after the start ping was sent the outcome may wait for its
+/// answer: a service answers in a few round trips, a TLS handshake
+/// included; one that takes longer has the start request anyway.
+pub const START_HEAD_START: Duration = Duration::from_millis(250);
 
 /// One service to ping.
 struct Service {
@@ -64,12 +71,20 @@ pub struct Pings {
     run_id: RunId,
     start_pings: bool,
     started: Vec<Receipt>,
+    start_sent: Option<Instant>,
+    deadline: Duration,
+}
+
+/// A start ping: answered, or still waited for.
+enum Start {
+    Answered(Delivery),
+    Waiting(Receipt),
 }
 
 /// Pings still on their way.
 pub struct Outcome {
     sent: Vec<(String, Receipt)>,
-    started: Vec<(String, Receipt)>,
+    started: Vec<(String, Start)>,
 }
 
 /// What the ping settings ask for, checked.
@@ -101,7 +116,9 @@ impl PingPlan {
         let mut policy = CheckinPolicy::job(name.to_owned());
         if let Some(expression) = &cli.schedule {
             let schedule = Schedule::cron(expression, &cli.tz).map_err(|e| {
-                UsageError(format!("--schedule / --tz (or JOBSIGHT_SCHEDULE / CRON_TZ): {e}"))
+                UsageError(format!(
+                    "--schedule / --tz (or JOBSIGHT_SCHEDULE / CRON_TZ): {e}"
+                ))
             })?;
             policy = policy.schedule(schedule);
         }
@@ -192,7 +209,10 @@ impl PingPlan {
                     }
                     Target::Cronitor(format, monitor)
                 }
-                PingUrl::Sentry { dsn, monitor: from_url } => {
+                PingUrl::Sentry {
+                    dsn,
+                    monitor: from_url,
+                } => {
                     let Some(monitor) = from_url.or_else(|| monitor.clone()) else {
                         return Err(bad(
                             "a Sentry DSN needs a monitor name: give --monitor or --name".into(),
@@ -258,6 +278,8 @@ impl PingPlan {
             run_id: RunId::new(),
             start_pings: self.start_pings,
             started: Vec::new(),
+            start_sent: None,
+            deadline: self.deadline,
         })
     }
 }
@@ -282,6 +304,7 @@ impl Pings {
         if !self.start_pings {
             return;
         }
+        self.start_sent = Some(Instant::now());
         for service in &self.services {
             let event = CheckinEvent::new(
                 Arc::clone(&service.policy),
@@ -295,6 +318,24 @@ impl Pings {
     /// Sends the outcome of the run: `exit_status` 0 is a success; the
     /// message is the body.
     pub fn finish(self, exit_status: i32, duration: Duration, message: Option<String>) -> Outcome {
+        let hold = self
+            .start_sent
+            .map(|sent| (sent + START_HEAD_START).min(Instant::now() + self.deadline / 4));
+        let started: Vec<(String, Start)> = self
+            .services
+            .iter()
+            .map(|s| s.label.clone())
+            .zip(self.started)
+            .map(|(label, receipt)| {
+                let left = hold.map_or(Duration::ZERO, |h| {
+                    h.saturating_duration_since(Instant::now())
+                });
+                match receipt.wait(left) {
+                    Delivery::Pending => (label, Start::Waiting(receipt)),
+                    answered => (label, Start::Answered(answered)),
+                }
+            })
+            .collect();
         let status = if exit_status == 0 {
             CheckinStatus::Ok
         } else {
@@ -311,12 +352,6 @@ impl Pings {
             }
             sent.push((service.label.clone(), service.sink.send(&event)));
         }
-        let started = self
-            .services
-            .iter()
-            .map(|s| s.label.clone())
-            .zip(self.started)
-            .collect();
         Outcome { sent, started }
     }
 }
@@ -330,7 +365,10 @@ impl Outcome {
             let left = until.saturating_duration_since(Instant::now());
             match receipt.wait(left) {
                 Delivery::Failed(why) => {
-                    problems.push(format!("the outcome ping to {label} failed ({})", plain(&why)));
+                    problems.push(format!(
+                        "the outcome ping to {label} failed ({})",
+                        plain(&why)
+                    ));
                 }
                 Delivery::Pending => problems.push(format!(
                     "the outcome ping to {label} got no answer within {}",
@@ -342,9 +380,16 @@ impl Outcome {
                 _ => {}
             }
         }
-        for (label, receipt) in &self.started {
-            if let Delivery::Failed(why) = receipt.wait(Duration::ZERO) {
-                problems.push(format!("the start ping to {label} failed ({})", plain(&why)));
+        for (label, start) in self.started {
+            let delivery = match start {
+                Start::Answered(delivery) => delivery,
+                Start::Waiting(receipt) => receipt.wait(Duration::ZERO),
+            };
+            if let Delivery::Failed(why) = delivery {
+                problems.push(format!(
+                    "the start ping to {label} failed ({})",
+                    plain(&why)
+                ));
             }
         }
         problems

@@ -91,20 +91,16 @@ impl RunTelemetry {
             .ok()
             .filter(|e| !e.is_empty());
         let shutdown = telemetry.shutdown();
-        let reports = String::from_utf8_lossy(
-            &self
-                .reports
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-        .into_owned();
+        let reports =
+            String::from_utf8_lossy(&self.reports.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_owned();
         if shutdown.is_ok() && reports.trim().is_empty() {
             return None;
         }
-        let target = endpoint
-            .as_deref()
-            .map(host_of)
-            .map_or_else(|| "the collector".to_owned(), |h| format!("the collector at {h}"));
+        let target = endpoint.as_deref().map(host_of).map_or_else(
+            || "the collector".to_owned(),
+            |h| format!("the collector at {h}"),
+        );
         let why = match &shutdown {
             Err(jobsight_otel::Error::Timeout { deadline, .. }) => {
                 format!("no answer within {}", crate::notice::seconds(*deadline))
@@ -118,9 +114,11 @@ impl RunTelemetry {
 /// Whether `OTEL_RESOURCE_ATTRIBUTES` names the service.
 fn resource_names_service() -> bool {
     std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|attrs| {
-        attrs
-            .split(',')
-            .any(|kv| kv.split('=').next().is_some_and(|k| k.trim() == "service.name"))
+        attrs.split(',').any(|kv| {
+            kv.split('=')
+                .next()
+                .is_some_and(|k| k.trim() == "service.name")
+        })
     })
 }
 
@@ -157,7 +155,10 @@ fn cause(report: &str) -> String {
     known
         .iter()
         .find(|(needle, _)| lower.contains(needle))
-        .map_or_else(|| "export failed".to_owned(), |(_, plain)| (*plain).to_owned())
+        .map_or_else(
+            || "export failed".to_owned(),
+            |(_, plain)| (*plain).to_owned(),
+        )
 }
 
 #[cfg(test)]
@@ -166,7 +167,10 @@ mod tests {
 
     #[test]
     fn hosts_and_causes() {
-        assert_eq!(host_of("http://user:pw@127.0.0.1:4318/v1"), "127.0.0.1:4318");
+        assert_eq!(
+            host_of("http://user:pw@127.0.0.1:4318/v1"),
+            "127.0.0.1:4318"
+        );
         assert_eq!(host_of("collector:4317"), "collector:4317");
         assert_eq!(
             cause("jobsight-otel: traces export failed: ... Connection refused (os error 111)"),

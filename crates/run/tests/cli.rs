@@ -22,8 +22,15 @@ fn jobsight_run() -> Command {
         let key = key.to_string_lossy();
         if key.starts_with("OTEL_")
             || key.starts_with("JOBSIGHT_")
-            || ["CHECK_UUID", "CHECK_SLUG", "HC_PING_KEY", "CRONITOR_API_KEY", "SENTRY_DSN", "TRACEPARENT"]
-                .contains(&&*key)
+            || [
+                "CHECK_UUID",
+                "CHECK_SLUG",
+                "HC_PING_KEY",
+                "CRONITOR_API_KEY",
+                "SENTRY_DSN",
+                "TRACEPARENT",
+            ]
+            .contains(&&*key)
         {
             command.env_remove(&*key);
         }
@@ -108,14 +115,11 @@ async fn a_succeeding_command() {
 async fn a_failing_command_reports_the_tail_of_its_output() {
     let rx = Receiver::grpc().await;
     let mut command = exporting_to(&rx);
-    command
-        .env("JOBSIGHT_TASK_NAME", "db-backup")
-        .env("JOBSIGHT_OUTPUT_LIMIT", "30")
-        .args([
-            "sh",
-            "-c",
-            "echo to-stdout; for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 3",
-        ]);
+    command.env("JOBSIGHT_TASK_NAME", "db-backup").args([
+        "sh",
+        "-c",
+        "echo to-stdout; for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 3",
+    ]);
     let (output, _) = run(command).await;
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(text(&output.stdout), "to-stdout\n");
@@ -130,12 +134,33 @@ async fn a_failing_command_reports_the_tail_of_its_output() {
     assert_eq!(int(&span, "process.exit.code"), Some(3));
     assert_eq!(span.status_code, StatusCode::Error);
     assert_eq!(span.status_message, "`sh` exited with status 3");
-    // The last 30 bytes of stdout and stderr, as written.
+    // stdout and stderr (two pipes here: their relative order is the
+    // order of arrival).
+    let tail = span.attr_str("job.output_tail").unwrap_or_default();
+    assert!(tail.contains("to-stdout"), "{tail}");
+    assert!(
+        tail.contains("line 1\nline 2\nline 3\nline 4\nline 5"),
+        "{tail}"
+    );
+    assert!(span.event("exception").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_on_the_span_is_the_last_bytes() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command
+        .env("JOBSIGHT_OUTPUT_LIMIT", "30")
+        .args(["--name", "tail", "--", "sh", "-c"])
+        .arg("for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 1");
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(1));
+    let span = only_span(&rx, "process tail");
+    // 30 bytes: "1\nline 2\n…line 5\n", the final line break dropped.
     assert_eq!(
         span.attr_str("job.output_tail"),
         Some("1\nline 2\nline 3\nline 4\nline 5")
     );
-    assert!(span.event("exception").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,15 +283,26 @@ async fn with_the_collector_down_the_command_runs_and_one_plain_line_is_printed(
         let stderr = text(&output.stderr);
         assert_eq!(stderr.lines().count(), 1, "{protocol}: {stderr}");
         assert!(
-            stderr.starts_with("jobsight-run: nightly: telemetry not delivered to the collector at 127.0.0.1:"),
+            stderr.starts_with(
+                "jobsight-run: nightly: telemetry not delivered to the collector at 127.0.0.1:"
+            ),
             "{protocol}: {stderr}"
         );
         assert!(
             stderr.contains("connection refused") || stderr.contains("cannot connect"),
             "{protocol}: {stderr}"
         );
-        for internal in ["Telemetry::", "jobsight-otel", "keeps running", "Error", "::"] {
-            assert!(!stderr.contains(internal), "{protocol}: {internal} in {stderr}");
+        for internal in [
+            "Telemetry::",
+            "jobsight-otel",
+            "keeps running",
+            "Error",
+            "::",
+        ] {
+            assert!(
+                !stderr.contains(internal),
+                "{protocol}: {internal} in {stderr}"
+            );
         }
         eprintln!("collector down ({protocol}): exited after {took:?}");
 
@@ -317,7 +353,10 @@ async fn with_a_collector_that_never_answers_the_exit_waits_only_the_deadline() 
         );
         let stderr = text(&output.stderr);
         assert_eq!(stderr.lines().count(), 1, "{protocol}: {stderr}");
-        assert!(stderr.contains("no answer within 1s"), "{protocol}: {stderr}");
+        assert!(
+            stderr.contains("no answer within 1s"),
+            "{protocol}: {stderr}"
+        );
         eprintln!("collector hung ({protocol}): exited after {took:?}");
     }
 }
@@ -337,19 +376,31 @@ async fn a_bad_otel_variable_does_not_stop_the_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_exit_2_in_one_line_without_running_anything() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    /// Arguments, variables, and what the error must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
         (&["--nmae", "x"], &[], "--nmae"),
         (&["--name="], &[], "--name"),
         (&["--shutdown-timeout", "0"], &[], "--shutdown-timeout"),
-        (&[], &[("JOBSIGHT_SHUTDOWN_TIMEOUT", "soon")], "JOBSIGHT_SHUTDOWN_TIMEOUT"),
-        (&["--ping-url", "hc-ping.com/abc"], &[], "https://hc-ping.com/"),
+        (
+            &[],
+            &[("JOBSIGHT_SHUTDOWN_TIMEOUT", "soon")],
+            "JOBSIGHT_SHUTDOWN_TIMEOUT",
+        ),
+        (
+            &["--ping-url", "hc-ping.com/abc"],
+            &[],
+            "https://hc-ping.com/",
+        ),
     ];
     for (args, vars, named) in cases {
         let mut command = jobsight_run();
-        command
-            .envs(vars.iter().copied())
-            .args(args)
-            .args(["--", "sh", "-c", "echo should-not-run"]);
+        command.envs(vars.iter().copied()).args(args).args([
+            "--",
+            "sh",
+            "-c",
+            "echo should-not-run",
+        ]);
         let (output, _) = run(command).await;
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(text(&output.stdout).is_empty(), "{args:?}");
@@ -396,7 +447,11 @@ async fn an_incoming_traceparent_makes_one_trace_of_nested_runs() {
     for step in ["process step1", "process step2"] {
         let inner = only_span(&rx, step);
         assert_eq!(inner.trace_id, parent_trace, "{step}");
-        assert_eq!(inner.parent_span_id.as_deref(), Some(&*outer.span_id), "{step}");
+        assert_eq!(
+            inner.parent_span_id.as_deref(),
+            Some(&*outer.span_id),
+            "{step}"
+        );
     }
 }
 

@@ -34,7 +34,11 @@ fn jobsight_run(vars: &[(&str, String)]) -> (Option<i32>, String) {
 #[test]
 fn wrong_settings_are_named_with_what_they_accept_and_the_command_runs() {
     let refused: Vec<(&str, String, &[&str])> = vec![
-        ("JOBSIGHT_SHUTDOWN_TIMEOUT", "5000 ms".into(), &["500ms, 5s"]),
+        (
+            "JOBSIGHT_SHUTDOWN_TIMEOUT",
+            "5 parsecs".into(),
+            &["500ms, 5s"],
+        ),
         ("JOBSIGHT_OUTPUT_LIMIT", "many".into(), &["10KiB"]),
         (
             "JOBSIGHT_PING_URL",
@@ -47,10 +51,15 @@ fn wrong_settings_are_named_with_what_they_accept_and_the_command_runs() {
             &["not http:// or https://"],
         ),
         ("CHECK_UUID", SECRET.into(), &["UUID such as"]),
-        ("SENTRY_DSN", format!("https://o1.ingest.sentry.io/{SECRET}"), &["DSN"]),
+        (
+            "SENTRY_DSN",
+            format!("https://o1.ingest.sentry.io/{SECRET}"),
+            &["DSN"],
+        ),
     ];
     for (variable, value, accepted) in &refused {
-        let (code, stderr) = jobsight_run(&[(variable, value.clone()), ("JOBSIGHT_MONITOR", "m".into())]);
+        let (code, stderr) =
+            jobsight_run(&[(variable, value.clone()), ("JOBSIGHT_MONITOR", "m".into())]);
         assert_eq!(code, Some(2), "{variable}: must be refused: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{variable}: {stderr}");
         assert!(stderr.contains(variable), "{variable} not named: {stderr}");

@@ -16,8 +16,15 @@ fn jobsight_run() -> Command {
         let key = key.to_string_lossy();
         if key.starts_with("OTEL_")
             || key.starts_with("JOBSIGHT_")
-            || ["CHECK_UUID", "CHECK_SLUG", "HC_PING_KEY", "CRONITOR_API_KEY", "SENTRY_DSN", "TRACEPARENT"]
-                .contains(&&*key)
+            || [
+                "CHECK_UUID",
+                "CHECK_SLUG",
+                "HC_PING_KEY",
+                "CRONITOR_API_KEY",
+                "SENTRY_DSN",
+                "TRACEPARENT",
+            ]
+            .contains(&&*key)
         {
             command.env_remove(&*key);
         }
@@ -101,8 +108,8 @@ fn a_closed_reader_stops_the_command_as_without_the_wrapper() {
     let (bare_code, _) = read_one_line_and_close(bare).expect("bare command stopped");
     let mut wrapped = jobsight_run();
     wrapped.args(["--name", "yes", "--", "sh", "-c", "yes err >&2"]);
-    let (code, took) = read_one_line_and_close(wrapped)
-        .expect("the command must stop once its reader has gone");
+    let (code, took) =
+        read_one_line_and_close(wrapped).expect("the command must stop once its reader has gone");
     assert_eq!(code, bare_code, "the same death as without the wrapper");
     // SIGPIPE: 128 + 13 for jobsight-run, which reports a signal death so.
     assert_eq!(code, Some(141));
@@ -147,7 +154,15 @@ fn bytes_pass_through_unchanged() {
     // stdout and stderr to different pipes; stdin passed through.
     let mut wrapped = jobsight_run();
     wrapped
-        .args(["--name", "cat", "--", "sh", "-c", "cat; cat \"$0\" >&2", &path])
+        .args([
+            "--name",
+            "cat",
+            "--",
+            "sh",
+            "-c",
+            "cat; cat \"$0\" >&2",
+            &path,
+        ])
         .stdin(std::fs::File::open(&file).expect("open"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -174,7 +189,11 @@ fn a_background_process_holding_the_output_does_not_hold_the_exit() {
     assert_eq!(line, "started\n");
     let status = child.wait().expect("waited");
     assert_eq!(status.code(), Some(0));
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -190,7 +209,15 @@ fn output_limit_0_leaves_the_streams_alone() {
 fn a_slow_reader_gets_everything_the_command_wrote() {
     let mut wrapped = jobsight_run();
     wrapped
-        .args(["--name", "burst", "--", "head", "-c", "3000000", "/dev/zero"])
+        .args([
+            "--name",
+            "burst",
+            "--",
+            "head",
+            "-c",
+            "3000000",
+            "/dev/zero",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = wrapped.spawn().expect("spawned");

@@ -67,7 +67,7 @@ impl PingServer {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, rule: &(dyn Fn(&Request, usize) -> Reply)) {
+fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, rule: &dyn Fn(&Request, usize) -> Reply) {
     let mut reader = BufReader::new(stream);
     let first = match reader.fill_buf() {
         Ok(bytes) if !bytes.is_empty() => bytes[0],
@@ -152,12 +152,13 @@ fn decode(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 3 <= bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
@@ -220,7 +221,10 @@ fn healthchecks_by_uuid_start_then_exit_status_with_the_output() {
     let requests = server.requests();
     assert_eq!(requests.len(), 2, "{requests:#?}");
     let (start, end) = (&requests[0], &requests[1]);
-    assert_eq!((&*start.method, &*start.path), ("POST", &*format!("/{UUID}/start")));
+    assert_eq!(
+        (&*start.method, &*start.path),
+        ("POST", &*format!("/{UUID}/start"))
+    );
     assert_eq!((&*end.method, &*end.path), ("POST", &*format!("/{UUID}/4")));
     let rid = &start.query["rid"];
     assert!(is_uuid(rid), "{rid}");
@@ -253,14 +257,25 @@ fn healthchecks_by_slug_is_created_from_the_schedule() {
     command
         .env("HC_API_URL", &server.base)
         .env("HC_PING_KEY", "pk-123")
-        .args(["--slug", "db-backup", "--schedule", "0 3 * * *", "--", "true"]);
+        .args([
+            "--slug",
+            "db-backup",
+            "--schedule",
+            "0 3 * * *",
+            "--",
+            "true",
+        ]);
     let (output, _) = run(command);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let requests = server.requests();
     let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["/pk-123/db-backup/start", "/pk-123/db-backup/0"]);
     for r in &requests {
-        assert_eq!(r.query.get("create").map(String::as_str), Some("1"), "{r:?}");
+        assert_eq!(
+            r.query.get("create").map(String::as_str),
+            Some("1"),
+            "{r:?}"
+        );
     }
     // A slug without the key is refused before the command runs.
     let mut command = jobsight_run();
@@ -278,7 +293,13 @@ fn cronitor_gets_its_telemetry_api() {
     command
         .env("CRONITOR_API_KEY", "APIKEY")
         .env("CRONITOR_URL", &server.base)
-        .args(["--monitor", "nightly-job", "--environment", "production", "--"])
+        .args([
+            "--monitor",
+            "nightly-job",
+            "--environment",
+            "production",
+            "--",
+        ])
         .args(["sh", "-c", "echo boom >&2; exit 3"]);
     let (output, _) = run(command);
     assert_eq!(output.status.code(), Some(3));
@@ -304,7 +325,14 @@ fn sentry_gets_its_cron_endpoint_and_the_monitor_config() {
     let mut command = jobsight_run();
     command
         .env("SENTRY_DSN", format!("http://PUBKEY@{host}/42"))
-        .args(["--monitor", "my-slug", "--schedule", "0 3 * * *", "--grace", "10m"])
+        .args([
+            "--monitor",
+            "my-slug",
+            "--schedule",
+            "0 3 * * *",
+            "--grace",
+            "10m",
+        ])
         .args(["--tz", "Europe/Berlin", "--max-runtime", "2h", "--", "true"]);
     let (output, _) = run(command);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -313,7 +341,10 @@ fn sentry_gets_its_cron_endpoint_and_the_monitor_config() {
     let mut statuses = Vec::new();
     let mut ids = Vec::new();
     for r in &requests {
-        assert_eq!(r.path, "/api/42/cron/my-slug/PUBKEY/", "no healthchecks paths");
+        assert_eq!(
+            r.path, "/api/42/cron/my-slug/PUBKEY/",
+            "no healthchecks paths"
+        );
         let (status, id) = if r.method == "POST" {
             let body: serde_json::Value = serde_json::from_str(&r.body).expect("JSON body");
             let config = &body["monitor_config"];
@@ -333,7 +364,10 @@ fn sentry_gets_its_cron_endpoint_and_the_monitor_config() {
         statuses.push(status);
         ids.push(id);
     }
-    assert_eq!(requests[0].method, "POST", "the first check-in upserts the monitor");
+    assert_eq!(
+        requests[0].method, "POST",
+        "the first check-in upserts the monitor"
+    );
     assert_eq!(statuses, ["in_progress", "ok"]);
     assert_eq!(ids[0], ids[1]);
     assert!(is_uuid(&ids[0]));
@@ -350,14 +384,20 @@ fn one_url_recognised_from_its_form() {
     let (output, _) = run(command);
     assert_eq!(output.status.code(), Some(1));
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
-    assert_eq!(paths, [format!("/ping/{UUID}/start"), format!("/ping/{UUID}/1")]);
+    assert_eq!(
+        paths,
+        [format!("/ping/{UUID}/start"), format!("/ping/{UUID}/1")]
+    );
 
     // A template.
     let server = PingServer::ok();
     let mut command = jobsight_run();
     command.args([
         "--ping-url",
-        &format!("{}/hook/{{monitor}}/{{status}}?run={{run_id}}&code={{exit_status}}", server.base),
+        &format!(
+            "{}/hook/{{monitor}}/{{status}}?run={{run_id}}&code={{exit_status}}",
+            server.base
+        ),
         "--name",
         "etl",
         "--",
@@ -377,7 +417,12 @@ fn one_url_recognised_from_its_form() {
     // Any other URL, healthchecks-style.
     let server = PingServer::ok();
     let mut command = jobsight_run();
-    command.args(["--ping-url", &format!("{}/ping/abc", server.base), "--", "true"]);
+    command.args([
+        "--ping-url",
+        &format!("{}/ping/abc", server.base),
+        "--",
+        "true",
+    ]);
     let (output, _) = run(command);
     assert_eq!(output.status.code(), Some(0));
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
@@ -391,13 +436,19 @@ fn https_ping_urls_are_sent_over_tls() {
     let server = PingServer::ok();
     let https = server.base.replace("http://", "https://");
     let mut command = jobsight_run();
-    command
-        .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1s")
-        .args(["--ping-url", &format!("{https}/{UUID}"), "--", "true"]);
+    command.env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1s").args([
+        "--ping-url",
+        &format!("{https}/{UUID}"),
+        "--",
+        "true",
+    ]);
     let (output, _) = run(command);
     assert_eq!(output.status.code(), Some(0));
     let requests = server.requests();
-    assert!(!requests.is_empty() && requests.iter().all(|r| r.tls), "{requests:#?}");
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.tls),
+        "{requests:#?}"
+    );
     let stderr = text(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(!stderr.contains("scheme is not http"), "{stderr}");
@@ -429,7 +480,11 @@ fn a_hanging_start_ping_does_not_lose_or_delay_the_outcome() {
             took < Duration::from_millis(command_time + 1500),
             "{command_line:?}: {took:?}"
         );
-        assert_eq!(text(&output.stderr), "", "an unanswered start is no failure");
+        assert_eq!(
+            text(&output.stderr),
+            "",
+            "an unanswered start is no failure"
+        );
     }
     let outcomes = server
         .requests()
@@ -445,7 +500,14 @@ fn a_hanging_service_costs_at_most_the_deadline() {
     let mut command = jobsight_run();
     command
         .env("HC_API_URL", &server.base)
-        .args(["--healthchecks-uuid", UUID, "--deadline", "1s", "--name", "nightly"])
+        .args([
+            "--healthchecks-uuid",
+            UUID,
+            "--deadline",
+            "1s",
+            "--name",
+            "nightly",
+        ])
         .args(["--", "sh", "-c", "exit 0"]);
     let (output, took) = run(command);
     assert_eq!(output.status.code(), Some(0));
@@ -464,7 +526,8 @@ fn a_hanging_service_costs_at_most_the_deadline() {
 fn a_failing_answer_is_retried() {
     let server = PingServer::with(|r, _| {
         static OUTCOMES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        if r.path.ends_with("/0") && OUTCOMES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+        if r.path.ends_with("/0") && OUTCOMES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+        {
             Reply::Status(500)
         } else {
             Reply::Status(200)
@@ -494,20 +557,29 @@ fn a_ping_service_that_is_down_costs_one_line_without_the_key() {
     let mut command = jobsight_run();
     command
         .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "2s")
-        .env("JOBSIGHT_PING_URL", format!("http://127.0.0.1:{port}/{UUID}"))
+        .env(
+            "JOBSIGHT_PING_URL",
+            format!("http://127.0.0.1:{port}/{UUID}"),
+        )
         .args(["--name", "nightly", "--", "sh", "-c", "exit 0"]);
     let (output, took) = run(command);
     assert_eq!(output.status.code(), Some(0));
     assert!(took < Duration::from_millis(2000 + 1500), "{took:?}");
     let stderr = text(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("jobsight-run: nightly: the outcome ping"), "{stderr}");
+    assert!(
+        stderr.starts_with("jobsight-run: nightly: the outcome ping"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(UUID), "{stderr}");
     // --quiet: nothing.
     let mut command = jobsight_run();
     command
         .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "500ms")
-        .env("JOBSIGHT_PING_URL", format!("http://127.0.0.1:{port}/{UUID}"))
+        .env(
+            "JOBSIGHT_PING_URL",
+            format!("http://127.0.0.1:{port}/{UUID}"),
+        )
         .args(["-q", "--", "true"]);
     let (output, _) = run(command);
     assert_eq!(text(&output.stderr), "");
@@ -520,12 +592,27 @@ fn a_nested_run_does_not_ping_the_outer_check() {
     command
         .env("JOBSIGHT_PING_URL", format!("{}/outer", server.base))
         .env("JOBSIGHT_TASK_NAME", "outer")
-        .args(["sh", "-c", &format!("{BIN} -- true && {BIN} --ping-url {}/inner -- true", server.base)]);
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                "{BIN} -- true && {BIN} --ping-url {}/inner -- true",
+                server.base
+            ),
+        ]);
     let (output, _) = run(command);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
-    assert_eq!(paths.iter().filter(|p| p.starts_with("/outer")).count(), 2, "{paths:?}");
-    assert_eq!(paths.iter().filter(|p| p.starts_with("/inner")).count(), 2, "{paths:?}");
+    assert_eq!(
+        paths.iter().filter(|p| p.starts_with("/outer")).count(),
+        2,
+        "{paths:?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|p| p.starts_with("/inner")).count(),
+        2,
+        "{paths:?}"
+    );
 }
 
 #[test]
