@@ -34,6 +34,7 @@ mod output;
 mod parent;
 mod ping_url;
 mod pings;
+mod side_tail;
 mod signals;
 mod telemetry;
 

@@ -4,8 +4,11 @@
 //! - With an output limit of 0, the command gets this program's stdout and
 //!   stderr themselves: nothing is kept, nothing is copied.
 //! - Otherwise each of stdout and stderr goes through a pipe that a thread
-//!   copies to this program's stream as it arrives, keeping the last
-//!   `limit` bytes of both, in the order they arrived. When this program's
+//!   passes on to this program's stream as it arrives, keeping the last
+//!   `limit` bytes of both, in the order they arrived. On Linux the bytes
+//!   are not copied: `tee(2)` and `splice(2)` move page references (see
+//!   [`crate::side_tail`]); where the stream does not take `splice` (a
+//!   terminal), they are copied. When this program's
 //!   stdout and stderr are the same open file (`2>&1`, or a terminal), the
 //!   command gets **one** pipe for both, so the order of its writes is kept
 //!   exactly, in the file and in the kept bytes.
@@ -20,6 +23,8 @@
 
 use std::fs::File;
 use std::io::{self, PipeReader, Read, Write};
+
+use crate::side_tail::SideTail;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +66,16 @@ impl Tail {
         self.bytes.extend(chunk);
     }
 
+    /// Bytes kept.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Forgets the `n` oldest bytes.
+    pub fn drop_front(&mut self, n: usize) {
+        self.bytes.drain(..n.min(self.bytes.len()));
+    }
+
     /// The bytes kept, oldest first.
     pub fn to_vec(&self) -> Vec<u8> {
         self.bytes.iter().copied().collect()
@@ -94,7 +109,7 @@ pub fn last_bytes(text: &str, max: usize) -> &str {
 /// A started command whose output is being passed through.
 pub struct Running {
     child: Child,
-    tail: Arc<Mutex<Tail>>,
+    tail: Arc<Mutex<SideTail>>,
     relays: Vec<Arc<Progress>>,
 }
 
@@ -148,7 +163,7 @@ pub struct Finished {
 /// Starts `command` with its output passed through, keeping the last
 /// `limit` bytes (0: inherit this program's streams, keep nothing).
 pub fn spawn(mut command: Command, limit: usize) -> io::Result<Running> {
-    let tail = Arc::new(Mutex::new(Tail::new(limit)));
+    let tail = Arc::new(Mutex::new(SideTail::new(limit, limit > 0)));
     let mut relays = Vec::new();
     if limit > 0 {
         let stdout = io::stdout().as_fd().try_clone_to_owned().ok();
@@ -224,7 +239,7 @@ impl Running {
             .tail
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .to_vec();
+            .finish();
         Ok(Finished { status, output })
     }
 }
@@ -253,12 +268,144 @@ fn same_file(a: &OwnedFd, b: &OwnedFd) -> bool {
     matches!((stat(a), stat(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// Copies `from` to `to` until the end, keeping the tail. A reader that
-/// has gone (EPIPE) closes `from`; another write error stops the copying
-/// but not the reading.
-fn relay(mut from: PipeReader, to: File, tail: &Mutex<Tail>, progress: &Progress) {
+/// Passes `from` on to `to` until the end, keeping the tail: without
+/// copying where the system allows it, else by copying. A reader that has
+/// gone (EPIPE) closes `from`; another write error stops the passing on but
+/// not the reading (the command must never block on a full pipe).
+fn relay(from: PipeReader, to: File, tail: &Mutex<SideTail>, progress: &Progress) {
+    #[cfg(target_os = "linux")]
+    let Some((from, to)) = spliced(from, to, tail, progress) else {
+        return;
+    };
+    #[cfg(not(target_os = "linux"))]
+    let to = Some(to);
+    copied(from, to, tail, progress);
+}
+
+fn lock(tail: &Mutex<SideTail>) -> std::sync::MutexGuard<'_, SideTail> {
+    tail.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The zero-copy relay; `None` when the stream is done with, or what is
+/// left for the copying relay.
+#[cfg(target_os = "linux")]
+fn spliced(
+    from: PipeReader,
+    to: File,
+    tail: &Mutex<SideTail>,
+    progress: &Progress,
+) -> Option<(PipeReader, Option<File>)> {
+    use crate::side_tail::Teed;
+    if !lock(tail).zero_copy() {
+        return Some((from, Some(to)));
+    }
+    let fd = from.as_raw_fd();
+    loop {
+        progress.reading.store(true, Ordering::Release);
+        let ready = wait_for(fd, libc::POLLIN);
+        progress.last_read.store(progress.now(), Ordering::Release);
+        progress.reading.store(false, Ordering::Release);
+        if ready.is_err() {
+            return Some((from, Some(to)));
+        }
+        let mut left = match lock(tail).tee_from(fd, CHUNK) {
+            Ok(Teed::Bytes(n)) => n,
+            Ok(Teed::End) => return None,
+            Ok(Teed::Empty) => continue,
+            Err(_) => return Some((from, Some(to))),
+        };
+        while left > 0 {
+            // SAFETY: splice(2) from the command's pipe to our stream, both
+            // open for the relay's lifetime.
+            let moved = unsafe {
+                libc::splice(
+                    fd,
+                    std::ptr::null_mut(),
+                    to.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    left,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            if moved > 0 {
+                left -= moved.unsigned_abs();
+                continue;
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                _ if moved == 0 => return None,
+                io::ErrorKind::Interrupted => {}
+                // Dropping `from` closes the only read end.
+                io::ErrorKind::BrokenPipe => return None,
+                io::ErrorKind::WouldBlock => {
+                    let _ = wait_for(to.as_raw_fd(), libc::POLLOUT);
+                }
+                // The stream takes no splice (a terminal), or failed: the
+                // bytes already kept are passed on by copying, and so is
+                // the rest.
+                _ => {
+                    let mut from = from;
+                    let to = copy_exact(&mut from, to, left)?;
+                    return Some((from, to));
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is ready for `events` (or hung up).
+#[cfg(target_os = "linux")]
+fn wait_for(fd: std::os::fd::RawFd, events: libc::c_short) -> io::Result<()> {
+    let mut poll = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: poll(2) on one open descriptor.
+        let n = unsafe { libc::poll(&mut poll, 1, -1) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Passes exactly `n` bytes on by copying (they are kept already). `None`
+/// when the reader has gone; the stream, or `None` for a stream that
+/// failed otherwise.
+#[cfg(target_os = "linux")]
+fn copy_exact(from: &mut PipeReader, mut to: File, mut n: usize) -> Option<Option<File>> {
+    let mut buf = vec![0u8; CHUNK.min(n)];
+    let mut out = Some(&mut to);
+    while n > 0 {
+        let want = buf.len().min(n);
+        let got = match from.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        n -= got;
+        if let Some(file) = &mut out {
+            match file.write_all(&buf[..got]) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return None,
+                Err(_) => out = None,
+            }
+        }
+    }
+    let failed = out.is_none();
+    Some((!failed).then_some(to))
+}
+
+/// The copying relay.
+fn copied(mut from: PipeReader, to: Option<File>, tail: &Mutex<SideTail>, progress: &Progress) {
     let mut buf = vec![0u8; CHUNK];
-    let mut out = Some(to);
+    let mut out = to;
     loop {
         progress.reading.store(true, Ordering::Release);
         let read = from.read(&mut buf);
@@ -279,9 +426,7 @@ fn relay(mut from: PipeReader, to: File, tail: &Mutex<Tail>, progress: &Progress
                 Err(_) => out = None,
             }
         }
-        tail.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(chunk);
+        lock(tail).push(chunk);
     }
 }
 
