@@ -39,7 +39,15 @@ pub enum Error {
         /// What is wrong and which values are accepted.
         reason: String,
     },
-    /// A policy in the configuration is inconsistent.
+    /// A duration in the configuration that does not parse.
+    #[error("duration `{0}`: {forms}", forms = crate::config::DURATION_FORMS)]
+    Duration(String),
+    /// A policy entry of the configuration that is inconsistent (no target,
+    /// two schedules, a zero interval).
+    #[error("check-in configuration: {0}")]
+    InvalidPolicy(String),
+    /// A cron expression or time zone of the configuration that does not
+    /// parse.
     #[error(transparent)]
     Policy(#[from] jobsight_core::checkin::CheckinError),
     /// Redis refused or could not be reached.

@@ -234,6 +234,7 @@ pub struct Healthchecks {
     create: bool,
     body_limit: Option<usize>,
     announced: Arc<AtomicUsize>,
+    per_minute: Option<u32>,
 }
 
 /// healthchecks.io's ping host.
@@ -281,6 +282,7 @@ impl Healthchecks {
             create: false,
             body_limit: None,
             announced: Arc::new(AtomicUsize::new(usize::MAX)),
+            per_minute: None,
         }
     }
 
@@ -333,6 +335,14 @@ impl Healthchecks {
     /// wins.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = Some(bytes);
+        self
+    }
+
+    /// Pings a minute per check the service takes (see the rate limits in
+    /// [`super`]). Defaults to 5 on hc-ping.com and none elsewhere (a
+    /// self-hosted instance has no such limit unless its operator set one).
+    pub fn per_minute(mut self, pings: u32) -> Self {
+        self.per_minute = Some(pings.max(1));
         self
     }
 
@@ -411,7 +421,8 @@ impl PingFormat for Healthchecks {
     }
 
     fn per_minute_limit(&self) -> Option<u32> {
-        Some(HEALTHCHECKS_PER_MINUTE)
+        self.per_minute
+            .or((self.base == HEALTHCHECKS_BASE).then_some(HEALTHCHECKS_PER_MINUTE))
     }
 }
 

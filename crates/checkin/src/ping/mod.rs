@@ -27,7 +27,8 @@
 //! waiting for the budget only the newest is sent (a failure is kept over
 //! later successes until it went out), as soon as the budget allows. Each
 //! event left out is counted in [`PingStats::coalesced`]. Turn it off with
-//! [`PingOptions::coalesce`] for a self-hosted service without the limit.
+//! [`PingOptions::coalesce`]. The healthchecks.io limit applies to
+//! hc-ping.com only, unless `Healthchecks::per_minute` says otherwise.
 //!
 //! # From a blocking program
 //! [`PingSink::spawn_thread`] runs the sender on a thread of its own (no

@@ -32,6 +32,7 @@
 
 #[cfg(feature = "cron")]
 pub mod cron;
+mod error;
 pub mod policy;
 
 use std::collections::HashMap;
@@ -47,50 +48,8 @@ use opentelemetry::metrics::{Meter, MeterProvider, ObservableGauge};
 use crate::outcome::Outcome;
 use crate::semconv;
 
-pub use policy::{CheckinConfig, CheckinPolicy, PolicyEntry, Schedule, Target};
-
-/// What a duration in a check-in configuration may look like.
-pub const DURATION_FORMS: &str =
-    "expected a whole number of seconds or a string with a unit: `250ms`, `30s`, `5m`, `2h`, `1d`";
-
-/// What can go wrong while reading check-in policies.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CheckinError {
-    /// A cron expression that does not parse.
-    #[error("cron expression `{expression}`: {reason}")]
-    Cron {
-        /// The expression as given.
-        expression: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A time zone the system's tz database does not know.
-    #[error(
-        "time zone `{zone}`: {reason}; expected an IANA time zone name such as `UTC` or `Europe/Berlin`"
-    )]
-    TimeZone {
-        /// The zone as given.
-        zone: String,
-        /// Why it was refused.
-        reason: String,
-    },
-    /// A duration that does not parse.
-    #[error("duration `{0}`: {DURATION_FORMS}")]
-    Duration(String),
-    /// A policy entry that is inconsistent.
-    #[error("check-in configuration: {0}")]
-    Config(String),
-    /// A sink cannot report a policy's monitor (see
-    /// [`Checkins::validate`]).
-    #[error("check-in policy `{monitor}`: {reason}")]
-    Refused {
-        /// The policy's monitor name.
-        monitor: String,
-        /// Why, and what would be accepted.
-        reason: String,
-    },
-}
+pub use error::CheckinError;
+pub use policy::{CheckinPolicy, Schedule, Target};
 
 /// The state a check-in reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -375,7 +334,8 @@ impl Checkins {
         Self::default()
     }
 
-    /// A registry with `policies` (e.g. from [`CheckinConfig::into_policies`]).
+    /// A registry with `policies` (e.g. read from a file by
+    /// `jobsight_checkin::load_config`).
     pub fn from_policies(policies: impl IntoIterator<Item = CheckinPolicy>) -> Self {
         policies.into_iter().fold(Self::new(), Self::policy)
     }
