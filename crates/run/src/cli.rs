@@ -381,7 +381,7 @@ fn base_url(text: &str) -> Result<String, String> {
 
 /// `500ms`, `5s`, `1m`, `2h`, `1d` or a whole number of seconds.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    jobsight_core::checkin::policy::parse_duration(text)
+    jobsight_checkin::parse_duration(text)
         .map_err(|_| "expected a duration such as 500ms, 5s, 1m, 2h".to_owned())
 }
 

@@ -89,14 +89,8 @@ impl SideTail {
                 return Err(io::Error::from(io::ErrorKind::Unsupported));
             };
             // SAFETY: tee(2) on two open pipe descriptors.
-            let n = unsafe {
-                libc::tee(
-                    from,
-                    side.write.as_raw_fd(),
-                    max,
-                    libc::SPLICE_F_NONBLOCK,
-                )
-            };
+            let n =
+                unsafe { libc::tee(from, side.write.as_raw_fd(), max, libc::SPLICE_F_NONBLOCK) };
             if n > 0 {
                 let n = n.unsigned_abs();
                 side.len += n;
@@ -260,7 +254,10 @@ mod tests {
             }
         }
         drop(writer);
-        assert!(matches!(tail.tee_from(reader.as_raw_fd(), 10), Ok(Teed::End)));
+        assert!(matches!(
+            tail.tee_from(reader.as_raw_fd(), 10),
+            Ok(Teed::End)
+        ));
         tail.finish()
     }
 
