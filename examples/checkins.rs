@@ -99,6 +99,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checkins = jobsight_checkin::parse_config(POLICIES)?
         .sink(pings.clone())
         .sink(watchdog.recorder());
+    // Refuses, naming the policy, a monitor name a ping service cannot address.
+    checkins.validate()?;
     let watching = watchdog.spawn(checkins.clone())?;
 
     let conn = apalis_redis::connect("redis://127.0.0.1:6379/").await?;
@@ -122,7 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_config(config)
                 .poll_with_interval(Duration::from_millis(100)),
         )
-        .layer(MonitorLayer::new().with_checkins(checkins))
+        .layer(MonitorLayer::builder().checkins(checkins).build()?)
         .build(heartbeat)
         .run_until(async {
             tokio::time::sleep(Duration::from_secs(9)).await;

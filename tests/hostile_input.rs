@@ -500,7 +500,11 @@ async fn run_batch(monitor: &JobMonitor, cases: Vec<Case>, worker_name: String) 
     let worker = WorkerBuilder::new(worker_name)
         .backend(storage)
         .layer(
-            MonitorLayer::with_monitor(monitor.clone()).record_args(ArgsPolicy::new().all_jobs()),
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .record_args(ArgsPolicy::new().all_jobs())
+                .build()
+                .unwrap(),
         )
         .on_event(handler)
         .build(run);
@@ -865,7 +869,7 @@ async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
     }
 
     // Observers get the metadata and arguments masked and bounded too.
-    assert!(monitor.flush_observers(WAIT), "observers kept up");
+    assert!(monitor.observers().flush(WAIT), "observers kept up");
     let o = observed.lock().unwrap_or_else(|e| e.into_inner());
     assert!(o.events >= 2 * labels.len(), "{o:?}");
     assert_eq!(

@@ -50,6 +50,26 @@ pub trait PingFormat: Send + Sync + 'static {
     }
 }
 
+/// A format chosen at run time (from a command line or a configuration
+/// file): `Box<dyn PingFormat>` is a format too.
+impl<F: PingFormat + ?Sized> PingFormat for Box<F> {
+    fn request(&self, event: &CheckinEvent) -> Option<PingRequest> {
+        (**self).request(event)
+    }
+    fn check_policy(&self, policy: &CheckinPolicy) -> Result<(), String> {
+        (**self).check_policy(policy)
+    }
+    fn check_settings(&self) -> Result<(), String> {
+        (**self).check_settings()
+    }
+    fn answered(&self, event: &CheckinEvent, answer: &PingAnswer) {
+        (**self).answered(event, answer)
+    }
+    fn per_minute_limit(&self) -> Option<u32> {
+        (**self).per_minute_limit()
+    }
+}
+
 /// What became of a request, as a format sees it in
 /// [`PingFormat::answered`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -401,8 +421,15 @@ impl PingFormat for Healthchecks {
         ))
     }
 
+    /// Refuses a monitor name that gives no slug. A monitor with neither a
+    /// UUID nor a ping key is accepted: it is not pinged (counted in
+    /// `PingStats::skipped`), as a registry may hold policies for other
+    /// sinks only.
     fn check_policy(&self, policy: &CheckinPolicy) -> Result<(), String> {
-        self.address(policy.monitor()).map(|_| ())
+        match (self.uuids.contains_key(policy.monitor()), &self.ping_key) {
+            (false, Some(_)) => slug::healthchecks_slug(policy.monitor()).map(|_| ()),
+            _ => Ok(()),
+        }
     }
 
     fn check_settings(&self) -> Result<(), String> {
