@@ -20,7 +20,7 @@
 //!
 //! `JOBSIGHT_BENCH=one JOBSIGHT_BENCH_CONFIG=<name> JOBSIGHT_BENCH_JOBS=<n>`
 //! runs one configuration once (`bare`, `full`, `metrics_only`, `no_traces`, `apalis`,
-//! `refusing`, `hanging`, `floor`, `floor_bound`) at concurrency 1: for counting
+//! `refusing`, `hanging`, `logs`, `apalis_logs`, `floor`, `floor_bound`) at concurrency 1: for counting
 //! instructions under callgrind (`scripts/bench-instructions`).
 //! `JOBSIGHT_BENCH_ISOLATE=0` runs the table's rounds in this process
 //! instead of one fresh process per measurement (the default, see

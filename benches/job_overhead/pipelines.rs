@@ -1,12 +1,14 @@
 //! The SDK pipelines the configurations record into: a batch span processor
 //! and a periodic metric reader, each in front of an exporter that stands in
-//! for the collector (discarding, failing, or hanging).
+//! for the collector (discarding, failing, or hanging); and a log exporter
+//! that counts and discards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
@@ -82,6 +84,21 @@ impl SpanExporter for BenchSpanExporter {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         drop(batch);
         self.stats.answer(self.collector)
+    }
+}
+
+/// A log exporter standing in for a collector that answers at once: counts
+/// the records it is given and throws them away.
+#[derive(Debug, Clone, Default)]
+pub struct BenchLogExporter {
+    pub records: Arc<AtomicU64>,
+}
+
+impl LogExporter for BenchLogExporter {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        self.records
+            .fetch_add(batch.iter().count() as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
 

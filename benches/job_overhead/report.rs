@@ -28,7 +28,8 @@ struct Cell {
     ns_per_job: f64,
     cpu_per_job: Option<f64>,
     /// Jobs the child ran (warm-up included) and spans its pipeline
-    /// exported, for the configurations whose exports are counted.
+    /// exported, for the configurations whose exports are counted (log
+    /// records for the logs rows).
     spans: Option<(u64, u64)>,
 }
 
@@ -67,6 +68,7 @@ pub fn run_cell(bench: &Bench) {
                 let _ = pipeline.tracer_provider.force_flush();
                 (warm + jobs, pipeline.stats.spans())
             }),
+            Config::Logs | Config::ApalisLogs => Some((warm + jobs, bench.logs().exported())),
             _ => None,
         };
         (took, cpu, spans)
@@ -467,6 +469,16 @@ pub fn run(bench: &Bench, p: Params) -> String {
         );
     }
 
+    // The logs rows side by side: what logging one line inside a job adds
+    // to the bare worker under each layer, in proportion.
+    let logs_ratio = |c: usize| overhead(Config::Logs, c) / overhead(Config::ApalisLogs, c);
+    let _ = writeln!(
+        out,
+        "| job that logs one line: MonitorLayer's overhead ÷ apalis TraceLayer's, same subscriber | {} | {} | (no target) |",
+        ratio(logs_ratio(1)),
+        ratio(logs_ratio(4))
+    );
+
     // Memory over many jobs with the collector hanging (the span queue fills
     // and stays full), in ten chunks.
     let chunk = (p.memory_jobs / 10).max(1);
@@ -500,6 +512,29 @@ pub fn run(bench: &Bench, p: Params) -> String {
     );
 
     out.push_str(&allocations(bench, p.alloc_jobs));
+
+    // Log records that reached the exporter, against the jobs that logged
+    // a line: fewer means records were dropped (a full queue) or are still
+    // queued; the worker's own `info` lines (two a run) come on top.
+    for config in [Config::Logs, Config::ApalisLogs] {
+        if let Some((jobs, exported)) = child_spans.get(&config) {
+            let _ = writeln!(
+                out,
+                "log records exported, {}: {exported} for {jobs} jobs that logged a line",
+                config.label(),
+            );
+        }
+    }
+    if let Some(logs) = bench.logs_if_built() {
+        let jobs = runs.get(&Config::Logs).copied().unwrap_or(0)
+            + runs.get(&Config::ApalisLogs).copied().unwrap_or(0)
+            + 2 * p.alloc_jobs;
+        let _ = writeln!(
+            out,
+            "log records exported in this process, both logs rows: {} for {jobs} jobs that logged a line",
+            logs.exported()
+        );
+    }
 
     // Spans that reached the exporter (the rest were dropped by a full
     // queue, or are still queued).
@@ -536,6 +571,8 @@ pub fn allocations(bench: &Bench, jobs: u64) -> String {
         Config::MetricsOnly,
         Config::NoTraces,
         Config::Apalis,
+        Config::Logs,
+        Config::ApalisLogs,
     ] {
         let storage = bench.storage(jobs);
         Counting::start();

@@ -1,6 +1,9 @@
 //! The configurations measured: an apalis worker on the in-memory backend
-//! running no-op jobs, bare or behind a layer, and the SDK floor.
+//! running no-op jobs, bare or behind a layer, and the SDK floor; and a job
+//! that logs one line, under `MonitorLayer` and under apalis's `TraceLayer`
+//! with the same subscriber.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,13 +18,14 @@ use opentelemetry::metrics::{
 };
 use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Tracer as _, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracer;
 use tokio::runtime::Runtime;
 use tracing::Dispatch;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::pipelines::{Collector, Pipeline};
+use crate::pipelines::{BenchLogExporter, Collector, Pipeline};
 
 /// The worker's name (`messaging.consumer.group.name`).
 const WORKER: &str = "bench";
@@ -45,11 +49,17 @@ pub enum Config {
     FullRefusing,
     /// `MonitorLayer` as `Full`, collector hanging on every export.
     FullHanging,
+    /// `MonitorLayer` as `Full`, the job logs one `tracing::info!` line,
+    /// jobsight's `tracing` log layer in the subscriber (see [`Logs`]).
+    Logs,
+    /// apalis's `TraceLayer` through tracing-opentelemetry, the same job,
+    /// the same subscriber.
+    ApalisLogs,
 }
 
 impl Config {
     /// Every worker configuration, in table order.
-    pub const ALL: [Config; 7] = [
+    pub const ALL: [Config; 9] = [
         Config::Bare,
         Config::Full,
         Config::MetricsOnly,
@@ -57,6 +67,8 @@ impl Config {
         Config::Apalis,
         Config::FullRefusing,
         Config::FullHanging,
+        Config::Logs,
+        Config::ApalisLogs,
     ];
 
     /// The name `JOBSIGHT_BENCH_CONFIG` takes.
@@ -69,6 +81,8 @@ impl Config {
             Config::Apalis => "apalis",
             Config::FullRefusing => "refusing",
             Config::FullHanging => "hanging",
+            Config::Logs => "logs",
+            Config::ApalisLogs => "apalis_logs",
         }
     }
 
@@ -89,7 +103,18 @@ impl Config {
             }
             Config::FullRefusing => "MonitorLayer, traces + metrics, collector refusing",
             Config::FullHanging => "MonitorLayer, traces + metrics, collector hanging",
+            Config::Logs => {
+                "job logs one line: MonitorLayer, traces + metrics + jobsight's tracing log layer"
+            }
+            Config::ApalisLogs => {
+                "job logs one line: apalis TraceLayer, the same subscriber (tracing-opentelemetry + jobsight's tracing log layer)"
+            }
         }
+    }
+
+    /// Whether the job logs a line through the logs subscriber.
+    pub fn logs(self) -> bool {
+        matches!(self, Config::Logs | Config::ApalisLogs)
     }
 }
 
@@ -105,6 +130,52 @@ async fn noop(_job: u64, worker: WorkerContext) -> Result<(), BoxDynError> {
     Ok(())
 }
 
+/// The job of the logs rows: logs one line, then as [`noop`].
+async fn log_one_line(job: u64, worker: WorkerContext) -> Result<(), BoxDynError> {
+    tracing::info!(job, "job ran");
+    noop(job, worker).await
+}
+
+/// What the logs rows record into: one pipeline for spans and metrics
+/// (collector up), a logger provider with jobsight-otel's log processor in
+/// front of a counting exporter, and one subscriber for both rows:
+/// tracing-opentelemetry (apalis's task span, at DEBUG) and jobsight's
+/// `tracing` log layer (default filter `info`).
+pub struct Logs {
+    pipeline: Pipeline,
+    monitor: JobMonitor,
+    dispatch: Dispatch,
+    provider: SdkLoggerProvider,
+    exporter: BenchLogExporter,
+}
+
+impl Logs {
+    fn new() -> Self {
+        let (pipeline, monitor) = monitored(Collector::Up, true);
+        let exporter = BenchLogExporter::default();
+        let (log_layer, provider) =
+            jobsight_otel::bench_support::tracing_log_layer(exporter.clone());
+        let tracer = pipeline.tracer_provider.tracer("apalis-bench");
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .with(log_layer)
+            .with(LevelFilter::DEBUG);
+        Self {
+            pipeline,
+            monitor,
+            dispatch: Dispatch::new(subscriber),
+            provider,
+            exporter,
+        }
+    }
+
+    /// Log records the exporter has been given, after a flush.
+    pub fn exported(&self) -> u64 {
+        let _ = self.provider.force_flush();
+        self.exporter.records.load(Ordering::Relaxed)
+    }
+}
+
 /// Everything the configurations record into, built once and shared by all
 /// runs (as in an application, the instruments live as long as the process).
 pub struct Bench {
@@ -116,6 +187,9 @@ pub struct Bench {
     hanging: (Pipeline, JobMonitor),
     apalis: (Pipeline, Dispatch),
     floor: (Pipeline, Floor),
+    /// Built on the first logs run: making the log layer turns on
+    /// jobsight-core's job scope, which the other rows must run without.
+    logs: OnceLock<Logs>,
 }
 
 fn monitored(collector: Collector, sampled: bool) -> (Pipeline, JobMonitor) {
@@ -165,7 +239,18 @@ impl Bench {
             hanging: monitored(Collector::Hanging, true),
             apalis: (apalis_pipeline, dispatch),
             floor: (floor_pipeline, floor),
+            logs: OnceLock::new(),
         }
+    }
+
+    /// The logs rows' pipelines and subscriber.
+    pub fn logs(&self) -> &Logs {
+        self.logs.get_or_init(Logs::new)
+    }
+
+    /// The same, when a logs row has run in this process.
+    pub fn logs_if_built(&self) -> Option<&Logs> {
+        self.logs.get()
     }
 
     /// The pipeline a configuration records into (none for the bare worker).
@@ -178,6 +263,7 @@ impl Bench {
             Config::Apalis => Some(&self.apalis.0),
             Config::FullRefusing => Some(&self.refusing.0),
             Config::FullHanging => Some(&self.hanging.0),
+            Config::Logs | Config::ApalisLogs => Some(&self.logs().pipeline),
         }
     }
 
@@ -213,6 +299,12 @@ impl Bench {
         let builder = WorkerBuilder::new(WORKER)
             .backend(storage)
             .concurrency(concurrency);
+        // The job scope is on for the logs rows only, as in a process with
+        // and without the log layer.
+        if config.logs() {
+            self.logs();
+        }
+        jobsight_core::job_logs::set_scope(config.logs());
         let start = Instant::now();
         let result = match config {
             Config::Bare => self.runtime.block_on(builder.build(noop).run()),
@@ -244,6 +336,25 @@ impl Bench {
                         .run(),
                 )
             }),
+            Config::Logs | Config::ApalisLogs => {
+                let logs = self.logs();
+                tracing::dispatcher::with_default(&logs.dispatch, || {
+                    if config == Config::Logs {
+                        let layer = match MonitorLayer::builder()
+                            .monitor(logs.monitor.clone())
+                            .build()
+                        {
+                            Ok(layer) => layer,
+                            Err(e) => panic!("bench layer: {e}"),
+                        };
+                        self.runtime
+                            .block_on(builder.layer(layer).build(log_one_line).run())
+                    } else {
+                        self.runtime
+                            .block_on(builder.layer(TraceLayer::new()).build(log_one_line).run())
+                    }
+                })
+            }
         };
         let elapsed = start.elapsed();
         if let Err(e) = result {

@@ -373,4 +373,58 @@ pub mod bench_support {
         };
         CountedBatchProcessor::new(sdk_batch_processor(exporter, queue_size), queue, drops)
     }
+
+    /// A logger provider with the log processor `Builder::install` builds
+    /// (default queue, batch settings, per-job cap and limits) in front of
+    /// `exporter`, and a `tracing` log layer on it with the default filter
+    /// (`info`): what `Telemetry::tracing_log_layer` gives, without OTLP.
+    /// Turns on the job scope, as that method does.
+    #[cfg(feature = "tracing")]
+    pub fn tracing_log_layer<E: opentelemetry_sdk::logs::LogExporter + 'static>(
+        exporter: E,
+    ) -> (
+        crate::TracingLogLayer,
+        opentelemetry_sdk::logs::SdkLoggerProvider,
+    ) {
+        use opentelemetry_sdk::logs::{
+            BatchConfigBuilder as LogBatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider,
+        };
+
+        use crate::exporter_wrap::CountingLogExporter;
+        use crate::log_limits::LogLimits;
+        use crate::log_queue::JobLogProcessor;
+
+        let queue = Arc::new(SpanQueue::new(crate::DEFAULT_LOG_QUEUE_SIZE));
+        let drops = Arc::new(DropCounter::new(crate::reports::Reports::default()));
+        let exporter = CountingLogExporter {
+            inner: exporter,
+            report: FailureReport {
+                counter: Arc::default(),
+                drops: Arc::clone(&drops),
+                endpoint: String::new(),
+                transport_error: Arc::default(),
+            },
+            queue: Arc::clone(&queue),
+        };
+        let config = LogBatchConfigBuilder::default()
+            .with_max_queue_size(crate::DEFAULT_LOG_QUEUE_SIZE)
+            .with_max_export_batch_size(crate::DEFAULT_LOG_BATCH_SIZE)
+            .with_scheduled_delay(crate::DEFAULT_LOG_SCHEDULE_DELAY)
+            .build();
+        let limits = LogLimits::default();
+        let processor = JobLogProcessor::new(
+            BatchLogProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build(),
+            queue,
+            drops,
+            crate::DEFAULT_MAX_LOG_RECORDS_PER_JOB,
+            limits.body,
+        );
+        let provider = SdkLoggerProvider::builder()
+            .with_log_processor(processor)
+            .build();
+        let layer = crate::TracingLogLayer::new(&provider, Arc::default(), limits);
+        (layer, provider)
+    }
 }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::{InstrumentationScope, Key};
-use opentelemetry_sdk::logs::SdkLogger;
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
@@ -63,15 +63,30 @@ impl Telemetry {
     /// in its context, 0.2–0.4 µs a job.
     pub fn tracing_log_layer(&self) -> Option<TracingLogLayer> {
         let (provider, settings) = self.log_pipeline()?;
+        Some(TracingLogLayer::new(
+            provider,
+            Arc::clone(&settings.filter),
+            settings.limits,
+        ))
+    }
+}
+
+impl TracingLogLayer {
+    /// A layer emitting to `provider`; turns on the job scope.
+    pub(crate) fn new(
+        provider: &SdkLoggerProvider,
+        filter: Arc<LogFilter>,
+        limits: LogLimits,
+    ) -> Self {
         jobsight_core::job_logs::set_scope(true);
         let scope = InstrumentationScope::builder(LOGS_SCOPE_NAME)
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        Some(TracingLogLayer {
+        TracingLogLayer {
             logger: provider.logger_with_scope(scope),
-            filter: Arc::clone(&settings.filter),
-            limits: settings.limits,
-        })
+            filter,
+            limits,
+        }
     }
 }
 
