@@ -84,9 +84,9 @@ pub const PROCESS_PID: &str = "process.pid";
 pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
 /// `job.signal`: the signal that ended a command, e.g. `SIGKILL`.
 pub const JOB_SIGNAL: &str = "job.signal";
-/// `job.stderr_tail`: the last lines a failed command wrote to stderr,
-/// size-limited.
-pub const JOB_STDERR_TAIL: &str = "job.stderr_tail";
+/// `job.output_tail`: the last bytes a failed command wrote to stdout and
+/// stderr, in the order written, at most 4 KiB.
+pub const JOB_OUTPUT_TAIL: &str = "job.output_tail";
 
 // ---- exception event (OpenTelemetry exception conventions) ----
 

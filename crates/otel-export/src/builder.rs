@@ -45,6 +45,7 @@ pub struct Builder {
     summary: Option<bool>,
     summary_writer: Option<Box<dyn Write + Send>>,
     exponential_histograms: bool,
+    export_retries: bool,
     diagnostics_writer: Option<Box<dyn Write + Send>>,
     overrides: BatchOverrides,
     #[cfg(feature = "prometheus")]
@@ -61,6 +62,7 @@ impl Default for Builder {
             summary: None,
             summary_writer: None,
             exponential_histograms: false,
+            export_retries: true,
             diagnostics_writer: None,
             overrides: BatchOverrides::default(),
             #[cfg(feature = "prometheus")]
@@ -79,6 +81,7 @@ impl fmt::Debug for Builder {
             .field("summary", &self.summary)
             .field("summary_writer", &self.summary_writer.is_some())
             .field("exponential_histograms", &self.exponential_histograms)
+            .field("export_retries", &self.export_retries)
             .field("diagnostics_writer", &self.diagnostics_writer.is_some())
             .field("overrides", &self.overrides)
             .finish_non_exhaustive()
@@ -148,6 +151,17 @@ impl Builder {
     /// for both is an [`Error::Conflict`] at install.
     pub fn exponential_histograms(mut self, on: bool) -> Self {
         self.exponential_histograms = on;
+        self
+    }
+
+    /// Whether a failed export is retried (the OTLP exporters' policy: 3
+    /// retries, 100 ms to 1.6 s apart, for refused connections, 429, 502,
+    /// 503, 504 and gRPC `UNAVAILABLE`). Defaults to `true`. A one-shot
+    /// process that exits right after its work turns it off: with the
+    /// collector down, each export then fails at once instead of costing
+    /// seconds of backoff.
+    pub fn export_retries(mut self, on: bool) -> Self {
+        self.export_retries = on;
         self
     }
 
@@ -225,7 +239,12 @@ impl Builder {
             endpoint::validate(url).map_err(|reason| Error::InvalidEndpoint { reason })?;
         }
         let [traces, metrics] = Signal::ALL.map(|signal| {
-            ExportTarget::resolve(env, signal, self.endpoint.as_deref(), self.protocol)
+            ExportTarget::resolve(env, signal, self.endpoint.as_deref(), self.protocol).map(
+                |target| ExportTarget {
+                    retries: self.export_retries,
+                    ..target
+                },
+            )
         });
         let endpoint_configured = self.endpoint.is_some() || env.has_endpoint();
         // The scrape endpoint binds first, so that a taken port fails the

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
@@ -273,6 +273,9 @@ fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
         .with_endpoint(target.endpoint.clone())
         .with_protocol(target.protocol.to_otlp())
         .with_timeout(target.timeout);
+    if !target.retries {
+        builder = builder.with_retry_policy(RetryPolicy::disabled());
+    }
     if !target.headers.is_empty() {
         builder = builder.with_metadata(MetadataMap::from_headers(target.headers.to_header_map()));
     }
@@ -300,6 +303,9 @@ fn with_http_settings<B: WithExportConfig + WithHttpConfig>(
         .with_protocol(target.protocol.to_otlp())
         .with_timeout(target.timeout)
         .with_headers(target.headers.to_http_map());
+    if !target.retries {
+        builder = builder.with_retry_policy(RetryPolicy::disabled());
+    }
     #[cfg(feature = "tls")]
     if endpoint::is_https(&target.endpoint) {
         let runtime = runtime.expect("the export runtime runs for https endpoints");
