@@ -10,7 +10,8 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let _telemetry = jobsight_otel::init()?; // OTLP from OTEL_* variables
-//! WorkerBuilder::new("email-sender")
+//! // "email-sender@{host}/{pid}": unique per process (see below).
+//! WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
 //!     .backend(MemoryStorage::<String>::new())
 //!     .layer(MonitorLayer::new())
 //!     .build(send_email)
@@ -18,6 +19,13 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Worker names
+//! Give every process's worker a name of its own: [`worker_name`] appends
+//! the host name and the process id. apalis-redis keys a worker's heartbeat
+//! and its jobs in flight by name, so two processes with one name are
+//! refused or share one in-flight set. Their telemetry is told apart by
+//! the resource (`service.instance.id`, set by `jobsight-otel`).
 //!
 //! # Tracing
 //! Each call of the worker's service is one attempt: a CONSUMER span
@@ -78,6 +86,7 @@ pub mod redis_stats;
 pub mod send;
 mod service;
 pub mod task_meta;
+mod worker_name;
 
 pub use args::{RecordArgsLayer, RecordArgsService};
 pub use errors::{Error, JobPanicked};
@@ -88,3 +97,4 @@ pub use producer::{Stamp, traced, traced_builder};
 pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
 pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use service::MonitorService;
+pub use worker_name::worker_name;

@@ -30,6 +30,7 @@
 //! - [`progress`]: `tick(n)` against a total: throttled span events, a
 //!   gauge, an estimate of the time left.
 //! - [`args`]: opt-in, masked, size-limited recording of job arguments.
+//! - [`host`]: the host name, for resources and worker names.
 //!
 //! # Using it by hand
 //! Any runner can record its jobs: start a transaction, run the job inside
@@ -76,6 +77,7 @@ pub mod args;
 mod bound;
 pub mod checkin;
 pub mod error;
+pub mod host;
 mod instruments;
 pub mod job;
 mod kinds;
