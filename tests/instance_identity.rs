@@ -29,15 +29,15 @@ use jobsight::demo::BuildReport;
 use support::{MetricKind, MetricPoint, Receiver};
 
 const PROCESSES: usize = 2;
-/// Jobs each process must have finished before the test stops them.
-const RUNS_EACH: f64 = 3.0;
+/// Jobs pushed, one at a time.
+const JOBS: u32 = 30;
 const WAIT: Duration = Duration::from_secs(60);
 const CONSUMED: &str = "messaging.client.consumed.messages";
 
 fn spawn_worker(rx: &Receiver, queue: &str) -> Child {
     example_command(&example_path("worker"), &rx.endpoint())
         .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
-        .args(["--queue", queue, "--runs", "0", "--job-ms", "50"])
+        .args(["--queue", queue, "--runs", "0", "--job-ms", "40"])
         .args(["--concurrency", "1", "--timeout-secs", "90"])
         .spawn()
         .expect("start the example worker")
@@ -90,23 +90,18 @@ fn pid(point: &MetricPoint) -> Option<i64> {
     point.resource.get("process.pid").and_then(|v| v.as_i64())
 }
 
-/// Jobs finished per process (by `process.pid`), from the latest cumulative
-/// point of each of its `messaging.client.consumed.messages` series.
-fn consumed_by_pid(points: &[MetricPoint]) -> BTreeMap<i64, f64> {
-    let mut latest: BTreeMap<(i64, String), (u64, f64)> = BTreeMap::new();
-    for p in points.iter().filter(|p| p.name == CONSUMED) {
-        let Some(pid) = pid(p) else { continue };
-        let key = (pid, format!("{:?}", p.attributes));
-        let entry = latest.entry(key).or_insert((0, 0.0));
-        if p.time_unix_nano >= entry.0 {
-            *entry = (p.time_unix_nano, p.value.unwrap_or(0.0));
-        }
-    }
-    let mut by_pid = BTreeMap::new();
-    for ((pid, _), (_, value)) in latest {
-        *by_pid.entry(pid).or_insert(0.0) += value;
-    }
-    by_pid
+/// The runs a worker reported at exit (`worker: N runs on {queue}; …`).
+fn ran(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("worker: ")?
+                .split(" runs on ")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no run count in the worker's output:\n{stderr}"))
 }
 
 /// What a backend sees as one series: resource, metric and attributes.
@@ -154,79 +149,65 @@ async fn two_worker_processes_export_one_series_each() {
         "one registered worker per process, by default names: {names:?}"
     );
 
-    // A job at a time until every process has finished a few: whichever
-    // worker polls first takes it.
-    let pids: BTreeSet<i64> = children.iter().map(|c| i64::from(c.id())).collect();
+    // A job at a time, faster than one worker alone runs them: whichever
+    // worker polls first takes it, so both get some.
     let mut storage =
         RedisStorage::<BuildReport>::new(conn.clone()).with_config(Config::default().queue(&queue));
-    let deadline = Instant::now() + WAIT;
-    let mut pushed = 0u32;
-    loop {
-        let consumed = consumed_by_pid(&rx.metrics());
-        if pids
-            .iter()
-            .all(|pid| consumed.get(pid).copied().unwrap_or(0.0) >= RUNS_EACH)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after {pushed} jobs, not every process ({pids:?}) reported {RUNS_EACH} finished \
-             jobs under its own process.pid: {consumed:?}"
-        );
+    for report in 0..JOBS {
         storage
             .push(BuildReport {
-                report: pushed,
+                report,
                 fail_attempts: 0,
             })
             .await
             .expect("push");
-        pushed += 1;
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
+    let process_span = format!("process {queue}");
+    let spans = rx
+        .wait_for_spans(
+            |spans: &[support::Span]| {
+                spans.iter().filter(|s| s.name == process_span).count() >= JOBS as usize
+            },
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        spans.iter().filter(|s| s.name == process_span).count(),
+        JOBS as usize,
+        "every job ran once"
+    );
+    // Cumulative metrics are exported every 200 ms: let a few more exports
+    // of the final values arrive.
+    tokio::time::sleep(Duration::from_millis(600)).await;
 
     for child in &children {
         sigterm(child);
     }
+    let mut runs = BTreeMap::new();
     for child in children {
+        let pid = i64::from(child.id());
         let (status, output) = wait_exit(child, Duration::from_secs(30)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert_eq!(
             status.code(),
             Some(0),
-            "worker exit after SIGTERM:\n{}",
-            String::from_utf8_lossy(&output.stderr)
+            "worker exit after SIGTERM:\n{stderr}"
         );
+        runs.insert(pid, ran(&stderr));
     }
+    assert!(
+        runs.values().all(|&n| n > 0),
+        "each process ran some of the jobs (the test needs both busy): {runs:?}"
+    );
+    assert_eq!(runs.values().sum::<u64>(), u64::from(JOBS), "{runs:?}");
+    let pids: BTreeSet<i64> = runs.keys().copied().collect();
 
     let points: Vec<MetricPoint> = rx
         .metrics()
         .into_iter()
         .filter(|p| p.scope_name == "jobsight")
         .collect();
-
-    // Each process: its own service.instance.id, the same for all its points.
-    let mut instance_of: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    for p in &points {
-        let id = resource_str(p, "service.instance.id")
-            .unwrap_or_else(|| panic!("no service.instance.id: {:?}", p.resource));
-        let pid = pid(p).unwrap_or_else(|| panic!("no process.pid: {:?}", p.resource));
-        assert!(
-            resource_str(p, "host.name").is_some_and(|h| !h.is_empty()),
-            "no host.name: {:?}",
-            p.resource
-        );
-        instance_of.entry(pid).or_default().insert(id.to_owned());
-    }
-    assert_eq!(
-        instance_of.keys().copied().collect::<BTreeSet<_>>(),
-        pids,
-        "points from every process and no other"
-    );
-    let ids: BTreeSet<&String> = instance_of.values().flatten().collect();
-    assert!(
-        instance_of.values().all(|ids| ids.len() == 1) && ids.len() == PROCESSES,
-        "one service.instance.id per process, none shared: {instance_of:?}"
-    );
 
     // Each series (as a backend keys it): one process, one start time,
     // cumulative values that never go down.
@@ -258,6 +239,30 @@ async fn two_worker_processes_export_one_series_each() {
                 .insert(pid);
         }
     }
+    // Each process: its own service.instance.id, the same for all its points.
+    let mut instance_of: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for p in &points {
+        let id = resource_str(p, "service.instance.id")
+            .unwrap_or_else(|| panic!("no service.instance.id: {:?}", p.resource));
+        let pid = pid(p).unwrap_or_else(|| panic!("no process.pid: {:?}", p.resource));
+        assert!(
+            resource_str(p, "host.name").is_some_and(|h| !h.is_empty()),
+            "no host.name: {:?}",
+            p.resource
+        );
+        instance_of.entry(pid).or_default().insert(id.to_owned());
+    }
+    assert_eq!(
+        instance_of.keys().copied().collect::<BTreeSet<_>>(),
+        pids,
+        "points from every process and no other"
+    );
+    let ids: BTreeSet<&String> = instance_of.values().flatten().collect();
+    assert!(
+        instance_of.values().all(|ids| ids.len() == 1) && ids.len() == PROCESSES,
+        "one service.instance.id per process, none shared: {instance_of:?}"
+    );
+
     // The job metrics came from both processes, as series of their own.
     for metric in [
         CONSUMED,

@@ -53,9 +53,6 @@ mod tests {
 
     #[test]
     fn is_read_once() {
-        assert_eq!(
-            host_name().map(str::as_ptr),
-            host_name().map(str::as_ptr)
-        );
+        assert_eq!(host_name().map(str::as_ptr), host_name().map(str::as_ptr));
     }
 }

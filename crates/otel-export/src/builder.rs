@@ -107,7 +107,8 @@ impl Builder {
     /// `service.name`. Must be unique among them (e.g. the pod's name).
     /// Defaults to `service.instance.id` in `OTEL_RESOURCE_ATTRIBUTES`, then
     /// a random UUID generated once per process
-    /// ([`service_instance_id`](crate::service_instance_id)).
+    /// ([`service_instance_id`](crate::service_instance_id)). An empty id
+    /// counts as unset.
     pub fn service_instance_id(mut self, id: impl Into<String>) -> Self {
         self.service_instance_id = Some(id.into());
         self

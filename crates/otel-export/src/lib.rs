@@ -296,11 +296,11 @@ pub use error::Error;
 pub use export_failures::ExportFailures;
 pub use guard::Telemetry;
 pub use protocol::Protocol;
-pub use resource::service_instance_id;
 pub use providers::{
     DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_SPAN_BATCH_SIZE, DEFAULT_SPAN_QUEUE_SIZE,
     DEFAULT_SPAN_SCHEDULE_DELAY,
 };
+pub use resource::service_instance_id;
 pub use signal::Signal;
 
 /// Installs telemetry configured from the `OTEL_*` environment:

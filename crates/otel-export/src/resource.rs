@@ -10,7 +10,8 @@
 //!
 //! - `service.instance.id`: [`Builder::service_instance_id`], then
 //!   `OTEL_RESOURCE_ATTRIBUTES`, then a random (v4) UUID generated once per
-//!   process ([`service_instance_id`](crate::service_instance_id));
+//!   process ([`service_instance_id`](crate::service_instance_id)); an empty
+//!   id counts as unset (every process would share it);
 //! - `host.name`: `OTEL_RESOURCE_ATTRIBUTES`, then the system's host name
 //!   (left out when the system gives none);
 //! - `process.pid`: `OTEL_RESOURCE_ATTRIBUTES`, then the process id.
@@ -70,12 +71,16 @@ pub(crate) fn build(given: Given<'_>, env: &EnvConfig) -> Resource {
         .or_else(|| env.service_name.clone())
         .or(from_attributes)
         .unwrap_or_else(unknown_service);
+    // An empty id would be shared by every process: it counts as unset.
     let instance_from_env = env
         .resource_attributes
         .iter()
-        .any(|(key, _)| key == SERVICE_INSTANCE_ID);
+        .rev()
+        .find(|(key, _)| key == SERVICE_INSTANCE_ID)
+        .is_some_and(|(_, value)| !value.trim().is_empty());
     let instance_id = given
         .service_instance_id
+        .filter(|id| !id.trim().is_empty())
         .map(str::to_owned)
         .or_else(|| (!instance_from_env).then(|| service_instance_id().to_owned()));
     // Each step overrides the one before.
@@ -134,7 +139,10 @@ mod tests {
             service(&build(named("from-code"), &both)),
             Some("from-code".into())
         );
-        assert_eq!(service(&build(Given::default(), &both)), Some("from-env".into()));
+        assert_eq!(
+            service(&build(Given::default(), &both)),
+            Some("from-env".into())
+        );
         let attributes_only = env(&[attributes]);
         let resource = build(Given::default(), &attributes_only);
         assert_eq!(service(&resource), Some("from-attrs".into()));
@@ -147,7 +155,9 @@ mod tests {
 
     #[test]
     fn falls_back_to_unknown_service() {
-        let name = service(&build(Given::default(), &env(&[]))).unwrap().to_string();
+        let name = service(&build(Given::default(), &env(&[])))
+            .unwrap()
+            .to_string();
         assert!(name.starts_with("unknown_service"), "{name}");
     }
 
@@ -167,7 +177,10 @@ mod tests {
         assert_eq!(resource.get(&Key::new(HOST_NAME)), Some(host.into()));
         // The same id for every resource built in this process.
         let again = build(Given::default(), &env(&[]));
-        assert_eq!(again.get(&Key::new(SERVICE_INSTANCE_ID)).unwrap().as_str(), id);
+        assert_eq!(
+            again.get(&Key::new(SERVICE_INSTANCE_ID)).unwrap().as_str(),
+            id
+        );
     }
 
     #[test]
@@ -192,6 +205,17 @@ mod tests {
         assert_eq!(
             from_code.get(&Key::new(SERVICE_INSTANCE_ID)),
             Some("from-code".into())
+        );
+
+        // Empty: every process would share it, so the UUID stays.
+        let blank = Given {
+            service_instance_id: Some(" "),
+            ..Given::default()
+        };
+        let empty = env(&[("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=")]);
+        assert_eq!(
+            build(blank, &empty).get(&Key::new(SERVICE_INSTANCE_ID)),
+            Some(service_instance_id().into())
         );
     }
 }
