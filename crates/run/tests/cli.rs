@@ -108,12 +108,12 @@ async fn a_succeeding_command() {
         span.resource
     );
     assert!(
-        span.resource.get("host.name").is_some(),
+        span.resource.contains_key("host.name"),
         "{:?}",
         span.resource
     );
     assert!(
-        span.resource.get("process.pid").is_some(),
+        span.resource.contains_key("process.pid"),
         "{:?}",
         span.resource
     );
