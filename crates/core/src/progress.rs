@@ -74,7 +74,8 @@ use opentelemetry::{Context, KeyValue};
 
 use crate::error::{ErrorRecord, bounded_display};
 use crate::job::JobMeta;
-use crate::monitor::{JobKind, JobMonitor};
+use crate::kinds::JobKind;
+use crate::monitor::JobMonitor;
 use crate::observer::{Event, EventKind, ProgressSnapshot};
 use crate::outcome::Outcome;
 use crate::semconv;

@@ -41,7 +41,8 @@ use opentelemetry::{Context, ContextGuard, KeyValue};
 use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
-use crate::monitor::{JobKind, JobMonitor};
+use crate::kinds::JobKind;
+use crate::monitor::JobMonitor;
 use crate::observer::EventKind;
 use crate::outcome::{ErrorClass, Outcome};
 use crate::progress::{self, Progress, RunState};
@@ -372,7 +373,18 @@ impl Transaction {
         if let Some(run) = self.s.checkin.take() {
             let (status, exit_status) = CheckinStatus::of_outcome(outcome);
             span.add_event(semconv::CHECKIN_EVENT, run.span_event_attributes(status));
-            run.finish(status, exit_status);
+            match (status, &self.s.error, outcome) {
+                (CheckinStatus::Ok, _, _) => run.finish(status, exit_status),
+                (_, _, Outcome::Abandoned) => {
+                    run.finish_with_message(status, exit_status, ABANDONED_MESSAGE)
+                }
+                (_, Some(record), _) => run.finish_with_message(
+                    status,
+                    exit_status,
+                    format!("{}: {}", record.error_type_cow(), record.message()),
+                ),
+                (_, None, _) => run.finish_with_message(status, exit_status, outcome.as_str()),
+            }
         }
         if let Some(run) = self.s.cx.get::<RunState>() {
             run.finish(&self.s.cx, outcome, self.s.error.as_ref(), event);

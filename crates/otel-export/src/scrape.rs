@@ -195,8 +195,9 @@ mod tests {
 
     use jobsight_core::{JobMeta, JobMonitor};
 
-    use crate::test_support::{Captured, env, global_providers};
+    use crate::test_support::env;
     use crate::{Builder, Error};
+    use jobsight_testkit::{LogCapture, serial};
 
     fn get(addr: std::net::SocketAddr, request: &str) -> String {
         let mut stream = TcpStream::connect(addr).unwrap();
@@ -208,8 +209,8 @@ mod tests {
 
     #[test]
     fn serves_jobsight_metrics_with_collector_style_names() {
-        let _lock = global_providers();
-        let captured = Captured::default();
+        let _lock = serial();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .prometheus_endpoint("127.0.0.1:0")
             .summary_writer(captured.clone())
@@ -267,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_taken_port_and_exponential_histograms_are_errors() {
-        let _lock = global_providers();
+        let _lock = serial();
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = taken.local_addr().unwrap().to_string();
         let error = Builder::default()

@@ -1,77 +1,21 @@
-//! Helpers shared by the end-to-end tests (`otlp_wire`, `redis_e2e`,
-//! `shutdown`, `quickstart`): unique names, reading spans and metric series
-//! as they arrived at the in-process receiver, stopping apalis workers.
-#![allow(dead_code)]
+//! Queries over what the receiver got: spans grouped by job, metric points
+//! folded into series.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use apalis::prelude::{Event, WorkerContext};
+use super::model::{Attributes, MetricKind, MetricPoint, Span, Temporality};
 
-use crate::support::{Attributes, MetricKind, MetricPoint, Span, Temporality};
-
-mod children;
-mod dropped_metric;
-mod log_capture;
-pub mod numbered_jobs;
-mod redis_keys;
-#[allow(unused_imports)] // only the binaries that run examples or flush telemetry
-pub use children::{example_command, example_path, flush};
-#[allow(unused_imports)] // only the binaries that check jobsight-otel's drops
-pub use dropped_metric::{DROPPED_METRIC, received_drop_count, until_drops_received};
-#[allow(unused_imports)] // only the binaries that capture jobsight-otel's reports
-pub use log_capture::Log;
-#[allow(unused_imports)] // not every test binary talks to Redis
-pub use redis_keys::{REDIS_ADDR, RedisKeys};
-
-/// A name no other test, and no parallel run of this suite, uses:
-/// `{prefix}-{pid}-{unix ms}-{counter}`.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{ms}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Serializes the tests of one binary that install global telemetry
-/// (`jobsight_otel::Builder::install` sets the global providers and
-/// propagator). A panicking test does not poison the others.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// An `on_event` handler that stops the worker once `n` tasks finished
-/// (`Event::Success` or `Event::Error`; see /work/notes/apalis.md §6).
-pub fn stop_after(n: usize) -> impl Fn(&WorkerContext, &Event) + Send + Sync + 'static {
-    let seen = Arc::new(AtomicUsize::new(0));
-    move |worker: &WorkerContext, event: &Event| {
-        if matches!(event, Event::Success(_) | Event::Error(_))
-            && seen.fetch_add(1, Ordering::SeqCst) + 1 == n
-        {
-            let _ = worker.stop();
-        }
-    }
-}
-
-// ---------------------------------------------------------------- spans
-
+/// The integer attribute `key` of a span.
 pub fn attr_i64(span: &Span, key: &str) -> Option<i64> {
     span.attr(key).and_then(|v| v.as_i64())
 }
 
+/// The attribute `key` of a span as `f64` (ints widened).
 pub fn attr_f64(span: &Span, key: &str) -> Option<f64> {
     span.attr(key).and_then(|v| v.as_f64())
 }
 
+/// The span's `job.outcome`, `<none>` when absent.
 pub fn outcome(span: &Span) -> &str {
     span.attr_str("job.outcome").unwrap_or("<none>")
 }
@@ -122,31 +66,39 @@ pub fn outcomes(attempts: &[Span]) -> Vec<&str> {
     attempts.iter().map(outcome).collect()
 }
 
-// ---------------------------------------------------------------- metrics
-
 /// One metric stream (name + attribute set) folded over every export that
 /// arrived: the latest point of a cumulative stream, the sum of a delta one.
 #[derive(Clone, Debug)]
 pub struct Series {
+    /// The metric's name.
     pub name: String,
+    /// Its unit.
     pub unit: String,
+    /// Its kind.
     pub kind: MetricKind,
+    /// Its temporality.
     pub temporality: Temporality,
+    /// The series' attributes.
     pub attributes: Attributes,
     /// Sums and gauges.
     pub value: f64,
     /// Histograms.
     pub count: u64,
+    /// Histograms: the sum.
     pub sum: f64,
+    /// Histograms: the bucket bounds.
     pub explicit_bounds: Vec<f64>,
+    /// Histograms: the bucket counts.
     pub bucket_counts: Vec<u64>,
 }
 
 impl Series {
+    /// The attribute `key` as a string.
     pub fn attr_str(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).and_then(|v| v.as_str())
     }
 
+    /// The series' attribute keys, sorted.
     pub fn attr_keys(&self) -> Vec<&str> {
         self.attributes.keys().map(String::as_str).collect()
     }
@@ -222,7 +174,7 @@ pub fn totals_by(
 }
 
 /// `[(Some("a"), 1), (None, 2)]` as a map, for comparing with [`totals_by`].
-pub fn expected(pairs: &[(Option<&str>, u64)]) -> BTreeMap<Option<String>, u64> {
+pub fn expected_totals(pairs: &[(Option<&str>, u64)]) -> BTreeMap<Option<String>, u64> {
     pairs
         .iter()
         .map(|(k, v)| (k.map(str::to_owned), *v))

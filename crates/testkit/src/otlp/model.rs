@@ -22,15 +22,20 @@ pub use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 /// An attribute value. Arrays, maps and bytes are kept as the raw proto value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// A string.
     Str(String),
+    /// A signed integer.
     Int(i64),
+    /// A double.
     Double(f64),
+    /// A boolean.
     Bool(bool),
     /// Array, key-value list, bytes, or an empty `AnyValue`.
     Other(AnyValue),
 }
 
 impl Value {
+    /// The string, `None` for other types.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -38,6 +43,7 @@ impl Value {
         }
     }
 
+    /// The integer, `None` for other types.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -54,6 +60,7 @@ impl Value {
         }
     }
 
+    /// The boolean, `None` for other types.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
@@ -84,6 +91,7 @@ impl fmt::Display for Value {
     }
 }
 
+/// Attributes by key.
 pub type Attributes = BTreeMap<String, Value>;
 
 /// Flattens OTLP key-values into a map (a repeated key keeps the last value).
@@ -102,25 +110,34 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A span event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
+    /// The event's name.
     pub name: String,
+    /// When it happened.
     pub time_unix_nano: u64,
+    /// Its attributes.
     pub attributes: Attributes,
 }
 
+/// A span link.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Link {
     /// Lowercase hex, 32 chars.
     pub trace_id: String,
     /// Lowercase hex, 16 chars.
     pub span_id: String,
+    /// The link's attributes.
     pub attributes: Attributes,
 }
 
+/// One span, with its resource and scope copied in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Span {
+    /// The span's name.
     pub name: String,
+    /// Its kind.
     pub kind: SpanKind,
     /// Lowercase hex, 32 chars.
     pub trace_id: String,
@@ -128,18 +145,32 @@ pub struct Span {
     pub span_id: String,
     /// Lowercase hex; `None` for a root span.
     pub parent_span_id: Option<String>,
+    /// Start time.
     pub start_time_unix_nano: u64,
+    /// End time.
     pub end_time_unix_nano: u64,
+    /// The span's attributes.
     pub attributes: Attributes,
+    /// Status code.
     pub status_code: StatusCode,
+    /// Status description.
     pub status_message: String,
+    /// Events, in order.
     pub events: Vec<Event>,
+    /// Links, in order.
     pub links: Vec<Link>,
+    /// The resource's attributes.
     pub resource: Attributes,
+    /// The instrumentation scope's name.
     pub scope_name: String,
+    /// The instrumentation scope's version (empty when unset).
+    pub scope_version: String,
+    /// The schema URL of the scope (empty when unset).
+    pub scope_schema_url: String,
 }
 
 impl Span {
+    /// The attribute `key`.
     pub fn attr(&self, key: &str) -> Option<&Value> {
         self.attributes.get(key)
     }
@@ -149,20 +180,24 @@ impl Span {
         self.attr(key).and_then(Value::as_str)
     }
 
+    /// The first event named `name`.
     pub fn event(&self, name: &str) -> Option<&Event> {
         self.events.iter().find(|e| e.name == name)
     }
 
+    /// True without a parent span.
     pub fn is_root(&self) -> bool {
         self.parent_span_id.is_none()
     }
 
+    /// End minus start.
     pub fn duration_nanos(&self) -> u64 {
         self.end_time_unix_nano
             .saturating_sub(self.start_time_unix_nano)
     }
 }
 
+/// Every span of the requests, in arrival order.
 pub fn flatten_spans(requests: &[ExportTraceServiceRequest]) -> Vec<Span> {
     let mut out = Vec::new();
     for req in requests {
@@ -174,6 +209,12 @@ pub fn flatten_spans(requests: &[ExportTraceServiceRequest]) -> Vec<Span> {
                     .as_ref()
                     .map(|s| s.name.clone())
                     .unwrap_or_default();
+                let scope_version = ss
+                    .scope
+                    .as_ref()
+                    .map(|s| s.version.clone())
+                    .unwrap_or_default();
+                let scope_schema_url = ss.schema_url.clone();
                 for s in &ss.spans {
                     let status = s.status.clone().unwrap_or_default();
                     out.push(Span {
@@ -208,6 +249,8 @@ pub fn flatten_spans(requests: &[ExportTraceServiceRequest]) -> Vec<Span> {
                             .collect(),
                         resource: resource.clone(),
                         scope_name: scope_name.clone(),
+                        scope_version: scope_version.clone(),
+                        scope_schema_url: scope_schema_url.clone(),
                     });
                 }
             }
@@ -216,19 +259,29 @@ pub fn flatten_spans(requests: &[ExportTraceServiceRequest]) -> Vec<Span> {
     out
 }
 
+/// The kind of a metric's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
+    /// Counter or up-down counter.
     Sum,
+    /// Gauge.
     Gauge,
+    /// Explicit-bucket histogram.
     Histogram,
+    /// Exponential histogram.
     ExpHistogram,
+    /// Summary.
     Summary,
 }
 
+/// Aggregation temporality.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Temporality {
+    /// Not set (gauges, summaries).
     Unspecified,
+    /// Each point covers the time since the previous export.
     Delta,
+    /// Each point covers the time since the start.
     Cumulative,
 }
 
@@ -245,37 +298,56 @@ impl Temporality {
 /// One data point of one metric, with its envelope copied in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricPoint {
+    /// The metric's name.
     pub name: String,
+    /// Its description.
     pub description: String,
+    /// Its unit.
     pub unit: String,
+    /// Its kind.
     pub kind: MetricKind,
     /// Sums and histograms; `Unspecified` for gauges and summaries.
     pub temporality: Temporality,
     /// Sums only.
     pub monotonic: Option<bool>,
+    /// The point's attributes.
     pub attributes: Attributes,
     /// Sums and gauges (ints widened to `f64`).
     pub value: Option<f64>,
     /// Histograms, exponential histograms and summaries.
     pub count: Option<u64>,
+    /// Histograms and summaries: the sum.
     pub sum: Option<f64>,
+    /// Histograms: the minimum, when recorded.
     pub min: Option<f64>,
+    /// Histograms: the maximum, when recorded.
     pub max: Option<f64>,
     /// Explicit-bucket histograms (`bucket_counts.len() == explicit_bounds.len() + 1`).
     pub bucket_counts: Vec<u64>,
+    /// Explicit-bucket histograms: the bucket bounds.
     pub explicit_bounds: Vec<f64>,
+    /// Start of the point's interval.
     pub start_time_unix_nano: u64,
+    /// End of the point's interval.
     pub time_unix_nano: u64,
+    /// The resource's attributes.
     pub resource: Attributes,
+    /// The instrumentation scope's name.
     pub scope_name: String,
+    /// The instrumentation scope's version (empty when unset).
+    pub scope_version: String,
+    /// The schema URL of the scope (empty when unset).
+    pub scope_schema_url: String,
 }
 
 impl MetricPoint {
+    /// The attribute `key`.
     pub fn attr(&self, key: &str) -> Option<&Value> {
         self.attributes.get(key)
     }
 }
 
+/// Every metric data point of the requests, in arrival order.
 pub fn flatten_metrics(requests: &[ExportMetricsServiceRequest]) -> Vec<MetricPoint> {
     let mut out = Vec::new();
     for req in requests {
@@ -287,6 +359,12 @@ pub fn flatten_metrics(requests: &[ExportMetricsServiceRequest]) -> Vec<MetricPo
                     .as_ref()
                     .map(|s| s.name.clone())
                     .unwrap_or_default();
+                let scope_version = sm
+                    .scope
+                    .as_ref()
+                    .map(|s| s.version.clone())
+                    .unwrap_or_default();
+                let scope_schema_url = sm.schema_url.clone();
                 for m in &sm.metrics {
                     let base = MetricPoint {
                         name: m.name.clone(),
@@ -307,6 +385,8 @@ pub fn flatten_metrics(requests: &[ExportMetricsServiceRequest]) -> Vec<MetricPo
                         time_unix_nano: 0,
                         resource: resource.clone(),
                         scope_name: scope_name.clone(),
+                        scope_version: scope_version.clone(),
+                        scope_schema_url: scope_schema_url.clone(),
                     };
                     let number = |v: &Option<number_data_point::Value>| match v {
                         Some(number_data_point::Value::AsDouble(d)) => Some(*d),

@@ -1,5 +1,4 @@
-//! Deleting the Redis keys of a test's apalis-redis queue (moved here from
-//! `redis_e2e` so that every Redis test cleans up the same way).
+//! Deleting the Redis keys of a test's apalis-redis queue.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -33,6 +32,8 @@ return n
 "#;
 
 impl RedisKeys {
+    /// Keys of `queue`, deleted on drop; `queue` must be made of ASCII
+    /// letters, digits, `-` and `_` (so that `{queue}:*` matches only its keys).
     pub fn new(queue: &str) -> Self {
         // Only characters that are not glob syntax, so `{queue}:*` matches just ours.
         assert!(
@@ -69,7 +70,9 @@ impl Drop for RedisKeys {
 /// Sends one command to Redis and reads an integer reply.
 fn resp_command(args: &[&str]) -> Result<i64, String> {
     let mut stream = TcpStream::connect_timeout(
-        &REDIS_ADDR.parse().expect("address"),
+        &REDIS_ADDR
+            .parse()
+            .map_err(|e| format!("{REDIS_ADDR}: {e}"))?,
         Duration::from_secs(2),
     )
     .map_err(|e| format!("connect {REDIS_ADDR}: {e}"))?;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the TLS test fixtures of jobsight-otel (see README.md).
+# Regenerates the TLS test fixtures of the test kit (see README.md).
 # Needs only the `openssl` command line tool (1.1.1 or 3.x).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use jobsight_otel::Dropped;
 
-use crate::support::Receiver;
+use crate::otlp::Receiver;
 
 /// The self-metric's name.
 pub const DROPPED_METRIC: &str = "jobsight.telemetry.dropped";

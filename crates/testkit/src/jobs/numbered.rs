@@ -11,20 +11,11 @@ use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
 use jobsight_apalis::MonitorLayer;
 use jobsight_core::JobMonitor;
-use jobsight_otel::Telemetry;
 
-use super::{stop_after, unique};
+use super::stop_after;
+use crate::unique;
 
-/// A monitor that records with `telemetry`'s own providers (not the global
-/// ones, which parallel tests replace).
-pub fn monitor_of(telemetry: &Telemetry) -> JobMonitor {
-    JobMonitor::builder()
-        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
-        .meter_provider(telemetry.meter_provider().expect("meter provider"))
-        .build()
-}
-
-/// The error of a job that fails on purpose.
+/// The error of a job that fails on purpose (its job number).
 #[derive(Debug, thiserror::Error)]
 #[error("job {0} failed on purpose")]
 pub struct Refused(pub u64);
@@ -38,6 +29,7 @@ pub fn expected(n: u64) -> Result<u64, String> {
     }
 }
 
+/// The job: [`expected`] as an apalis handler.
 pub async fn job(n: u64) -> Result<u64, BoxDynError> {
     expected(n).map_err(|_| Refused(n).into())
 }
@@ -68,7 +60,7 @@ pub async fn run_jobs(
         storage
             .push_task(TaskBuilder::new(n).queue(Queue::from(queue)).build())
             .await
-            .expect("push");
+            .unwrap_or_else(|e| panic!("push: {e}"));
     }
     let results = Arc::new(Mutex::new(BTreeMap::new()));
     let seen = Arc::clone(&results);
@@ -77,7 +69,9 @@ pub async fn run_jobs(
         .layer(tower::util::MapResultLayer::new(
             move |result: Result<u64, BoxDynError>| {
                 let kept = result.as_ref().copied().map_err(|e| e.to_string());
-                seen.lock().unwrap().insert(job_of(&kept), kept);
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(job_of(&kept), kept);
                 result
             },
         ))
@@ -87,13 +81,14 @@ pub async fn run_jobs(
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(120), worker.run())
         .await
-        .expect("the jobs finish")
-        .expect("the worker runs");
+        .unwrap_or_else(|_| panic!("the jobs did not finish within 120 s"))
+        .unwrap_or_else(|e| panic!("the worker: {e}"));
     let took = started.elapsed();
-    let results = std::mem::take(&mut *results.lock().unwrap());
+    let results = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     (results, took)
 }
 
+/// Panics unless `results` holds exactly the jobs `ids`, each with its [`expected`] result.
 pub fn assert_results(results: &BTreeMap<u64, Result<u64, String>>, ids: Range<u64>) {
     let want: BTreeMap<u64, Result<u64, String>> = ids.map(|n| (n, expected(n))).collect();
     assert_eq!(results.len(), want.len(), "every job ran once");

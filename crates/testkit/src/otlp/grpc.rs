@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use super::receiver::{Mode, Signal, State, grpc_code_for};
+use super::receiver::{Mode, Signal, State, TlsConfig, grpc_code_for};
 
 #[derive(Clone)]
 struct Svc {
@@ -75,10 +75,20 @@ impl MetricsService for Svc {
 pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<State>,
+    tls: Option<TlsConfig>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) {
     let svc = Svc { state };
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(crate::tls::tonic_config(tls.require_client_certificate))
+            .unwrap_or_else(|e| panic!("the receiver's TLS settings: {e}"));
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = tls;
+    let result = server
         .add_service(TraceServiceServer::new(svc.clone()))
         .add_service(MetricsServiceServer::new(svc))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)

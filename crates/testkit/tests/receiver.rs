@@ -1,9 +1,11 @@
-//! Proves the in-process OTLP receiver in `tests/support` works, using the real
-//! opentelemetry-otlp exporters over the wire (gRPC/tonic and HTTP/protobuf).
-//! Deliberately independent of the jobsight crates.
+//! The in-process OTLP receiver, proved with the real opentelemetry-otlp
+//! exporters over the wire (gRPC/tonic and HTTP/protobuf). Its TLS front
+//! ends are proved by jobsight-otel's https export tests. Independent of
+//! the jobsight crates.
 
-mod support;
-
+use jobsight_testkit::otlp::{
+    MetricKind, Mode, Receiver, Signal, Span, SpanKind, StatusCode, Transport,
+};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -14,7 +16,6 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use support::{MetricKind, Mode, Receiver, Signal, Span, SpanKind, StatusCode, Transport};
 
 const WAIT: Duration = Duration::from_secs(10);
 const SERVICE: &str = "receiver-selftest";

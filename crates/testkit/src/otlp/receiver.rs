@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -14,15 +15,24 @@ use super::model::{MetricPoint, Span, flatten_metrics, flatten_spans};
 /// Poll interval of the `wait_for_*` helpers.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How long `stop` waits for open connections to drain before closing them.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The OTLP transport a receiver speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// OTLP/gRPC.
     Grpc,
+    /// OTLP/HTTP with binary protobuf bodies.
     Http,
 }
 
+/// An OTLP signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
+    /// Spans.
     Traces,
+    /// Metrics.
     Metrics,
 }
 
@@ -47,8 +57,7 @@ pub enum Mode {
     GrpcStatus(tonic::Code),
 }
 
-/// gRPC's standard HTTP-status-to-gRPC-code mapping
-/// (grpc/doc/http-grpc-status-mapping.md).
+/// The gRPC status code gRPC's HTTP-to-gRPC status mapping gives an HTTP status.
 pub fn grpc_code_for(http_status: u16) -> tonic::Code {
     match http_status {
         400 => tonic::Code::Internal,
@@ -63,6 +72,7 @@ pub fn grpc_code_for(http_status: u16) -> tonic::Code {
 /// What `wait_for_spans` waits for: a count (`>=`) or a predicate over everything seen so far.
 /// Closures need their argument type spelled out: `|s: &[Span]| s.iter().any(..)`.
 pub trait Until<T> {
+    /// True when the wait is over.
     fn done(&self, items: &[T]) -> bool;
 }
 
@@ -159,73 +169,154 @@ impl State {
     }
 }
 
-/// An in-process OTLP receiver (traces and metrics). Shuts its server down when dropped.
+/// An in-process OTLP collector for traces and metrics: a gRPC (tonic) or
+/// HTTP/protobuf (hyper) server on 127.0.0.1, optionally behind TLS, that
+/// keeps every export request it accepts.
+///
+/// The server runs on a small tokio runtime of its own, so it keeps
+/// answering while the test blocks its own thread (a synchronous flush, a
+/// `#[test]` without a runtime) and works from any runtime or none. Dropping
+/// the receiver stops the server and closes its port.
 pub struct Receiver {
     transport: Transport,
+    tls: Option<TlsConfig>,
     addr: SocketAddr,
     state: Arc<State>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    runtime: Option<Runtime>,
+}
+
+/// How a receiver is started: [`Receiver::builder`].
+#[derive(Clone, Debug)]
+pub struct ReceiverBuilder {
+    transport: Transport,
+    port: u16,
+    tls: Option<TlsConfig>,
+}
+
+/// TLS settings of a receiver (feature `tls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Clients must present a certificate issued by the kit's CA.
+    pub require_client_certificate: bool,
+}
+
+impl ReceiverBuilder {
+    /// Listen on this port of 127.0.0.1 (default 0: any free port), e.g. one
+    /// reserved earlier by [`reserve_port`] for a collector that is down at
+    /// the start. The bind is retried for up to 10 s while the port is taken.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Serve over TLS with the kit's server certificate (`localhost`,
+    /// `127.0.0.1`, issued by [`crate::tls::ca_path`]); with
+    /// `require_client_certificate`, clients must present a certificate
+    /// issued by the same CA (mutual TLS; [`crate::tls::client_cert_path`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, require_client_certificate: bool) -> Self {
+        self.tls = Some(TlsConfig {
+            require_client_certificate,
+        });
+        self
+    }
+
+    /// Starts the receiver. Needs no runtime; callable from any thread.
+    pub fn start(self) -> Receiver {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("otlp-test-receiver")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("start the receiver's runtime: {e}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let listener = bind_retrying(addr);
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local address: {e}"));
+        let state = Arc::new(State::default());
+        let (shutdown, task) =
+            spawn_server(&runtime, self.transport, self.tls, listener, state.clone());
+        Receiver {
+            transport: self.transport,
+            tls: self.tls,
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            runtime: Some(runtime),
+        }
+    }
 }
 
 impl Receiver {
-    /// A tonic server on 127.0.0.1:0 (`TraceService` + `MetricsService`).
+    /// A receiver of `transport`, started with [`ReceiverBuilder::start`].
+    pub fn builder(transport: Transport) -> ReceiverBuilder {
+        ReceiverBuilder {
+            transport,
+            port: 0,
+            tls: None,
+        }
+    }
+
+    /// An OTLP/gRPC receiver (`TraceService` + `MetricsService`) on a free port.
     pub async fn grpc() -> Receiver {
-        Self::start(Transport::Grpc).await
+        Self::builder(Transport::Grpc).start()
     }
 
-    /// An axum server on 127.0.0.1:0 (`POST /v1/traces`, `POST /v1/metrics`, protobuf).
+    /// An OTLP/HTTP receiver (`POST /v1/traces`, `POST /v1/metrics`,
+    /// binary protobuf) on a free port.
     pub async fn http() -> Receiver {
-        Self::start(Transport::Http).await
+        Self::builder(Transport::Http).start()
     }
 
+    /// A receiver of `transport` on a free port.
     pub async fn start(transport: Transport) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        Self::serve_on(transport, listener, Arc::new(State::default()))
+        Self::builder(transport).start()
     }
 
     /// A receiver on a given port of 127.0.0.1, e.g. one reserved earlier by
     /// `reserve_port` for a collector that is down at the start. Retries the
     /// bind for up to 10 s while the port is still taken.
     pub async fn start_on(transport: Transport, port: u16) -> Receiver {
-        let listener = bind_retrying(SocketAddr::from(([127, 0, 0, 1], port))).await;
-        Self::serve_on(transport, listener, Arc::new(State::default()))
-    }
-
-    fn serve_on(
-        transport: Transport,
-        listener: tokio::net::TcpListener,
-        state: Arc<State>,
-    ) -> Receiver {
-        let addr = listener.local_addr().expect("local addr");
-        let (shutdown, task) = spawn_server(transport, listener, state.clone());
-        Receiver {
-            transport,
-            addr,
-            state,
-            shutdown: Some(shutdown),
-            task: Some(task),
-        }
+        Self::builder(transport).port(port).start()
     }
 
     /// Stops listening, as a collector that goes down: the port is closed
     /// on return (requests in flight are answered first). What was received
     /// is kept; `restart` listens again on the same port.
     pub async fn stop(&mut self) {
+        if let Some(waiter) = self.begin_stop() {
+            let _ = waiter.await;
+        }
+    }
+
+    /// [`Self::stop`] for a caller without a runtime (a plain `#[test]`).
+    pub fn stop_blocking(&mut self) {
+        if let Some(waiter) = self.begin_stop()
+            && let Some(runtime) = &self.runtime
+        {
+            let _ = runtime.block_on(waiter);
+        }
+    }
+
+    /// Signals the server to stop; the returned task (on the receiver's own
+    /// runtime, so that its timer works whoever awaits it) ends when the
+    /// server has, after at most [`STOP_WAIT`] for open connections to drain.
+    fn begin_stop(&mut self) -> Option<JoinHandle<()>> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
+        let task = self.task.take()?;
+        let runtime = self.runtime.as_ref()?;
+        let abort = task.abort_handle();
+        Some(runtime.spawn(async move {
+            if tokio::time::timeout(STOP_WAIT, task).await.is_err() {
                 abort.abort();
             }
-        }
+        }))
     }
 
     /// Listens again on the same port after `stop`, with the same data and
@@ -234,8 +325,17 @@ impl Receiver {
         if self.task.is_some() {
             return;
         }
-        let listener = bind_retrying(self.addr).await;
-        let (shutdown, task) = spawn_server(self.transport, listener, self.state.clone());
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let listener = bind_retrying(self.addr);
+        let (shutdown, task) = spawn_server(
+            runtime,
+            self.transport,
+            self.tls,
+            listener,
+            self.state.clone(),
+        );
         self.shutdown = Some(shutdown);
         self.task = Some(task);
     }
@@ -254,17 +354,23 @@ impl Receiver {
         }
     }
 
+    /// The transport it speaks.
     pub fn transport(&self) -> Transport {
         self.transport
     }
 
+    /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT` (no path).
+    /// `http://127.0.0.1:PORT` (no path); `https://localhost:PORT` behind
+    /// TLS (the name the kit's server certificate is issued for).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            None => format!("http://{}", self.addr),
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+        }
     }
 
     /// What to pass to an exporter's `with_endpoint` for traces: the bare endpoint
@@ -284,6 +390,7 @@ impl Receiver {
         }
     }
 
+    /// How requests of `signal` are answered from now on.
     pub fn set_mode(&self, signal: Signal, mode: Mode) {
         let mut g = self.state.lock();
         match signal {
@@ -292,6 +399,7 @@ impl Receiver {
         }
     }
 
+    /// How requests of `signal` are answered.
     pub fn mode(&self, signal: Signal) -> Mode {
         let g = self.state.lock();
         match signal {
@@ -355,10 +463,12 @@ impl Receiver {
             .count()
     }
 
+    /// Every kept span, flattened, in arrival order.
     pub fn spans(&self) -> Vec<Span> {
         flatten_spans(&self.state.lock().traces)
     }
 
+    /// Every kept metric point, flattened, in arrival order.
     pub fn metrics(&self) -> Vec<MetricPoint> {
         flatten_metrics(&self.state.lock().metrics)
     }
@@ -384,14 +494,21 @@ impl Receiver {
     /// Polls until `until` holds for all spans seen so far or `timeout` passes;
     /// returns the spans either way (the caller asserts).
     pub async fn wait_for_spans(&self, until: impl Until<Span>, timeout: Duration) -> Vec<Span> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll(timeout, || {
             let spans = self.spans();
-            if until.done(&spans) || Instant::now() >= deadline {
-                return spans;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            until.done(&spans).then_some(spans)
+        })
+        .await
+        .unwrap_or_else(|| self.spans())
+    }
+
+    /// [`Self::wait_for_spans`] for a caller without a runtime.
+    pub fn wait_for_spans_blocking(&self, until: impl Until<Span>, timeout: Duration) -> Vec<Span> {
+        poll_blocking(timeout, || {
+            let spans = self.spans();
+            until.done(&spans).then_some(spans)
+        })
+        .unwrap_or_else(|| self.spans())
     }
 
     /// Waits for the first span with this name.
@@ -405,14 +522,12 @@ impl Receiver {
     /// Polls until at least one point of metric `name` arrived or `timeout` passes;
     /// returns that metric's points (empty on timeout).
     pub async fn wait_for_metric(&self, name: &str, timeout: Duration) -> Vec<MetricPoint> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll(timeout, || {
             let points = self.metric(name);
-            if !points.is_empty() || Instant::now() >= deadline {
-                return points;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            (!points.is_empty()).then_some(points)
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Polls until `until` holds for all metric points seen so far or `timeout` passes.
@@ -421,14 +536,25 @@ impl Receiver {
         until: impl Until<MetricPoint>,
         timeout: Duration,
     ) -> Vec<MetricPoint> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll(timeout, || {
             let points = self.metrics();
-            if until.done(&points) || Instant::now() >= deadline {
-                return points;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            until.done(&points).then_some(points)
+        })
+        .await
+        .unwrap_or_else(|| self.metrics())
+    }
+
+    /// [`Self::wait_for_metrics`] for a caller without a runtime.
+    pub fn wait_for_metrics_blocking(
+        &self,
+        until: impl Until<MetricPoint>,
+        timeout: Duration,
+    ) -> Vec<MetricPoint> {
+        poll_blocking(timeout, || {
+            let points = self.metrics();
+            until.done(&points).then_some(points)
+        })
+        .unwrap_or_else(|| self.metrics())
     }
 
     /// Stops the server and waits for it to finish (the listening port is closed on return).
@@ -447,23 +573,28 @@ pub fn reserve_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-async fn bind_retrying(addr: SocketAddr) -> tokio::net::TcpListener {
+/// Binds `addr`, retrying for up to 10 s while it is taken (a port just
+/// released by a stopped server). Non-blocking, ready for tokio.
+fn bind_retrying(addr: SocketAddr) -> std::net::TcpListener {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => return listener,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("bind {addr} again: {e}"),
+    let listener = loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => break listener,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("bind {addr}: {e}"),
         }
-    }
+    };
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("non-blocking {addr}: {e}"));
+    listener
 }
 
 fn spawn_server(
+    runtime: &Runtime,
     transport: Transport,
-    listener: tokio::net::TcpListener,
+    tls: Option<TlsConfig>,
+    listener: std::net::TcpListener,
     state: Arc<State>,
 ) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
@@ -471,10 +602,14 @@ fn spawn_server(
         // Resolves on send or when the sender is dropped.
         let _ = rx.await;
     };
-    let task = match transport {
-        Transport::Grpc => tokio::spawn(super::grpc::serve(listener, state, signal)),
-        Transport::Http => tokio::spawn(super::http::serve(listener, state, signal)),
-    };
+    let task = runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .unwrap_or_else(|e| panic!("listen on the receiver's runtime: {e}"));
+        match transport {
+            Transport::Grpc => super::grpc::serve(listener, state, tls, signal).await,
+            Transport::Http => super::http::serve(listener, state, tls, signal).await,
+        }
+    });
     (tx, task)
 }
 
@@ -483,8 +618,38 @@ impl Drop for Receiver {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        // The server task finishes on its own once connections drain; it does not
-        // need to be joined (and it dies with the test's runtime anyway).
         drop(self.task.take());
+        // Drops every task at once: the port and the open connections are
+        // closed. Allowed inside an async context, unlike a plain drop.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Calls `check` every [`POLL`] until it returns `Some` or `timeout` passes.
+async fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn poll_blocking<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
     }
 }

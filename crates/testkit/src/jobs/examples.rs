@@ -1,20 +1,18 @@
-//! Examples run as child processes, and flushing telemetry from a test.
+//! The workspace's examples run as child processes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-use jobsight_otel::Telemetry;
 
 use super::REDIS_ADDR;
 
 /// The example binary `name`, which `cargo test` builds next to the tests
 /// (`target/<profile>/examples/<name>`); panics when it is missing.
 pub fn example_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test executable: {e}"));
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()));
     let path = dir.join("examples").join(name);
     assert!(
         path.exists(),
@@ -42,15 +40,4 @@ pub fn example_command(path: &Path, endpoint: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
-}
-
-/// Flushes `telemetry` on a blocking thread (the gRPC exporter must not be
-/// flushed from the runtime's own thread) and hands it back.
-pub async fn flush(telemetry: Telemetry) -> Telemetry {
-    tokio::task::spawn_blocking(move || {
-        telemetry.force_flush().expect("flush");
-        telemetry
-    })
-    .await
-    .expect("flush thread")
 }
