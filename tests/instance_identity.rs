@@ -15,18 +15,16 @@
 //! `cargo test --test instance_identity` alone does not: run
 //! `cargo build --example worker` first in that case.
 
-mod e2e_util;
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
-use e2e_util::{REDIS_ADDR, RedisKeys, example_command, example_path, unique};
 use jobsight::demo::BuildReport;
-use support::{MetricKind, MetricPoint, Receiver};
+use jobsight_testkit::jobs::{REDIS_ADDR, RedisKeys, example_command, example_path};
+use jobsight_testkit::otlp::{MetricKind, MetricPoint, Receiver, Span};
+use jobsight_testkit::unique;
 
 const PROCESSES: usize = 2;
 /// Jobs pushed, one at a time.
@@ -166,7 +164,7 @@ async fn two_worker_processes_export_one_series_each() {
     let process_span = format!("process {queue}");
     let spans = rx
         .wait_for_spans(
-            |spans: &[support::Span]| {
+            |spans: &[Span]| {
                 spans.iter().filter(|s| s.name == process_span).count() >= JOBS as usize
             },
             WAIT,
