@@ -865,7 +865,7 @@ async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
     }
 
     // Observers get the metadata and arguments masked and bounded too.
-    assert!(monitor.flush_observers(WAIT), "observers kept up");
+    assert!(monitor.observers().flush(WAIT), "observers kept up");
     let o = observed.lock().unwrap_or_else(|e| e.into_inner());
     assert!(o.events >= 2 * labels.len(), "{o:?}");
     assert_eq!(

@@ -451,6 +451,9 @@ async fn names_no_service_can_address_are_refused_naming_the_policy() {
             .check_policy(&CheckinPolicy::job("NightlyReport"))
             .is_ok()
     );
+    // A monitor without a UUID is left to the other sinks (skipped here).
+    let uuids = PingSink::spawn(Healthchecks::uuids(), quick()).unwrap();
+    assert!(uuids.check_policy(&CheckinPolicy::job("!!!")).is_ok());
     // A UUID that is not one fails at start.
     let bad = PingSink::spawn(Healthchecks::uuids().uuid("n", "not-a-uuid"), quick());
     assert!(bad.unwrap_err().to_string().contains("Healthchecks::uuid"));

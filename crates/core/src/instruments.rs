@@ -43,6 +43,7 @@ pub(crate) struct Buckets {
 pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(semconv::SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(semconv::SCHEMA_URL)
         .build()
 }
 

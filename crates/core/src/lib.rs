@@ -88,6 +88,7 @@ pub mod observer;
 pub mod outcome;
 pub mod progress;
 pub mod propagation;
+mod run_state;
 pub mod semconv;
 pub mod send;
 pub mod task;
@@ -103,5 +104,5 @@ pub use send::SendTransaction;
 pub use transaction::Transaction;
 
 pub use args::{ArgsPolicy, CapturedArgs};
-pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats};
+pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
 pub use progress::Progress;

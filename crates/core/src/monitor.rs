@@ -1,5 +1,7 @@
-//! [`JobMonitor`]: the shared, cheap-to-clone recorder that starts
-//! [`Transaction`]s, with its configuration.
+//! [`JobMonitor`]: the shared, cheap-to-clone recorder, with its
+//! configuration and builder. The methods that start recording live beside
+//! what they start: [`JobMonitor::start`] in `transaction.rs`,
+//! [`JobMonitor::start_send`] in `send.rs`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,14 +14,14 @@ use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry::trace::TracerProvider;
 
 use crate::instruments::{Buckets, Instruments, scope};
-use crate::job::JobMeta;
 use crate::kinds::{JobKind, KindRegistry};
-use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
+use crate::observer::delivery::{Observer, ObserverOptions};
+use crate::observer::handle::Observers;
 use crate::outcome::{Classify, DefaultClassifier};
-use crate::progress::{ProgressRegistry, ProgressSettings, ProgressThrottle};
+use crate::progress::running::RunningProgress;
+use crate::progress::throttle::{ProgressSettings, ProgressThrottle};
 use crate::propagation::{Propagation, PropagationProblem};
 use crate::semconv;
-use crate::transaction::Transaction;
 
 /// Records job transactions: holds the tracer, the instruments, the
 /// classifier and the per-kind attribute sets. Clone it freely; clones share
@@ -45,10 +47,10 @@ pub(crate) struct Inner {
     instruments: OnceLock<Instruments>,
     pub(crate) kinds: Arc<KindRegistry>,
     buckets: Buckets,
-    /// `None` when no observer is registered: the job's path then builds no event.
-    observers: Option<Observers>,
+    observers: Observers,
     pub(crate) progress: ProgressSettings,
-    pub(crate) progress_registry: ProgressRegistry,
+    /// The running attempts that reported progress, for the gauge.
+    pub(crate) progress_running: RunningProgress,
     /// Whether transactions open a process span (see
     /// [`JobMonitorBuilder::traces`]).
     pub(crate) traces: bool,
@@ -79,21 +81,6 @@ impl JobMonitor {
     /// Starts a builder.
     pub fn builder() -> JobMonitorBuilder {
         JobMonitorBuilder::default()
-    }
-
-    /// Starts the transaction of one job attempt: opens the `process {queue}`
-    /// span, counts the job as active and records its queue time.
-    pub fn start(&self, meta: JobMeta) -> Transaction {
-        let kind = self.kind(meta.system(), meta.queue_arc(), meta.name());
-        Transaction::start(self, kind, meta)
-    }
-
-    /// Starts a transaction with a [`JobKind`] the caller looked up before
-    /// (with [`JobMonitor::kind`]) and kept: skips the shared lookup on the
-    /// job's path. `kind` must have been looked up for the same system,
-    /// queue and name as `meta`.
-    pub fn start_with_kind(&self, kind: Arc<JobKind>, meta: JobMeta) -> Transaction {
-        Transaction::start(self, kind, meta)
     }
 
     /// The attribute sets of the job kind (system, queue, name), built once
@@ -157,62 +144,11 @@ impl JobMonitor {
         self.instruments().propagation_invalid.add(1, &attrs);
     }
 
-    /// Whether any [observer](crate::observer) is registered.
-    pub fn has_observers(&self) -> bool {
-        self.inner.observers.is_some()
-    }
-
-    pub(crate) fn observers(&self) -> Option<&Observers> {
-        self.inner.observers.as_ref()
-    }
-
-    /// Tells the observers that a job was enqueued (for producers; nothing
-    /// is recorded on any span or metric). Free without observers.
-    pub fn enqueued(&self, meta: &JobMeta) {
-        if let Some(observers) = &self.inner.observers {
-            observers.dispatch(Event::new(EventKind::Enqueued, Arc::new(meta.clone())));
-        }
-    }
-
-    /// Tells the observers about a check-in incident: `kind` is
-    /// [`EventKind::Missed`] or [`EventKind::Stuck`], `job` names the
-    /// monitor (system `checkin`, queue and name = the monitor's name, unless
-    /// the caller knows better), and a stuck run gives its `run_id` and
-    /// `started_at`. Nothing is recorded on any span or metric here (the
-    /// watchdog records its own). Free without observers.
-    pub fn checkin_incident(
-        &self,
-        kind: EventKind,
-        job: &JobMeta,
-        run_id: Option<&str>,
-        started_at: Option<std::time::SystemTime>,
-    ) {
-        if let Some(observers) = &self.inner.observers {
-            let mut event = Event::new(kind, Arc::new(job.clone()));
-            event.run_id = run_id.map(Arc::from);
-            event.started_at = started_at;
-            event.running_for = started_at.and_then(|at| event.at.duration_since(at).ok());
-            observers.dispatch(event);
-        }
-    }
-
-    /// Waits until the observers have handled every event queued so far,
-    /// at most `timeout`. Returns whether they did. Call it before the
-    /// process exits: observer threads do not keep it alive.
-    pub fn flush_observers(&self, timeout: std::time::Duration) -> bool {
-        self.inner
-            .observers
-            .as_ref()
-            .is_none_or(|observers| observers.flush(timeout))
-    }
-
-    /// Delivery counts per observer, in registration order.
-    pub fn observer_stats(&self) -> Vec<ObserverStats> {
-        self.inner
-            .observers
-            .as_ref()
-            .map(Observers::stats)
-            .unwrap_or_default()
+    /// The [observers](crate::observer) of this monitor: tell them about
+    /// an enqueued job or a check-in incident, flush them before the
+    /// process exits, read their delivery counts.
+    pub fn observers(&self) -> &Observers {
+        &self.inner.observers
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {
@@ -429,9 +365,9 @@ impl JobMonitorBuilder {
                     None => KindRegistry::process(),
                 },
                 buckets: self.buckets,
-                observers: (!self.observers.is_empty()).then(|| Observers::start(self.observers)),
+                observers: Observers::start(self.observers),
                 progress: self.progress,
-                progress_registry: ProgressRegistry::default(),
+                progress_running: RunningProgress::default(),
                 traces: self.traces.unwrap_or(true),
             }),
         }
@@ -462,6 +398,7 @@ mod tests {
 
     #[test]
     fn invalid_contexts_are_counted_per_attempt() {
+        use crate::JobMeta;
         use crate::propagation::extract_propagated;
         use std::collections::HashMap;
         crate::propagation::tests::install();

@@ -120,7 +120,7 @@ impl SendTransaction {
             cx: parent.with_span(span),
             started: Instant::now(),
             finished: false,
-            observed: monitor.has_observers().then(|| meta.clone()),
+            observed: monitor.observers().is_listening().then(|| meta.clone()),
         }
     }
 
@@ -142,7 +142,7 @@ impl SendTransaction {
     pub fn succeed(mut self) {
         self.complete(None);
         if let Some(meta) = self.observed.take() {
-            self.monitor.enqueued(&meta);
+            self.monitor.observers().enqueued(&meta);
         }
     }
 
@@ -334,7 +334,7 @@ mod tests {
         monitor
             .start_send(&meta)
             .fail(&std::io::Error::other("down"));
-        assert!(monitor.flush_observers(std::time::Duration::from_secs(5)));
+        assert!(monitor.observers().flush(std::time::Duration::from_secs(5)));
         assert_eq!(
             *seen.lock().unwrap(),
             [(EventKind::Enqueued, Some("j-1".to_owned()))]

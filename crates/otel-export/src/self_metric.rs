@@ -32,6 +32,7 @@ const SERIES: [(Signal, DropReason); 3] = [
 pub(crate) fn register(provider: &SdkMeterProvider, drops: Arc<DropCounter>) {
     let scope = InstrumentationScope::builder(SCOPE)
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(jobsight_core::semconv::SCHEMA_URL)
         .build();
     let attributes = SERIES.map(|(signal, reason)| {
         [

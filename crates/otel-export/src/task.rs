@@ -86,13 +86,13 @@ impl Telemetry {
     pub(crate) fn finish_task(self, monitor: &JobMonitor) {
         let deadline = self.shutdown_timeout();
         let started = Instant::now();
-        let observers = monitor.has_observers().then(|| {
+        let observers = (!monitor.observers().is_empty()).then(|| {
             let monitor = monitor.clone();
             let (done, flushed) = mpsc::channel();
             let spawned = thread::Builder::new()
                 .name("jobsight-otel-observers".into())
                 .spawn(move || {
-                    let _ = done.send(monitor.flush_observers(deadline));
+                    let _ = done.send(monitor.observers().flush(deadline));
                 });
             (spawned.is_ok(), flushed)
         });

@@ -57,6 +57,7 @@ impl Telemetry {
         let provider = self.tracer_provider()?;
         let scope = InstrumentationScope::builder(TRACING_SCOPE_NAME)
             .with_version(env!("CARGO_PKG_VERSION"))
+            .with_schema_url(jobsight_core::semconv::SCHEMA_URL)
             .build();
         Some(OpenTelemetryLayer::new(provider.tracer_with_scope(scope)))
     }

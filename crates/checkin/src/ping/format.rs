@@ -401,8 +401,15 @@ impl PingFormat for Healthchecks {
         ))
     }
 
+    /// Refuses a monitor name that gives no slug. A monitor with neither a
+    /// UUID nor a ping key is accepted: it is not pinged (counted in
+    /// `PingStats::skipped`), as a registry may hold policies for other
+    /// sinks only.
     fn check_policy(&self, policy: &CheckinPolicy) -> Result<(), String> {
-        self.address(policy.monitor()).map(|_| ())
+        match (self.uuids.contains_key(policy.monitor()), &self.ping_key) {
+            (false, Some(_)) => slug::healthchecks_slug(policy.monitor()).map(|_| ()),
+            _ => Ok(()),
+        }
     }
 
     fn check_settings(&self) -> Result<(), String> {
