@@ -23,7 +23,6 @@
 //! ([`jobsight_apalis::worker_name`]), and each process exports its own
 //! series (`service.instance.id`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -160,30 +159,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         storage::<BuildReport>(&conn, &reports),
         storage::<SyncLedger>(&conn, &ledger),
     );
-    let (qe, qr, ql) = (
-        Arc::<str>::from(emails.as_str()),
-        Arc::<str>::from(reports.as_str()),
-        Arc::<str>::from(ledger.as_str()),
+    // One layer per worker, named for its queue (apalis-redis does not put
+    // the queue on the task).
+    let (me, mr, ml) = (
+        MonitorLayer::builder().queue(emails.as_str()).build()?,
+        MonitorLayer::builder().queue(reports.as_str()).build()?,
+        MonitorLayer::builder().queue(ledger.as_str()).build()?,
     );
     let monitor = Monitor::new()
         .register(move |_| {
             WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
                 .backend(e.clone())
-                .layer(MonitorLayer::new().queue(qe.clone()))
+                .layer(me.clone())
                 .concurrency(8)
                 .build(send_email)
         })
         .register(move |_| {
             WorkerBuilder::new(jobsight_apalis::worker_name("report-builder"))
                 .backend(r.clone())
-                .layer(MonitorLayer::new().queue(qr.clone()))
+                .layer(mr.clone())
                 .concurrency(4)
                 .build(build_report)
         })
         .register(move |_| {
             WorkerBuilder::new(jobsight_apalis::worker_name("ledger-sync"))
                 .backend(l.clone())
-                .layer(MonitorLayer::new().queue(ql.clone()))
+                .layer(ml.clone())
                 .concurrency(1)
                 .build(sync_ledger)
         })

@@ -118,7 +118,13 @@ async fn checkins_cross_every_wire() {
     }
     let worker = WorkerBuilder::new(unique("digest-worker"))
         .backend(storage)
-        .layer(MonitorLayer::with_monitor(monitor.clone()).with_checkins(checkins.clone()))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .checkins(checkins.clone())
+                .build()
+                .unwrap(),
+        )
         .on_event(stop_after(3))
         .build(digest);
     tokio::time::timeout(WAIT, worker.run())

@@ -500,7 +500,11 @@ async fn run_batch(monitor: &JobMonitor, cases: Vec<Case>, worker_name: String) 
     let worker = WorkerBuilder::new(worker_name)
         .backend(storage)
         .layer(
-            MonitorLayer::with_monitor(monitor.clone()).record_args(ArgsPolicy::new().all_jobs()),
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .record_args(ArgsPolicy::new().all_jobs())
+                .build()
+                .unwrap(),
         )
         .on_event(handler)
         .build(run);

@@ -5,10 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use jobsight_apalis::MonitorLayer;
-use jobsight_core::observer::{Event as JobEvent, EventKind};
-use jobsight_core::progress::ProgressThrottle;
-use jobsight_core::{ArgsPolicy, JobMonitor, progress};
+use jobsight_apalis::{
+    ArgsPolicy, EventKind, JobEvent, JobMonitor, MonitorLayer, ProgressThrottle, progress,
+};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde::{Deserialize, Serialize};
 
@@ -84,8 +83,11 @@ async fn args_progress_and_observers_reach_the_job() {
     let worker = WorkerBuilder::new("backfiller")
         .backend(storage)
         .layer(
-            MonitorLayer::with_monitor(monitor.clone())
-                .record_args(ArgsPolicy::new().job("Backfill")),
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .record_args(ArgsPolicy::new().job("Backfill"))
+                .build()
+                .unwrap(),
         )
         .on_event(move |w: &WorkerContext, ev: &Event| {
             if matches!(ev, Event::Success(_) | Event::Error(_))
@@ -174,7 +176,11 @@ async fn args_are_not_recorded_for_other_jobs() {
     let worker = WorkerBuilder::new("quiet")
         .backend(storage)
         .layer(
-            MonitorLayer::with_monitor(monitor).record_args(ArgsPolicy::new().job("SomethingElse")),
+            MonitorLayer::builder()
+                .monitor(monitor)
+                .record_args(ArgsPolicy::new().job("SomethingElse"))
+                .build()
+                .unwrap(),
         )
         .on_event(|w: &WorkerContext, ev: &Event| {
             if matches!(ev, Event::Success(_) | Event::Error(_)) {

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::task::metadata::MetadataStore;
-use jobsight_apalis::{MonitorLayer, SendLayer, TracedPush};
-use jobsight_core::{JobMonitor, Propagation};
+use jobsight_apalis::{JobMonitor, MonitorLayer, Propagation, SendLayer, TracedPush};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
@@ -114,11 +113,19 @@ async fn run_worker(storage: MemoryStorage<u32>, layer: MonitorLayer, runs: usiz
 async fn round_trip(mode: Propagation) -> Vec<SpanData> {
     let h = Harness::new();
     let mut storage = MemoryStorage::new();
-    let producer = SendLayer::with_monitor(h.monitor(Propagation::Link)).queue("numbers");
+    let producer = SendLayer::builder()
+        .monitor(h.monitor(Propagation::Link))
+        .queue("numbers")
+        .build()
+        .unwrap();
     h.in_request(storage.push_task_traced_with(&producer, TaskBuilder::new(7u32).build()))
         .await
         .unwrap();
-    let layer = MonitorLayer::with_monitor(h.monitor(mode)).queue("numbers");
+    let layer = MonitorLayer::builder()
+        .monitor(h.monitor(mode))
+        .queue("numbers")
+        .build()
+        .unwrap();
     run_worker(storage, layer, 1).await;
     h.finished()
 }
@@ -198,7 +205,11 @@ async fn none_mode_ignores_the_context_but_keeps_the_baggage() {
 async fn a_queue_override_wins_over_the_layer_mode() {
     let h = Harness::new();
     let mut storage = MemoryStorage::new();
-    let producer = SendLayer::with_monitor(h.monitor(Propagation::Link)).queue("numbers");
+    let producer = SendLayer::builder()
+        .monitor(h.monitor(Propagation::Link))
+        .queue("numbers")
+        .build()
+        .unwrap();
     storage
         .push_task_traced_with(&producer, TaskBuilder::new(1u32).build())
         .await
@@ -211,7 +222,11 @@ async fn a_queue_override_wins_over_the_layer_mode() {
         .build();
     run_worker(
         storage,
-        MonitorLayer::with_monitor(monitor).queue("numbers"),
+        MonitorLayer::builder()
+            .monitor(monitor)
+            .queue("numbers")
+            .build()
+            .unwrap(),
         1,
     )
     .await;
@@ -246,7 +261,11 @@ async fn hostile_and_missing_metadata_give_a_root_span_and_are_counted() {
     let monitor = h.monitor(Propagation::Link);
     run_worker(
         storage,
-        MonitorLayer::with_monitor(monitor.clone()).queue("numbers"),
+        MonitorLayer::builder()
+            .monitor(monitor.clone())
+            .queue("numbers")
+            .build()
+            .unwrap(),
         5,
     )
     .await;
@@ -270,9 +289,12 @@ async fn a_failed_push_is_an_error_on_the_send_span_and_returned_unchanged() {
     let failing = tower::service_fn(|_task: Task<u32>| async { Err::<(), _>(QueueFull) });
     let mut service = tower::ServiceBuilder::new()
         .layer(
-            SendLayer::with_monitor(h.monitor(Propagation::Link))
+            SendLayer::builder()
+                .monitor(h.monitor(Propagation::Link))
                 .queue("numbers")
-                .job_name("number"),
+                .job_name("number")
+                .build()
+                .unwrap(),
         )
         .service(failing);
     let error = service

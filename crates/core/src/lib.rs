@@ -97,7 +97,7 @@ pub mod transaction;
 pub use error::ErrorRecord;
 pub use job::{JobMeta, JobMetaBuilder};
 pub use kinds::{JobKind, MAX_NAME_LEN};
-pub use monitor::{JobMonitor, JobMonitorBuilder};
+pub use monitor::{JobMonitor, JobMonitorBuilder, default_monitor, set_default_monitor};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
 pub use propagation::{Propagated, Propagation, PropagationProblem};
 pub use send::SendTransaction;

@@ -259,7 +259,8 @@ impl Transaction {
         if self.s.checkin.is_some() || self.s.finished {
             return;
         }
-        let run = checkins.start_run(check);
+        let meter = &self.s.monitor.instruments().meter;
+        let run = checkins.start_run_metered(check, Some(meter));
         self.s.cx.span().add_event(
             semconv::CHECKIN_EVENT,
             run.span_event_attributes(CheckinStatus::InProgress),
