@@ -41,6 +41,7 @@ use opentelemetry::{Context, ContextGuard, KeyValue};
 use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
+use crate::job_logs::{self, JobLogScope};
 use crate::kinds::JobKind;
 use crate::monitor::JobMonitor;
 use crate::observer::EventKind;
@@ -168,7 +169,7 @@ impl Transaction {
             (without_span(parent), false)
         };
         let started = Instant::now();
-        let cx = match run_state::begin(monitor, &kind, &meta, &cx, started, now) {
+        let mut cx = match run_state::begin(monitor, &kind, &meta, &cx, started, now) {
             Some(with_run) => {
                 own_context = true;
                 if monitor.observers().is_listening()
@@ -180,6 +181,10 @@ impl Transaction {
             }
             None => cx,
         };
+        if job_logs::scope_enabled() {
+            cx = cx.with_value(JobLogScope::new(kind.names, &meta));
+            own_context = true;
+        }
 
         kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
@@ -376,29 +381,44 @@ impl Transaction {
             if let Some(error_type) = &error_type {
                 span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
             }
+            if let Some(dropped) = job_logs::refused_attribute(&self.s.cx) {
+                span.set_attribute(dropped);
+            }
             if report {
                 match (&self.s.error, outcome) {
                     (_, Outcome::Abandoned) => span.set_status(Status::error(ABANDONED_MESSAGE)),
                     (Some(record), _) => {
                         span.set_status(Status::error(record.message().to_owned()));
-                        let mut event = vec![
-                            KeyValue::new(semconv::EXCEPTION_TYPE, record.error_type_cow().clone()),
-                            KeyValue::new(semconv::EXCEPTION_MESSAGE, record.message().to_owned()),
-                        ];
-                        if let Some(trace) = record.stacktrace() {
-                            event.push(KeyValue::new(
-                                semconv::EXCEPTION_STACKTRACE,
-                                trace.to_owned(),
-                            ));
+                        if job_logs::exception_events().span_event() {
+                            let mut event = vec![
+                                KeyValue::new(
+                                    semconv::EXCEPTION_TYPE,
+                                    record.error_type_cow().clone(),
+                                ),
+                                KeyValue::new(
+                                    semconv::EXCEPTION_MESSAGE,
+                                    record.message().to_owned(),
+                                ),
+                            ];
+                            if let Some(trace) = record.stacktrace() {
+                                event.push(KeyValue::new(
+                                    semconv::EXCEPTION_STACKTRACE,
+                                    trace.to_owned(),
+                                ));
+                            }
+                            if let Some(run) = self.s.cx.get::<RunState>() {
+                                progress::error_attributes(run, &mut event);
+                            }
+                            span.add_event(semconv::EXCEPTION_EVENT, event);
                         }
-                        if let Some(run) = self.s.cx.get::<RunState>() {
-                            progress::error_attributes(run, &mut event);
-                        }
-                        span.add_event(semconv::EXCEPTION_EVENT, event);
                     }
                     (None, _) => span.set_status(Status::error(outcome.as_str())),
                 }
             }
+        }
+        if let (Some(record), Outcome::Failed { .. } | Outcome::Panicked) = (&self.s.error, outcome)
+        {
+            job_logs::failed(&self.s.cx, &self.s.meta, record, report);
         }
         if let Some(run) = self.s.checkin.take() {
             let (status, exit_status) = CheckinStatus::of_outcome(outcome);
