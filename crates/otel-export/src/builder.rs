@@ -347,18 +347,13 @@ impl Builder {
         if let Some(url) = &self.endpoint {
             endpoint::validate(url).map_err(|reason| Error::InvalidEndpoint { reason })?;
         }
-<<<<<<< HEAD
         let [traces, metrics, logs] = Signal::ALL.map(|signal| {
-            ExportTarget::resolve(env, signal, self.endpoint.as_deref(), self.protocol)
-=======
-        let [traces, metrics] = Signal::ALL.map(|signal| {
             ExportTarget::resolve(env, signal, self.endpoint.as_deref(), self.protocol).map(
                 |target| ExportTarget {
                     retries: self.export_retries,
                     ..target
                 },
             )
->>>>>>> main
         });
         let logs = logs.filter(|_| !env.logs_off);
         let log_filter = match &self.log_filter {
