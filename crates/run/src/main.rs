@@ -39,7 +39,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use jobsight_core::semconv;
-use jobsight_core::task::Task;
+use jobsight_core::task::OneOffTask;
 use jobsight_core::{ErrorClass, ErrorRecord, Transaction};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
@@ -93,7 +93,7 @@ fn run(config: &Config) -> i32 {
         pinger.start();
     }
 
-    let tx = Task::new(config.name.clone()).start();
+    let tx = OneOffTask::new(config.name.clone()).start();
     let program = config.program.to_string_lossy().into_owned();
     let span = tx.context().span();
     span.set_attribute(KeyValue::new(semconv::PROCESS_COMMAND, program.clone()));
