@@ -1,4 +1,4 @@
-//! Issue #5, end to end: an apalis worker with `MonitorLayer` and a
+//! Check-ins end to end: an apalis worker with `MonitorLayer` and a
 //! check-in policy, pings to a local healthchecks-style receiver, the
 //! watchdog on the real Redis, and telemetry over OTLP/gRPC to the
 //! in-process receiver. Asserts what crossed each wire: the span events and

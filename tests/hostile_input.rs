@@ -1,4 +1,4 @@
-//! Issue #8, item 4, end to end: hostile jobs on a real apalis worker
+//! End to end: hostile jobs on a real apalis worker
 //! (in-memory backend) with `MonitorLayer` recording every job's arguments,
 //! exported over OTLP/gRPC to the in-process receiver. The jobs carry
 //! megabyte strings, 100 000 levels of nested JSON, bytes that are not

@@ -1,4 +1,4 @@
-//! Issue #2, end to end over the real wire: apalis workers on the in-memory
+//! End to end over the real wire: apalis workers on the in-memory
 //! backend with `MonitorLayer`, telemetry installed with
 //! `jobsight_otel::Builder` and exported over OTLP/gRPC and OTLP/HTTP to the
 //! in-process receiver of `jobsight_testkit::otlp`. Every assertion reads what crossed

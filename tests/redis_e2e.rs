@@ -1,4 +1,4 @@
-//! Issue #2 on a real backend: `MonitorLayer` on `apalis_redis::RedisStorage`
+//! A real backend: `MonitorLayer` on `apalis_redis::RedisStorage`
 //! against the Redis at 127.0.0.1:6379, exported over OTLP/gRPC to the
 //! in-process receiver. Proves, at the receiver, that the queue given to
 //! `MonitorLayerBuilder::queue` names the spans (apalis-redis drops the task's

@@ -1,4 +1,4 @@
-//! Redis restarting under a running worker (issue 8, fault 2): the test
+//! Redis restarting under a running worker: the test
 //! launches its own `redis-server` on a free port, points an apalis-redis
 //! worker with `MonitorLayer` (OTLP/gRPC to the in-process receiver), the
 //! queue gauges (`RedisQueueStats`) and the check-in watchdog at it, and
