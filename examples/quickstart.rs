@@ -129,7 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .register(move |_| {
-            WorkerBuilder::new("email-sender")
+            WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
                 .backend(
                     emails
                         .lock()
@@ -142,7 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build(send_email)
         })
         .register(move |_| {
-            WorkerBuilder::new("report-builder")
+            WorkerBuilder::new(jobsight_apalis::worker_name("report-builder"))
                 .backend(
                     reports
                         .lock()

@@ -10,7 +10,8 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let _telemetry = jobsight_otel::init()?; // OTLP from OTEL_* variables
-//! WorkerBuilder::new("email-sender")
+//! // "email-sender@{host}/{pid}": unique per process (see below).
+//! WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
 //!     .backend(MemoryStorage::<String>::new())
 //!     .layer(MonitorLayer::new())
 //!     .build(send_email)
@@ -18,6 +19,13 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Worker names
+//! Give every process's worker a name of its own: [`worker_name`] appends
+//! the host name and the process id. apalis-redis keys a worker's heartbeat
+//! and its jobs in flight by name, so two processes with one name are
+//! refused or share one in-flight set. Their telemetry is told apart by
+//! the resource (`service.instance.id`, set by `jobsight-otel`).
 //!
 //! # Customization
 //! [`MonitorLayer::builder`] takes every setting of the layer and of the
@@ -39,7 +47,7 @@
 //! async fn send_email(to: String) -> Result<(), BoxDynError> { Ok(()) }
 //!
 //! # fn main() -> Result<(), jobsight_apalis::Error> {
-//! let worker = WorkerBuilder::new("email-sender")
+//! let worker = WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
 //!     .backend(MemoryStorage::<String>::new())
 //!     .monitor(
 //!         MonitorLayer::builder()
@@ -129,6 +137,7 @@ mod send_builder;
 mod service;
 pub mod task_meta;
 mod worker_ext;
+mod worker_name;
 
 pub use args::{ArgsCapture, ArgsOff, CaptureArgs};
 pub use errors::{Error, JobPanicked};
@@ -142,6 +151,7 @@ pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use send_builder::SendLayerBuilder;
 pub use service::MonitorService;
 pub use worker_ext::{MonitorLayers, MonitorWorkerExt};
+pub use worker_name::worker_name;
 
 // What the builders take, so that a worker imports this crate (and
 // jobsight-otel) only. None of these names is in apalis's prelude.
