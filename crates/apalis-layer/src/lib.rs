@@ -95,7 +95,7 @@
 //! - apalis-redis keeps neither the queue nor the run-at on the task; the
 //!   queue defaults to the `Args` type's path (apalis-redis's default queue
 //!   name) unless set with [`MonitorLayerBuilder::queue`], and queue time
-//!   comes from the ULID task id or from a [`traced`] task's stamp.
+//!   comes from the ULID task id or from a [`stamped`] task's stamp.
 //! - apalis's `RetryPolicy` does not write its limit on the task: the layer
 //!   learns it from [`MonitorLayerBuilder::retries`] (or
 //!   [`max_attempts`](MonitorLayerBuilder::max_attempts)).
@@ -117,7 +117,7 @@
 //! [`TracedPush`] (`storage.push_traced(args)`) and [`SendLayer`] record
 //! each push as a PRODUCER span `send {queue}` and stamp the task with its
 //! context and enqueue time, so the job's `process {queue}` span links back
-//! to it (see [`send`]). [`traced`] only stamps the task with the current
+//! to it (see [`send`]). [`stamped`] only stamps the task with the current
 //! context, without a send span: it is for producers that record no send
 //! span of their own, where `push_traced` both records and stamps.
 #![warn(missing_docs)]
@@ -144,7 +144,7 @@ pub use errors::{Error, JobPanicked};
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;
 pub use layer_builder::MonitorLayerBuilder;
-pub use producer::{Stamp, traced, traced_builder};
+pub use producer::{Stamp, stamped, stamped_builder};
 #[cfg(feature = "redis")]
 pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
 pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
@@ -159,7 +159,7 @@ pub use jobsight_core::checkin::{
     CheckinEvent, CheckinPolicy, CheckinSink, CheckinStatus, Checkins, Schedule,
 };
 pub use jobsight_core::observer::{
-    Event as JobEvent, EventKind, ObserveError, Observer, ObserverOptions, ObserverStats, Observers,
+    EventKind, JobEvent, ObserveError, Observer, ObserverOptions, ObserverStats, Observers,
 };
 pub use jobsight_core::progress::ProgressThrottle;
 pub use jobsight_core::{

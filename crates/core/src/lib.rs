@@ -107,5 +107,5 @@ pub use send::SendTransaction;
 pub use transaction::Transaction;
 
 pub use args::{ArgsPolicy, CapturedArgs};
-pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
+pub use observer::{EventKind, JobEvent, Observer, ObserverOptions, ObserverStats, Observers};
 pub use progress::Progress;
