@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jobsight_core::checkin::{CheckinPolicy, Checkins};
 use jobsight_core::{
-    ArgsPolicy, ErrorClass, ErrorRecord, Event, EventKind, JobMeta, JobMonitor, Outcome,
+    ArgsPolicy, ErrorClass, ErrorRecord, EventKind, JobEvent, JobMeta, JobMonitor, Outcome,
 };
 use jobsight_testkit::{MemoryTelemetry, span_attr, span_attr_str};
 use opentelemetry::trace::{Status, TraceContextExt};
@@ -98,7 +98,7 @@ fn paused_and_resumed_reach_the_span_and_the_observers() {
     let m = JobMonitor::builder()
         .tracer_provider(t.tracer_provider())
         .meter_provider(t.meter_provider())
-        .observer(move |e: &Event| {
+        .observer(move |e: &JobEvent| {
             let _ = send.send(e.kind);
         })
         .build();
@@ -328,7 +328,7 @@ fn metadata_and_arguments_set_on_the_meta_reach_observers_and_the_span() {
     let m = JobMonitor::builder()
         .tracer_provider(t.tracer_provider())
         .meter_provider(t.meter_provider())
-        .observer(move |e: &Event| {
+        .observer(move |e: &JobEvent| {
             if e.kind == EventKind::Started {
                 let _ = send.send((
                     e.job.metadata().to_vec(),
