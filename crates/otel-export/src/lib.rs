@@ -232,7 +232,8 @@
 //! - `prometheus` (off): the scrape endpoint; adds `opentelemetry-prometheus`
 //!   and the `prometheus` crate (no HTTP framework: the server is a small
 //!   loop on `std::net`).
-//! - `tracing` (off by default): [`Telemetry::tracing_layer`], a
+//! - `tracing` (off by default): [`tracing_layer`] (usable before
+//!   [`init`]) and [`Telemetry::tracing_layer`], a
 //!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
 //!   `tracing` spans a job makes are children of its `process {queue}` span
 //!   (see `tracing_bridge`, which says how the parent is picked).
@@ -280,6 +281,8 @@ pub use providers::{
     DEFAULT_SPAN_SCHEDULE_DELAY,
 };
 pub use signal::Signal;
+#[cfg(feature = "tracing")]
+pub use tracing_bridge::{BridgeTracer, tracing_layer};
 
 /// Installs telemetry configured from the `OTEL_*` environment:
 /// `Builder::default().install()`.
