@@ -3,11 +3,11 @@
 //! | jobsight | apalis source |
 //! |---|---|
 //! | system | `apalis` |
-//! | queue | the task's `queue()`; else the queue given to [`crate::MonitorLayer::queue`]; else the `Args` type's full path (apalis-redis's default queue name) |
-//! | job name | the name given to [`crate::MonitorLayer::job_name`]; else the `Args` type's short name |
+//! | queue | the task's `queue()`; else the queue given to [`crate::MonitorLayerBuilder::queue`]; else the `Args` type's full path (apalis-redis's default queue name) |
+//! | job name | the name given to [`crate::MonitorLayerBuilder::job_name`]; else the `Args` type's short name |
 //! | id | `task_id()` |
 //! | attempt | `attempt() + 1` (apalis counts earlier runs when the layer is called) |
-//! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayer::max_attempts`] |
+//! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayerBuilder::max_attempts`], or the retry count + 1 given to [`crate::MonitorLayerBuilder::retries`] |
 //! | run-at | `run_at()` (unix seconds), when the backend keeps it |
 //! | enqueued-at | metadata `jobsight.enqueued_at` (unix ms, set by [`crate::traced`]); else the timestamp of a ULID task id (apalis-redis); first attempt only |
 //! | priority | `priority()` |
