@@ -7,10 +7,6 @@
 //! `Telemetry::tracing_layer()`), in link and in child mode. The monitor is
 //! made before the install in both orders and records with the global
 //! providers.
-//!
-//! A last case: an application layer that captured the no-op tracer before
-//! the install still gets jobsight's own spans exported, correctly parented
-//! among themselves (its handler span cannot be recovered).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,9 +26,6 @@ enum Order {
     SubscriberFirst,
     /// `install()`, then the subscriber with `Telemetry::tracing_layer()`.
     InitFirst,
-    /// A plain tracing-opentelemetry layer on `global::tracer(..)`, built
-    /// before `install()`: it keeps the no-op tracer.
-    CapturedNoop,
 }
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -59,14 +52,6 @@ fn set_up(order: Order, rx: &Receiver, service: &str) -> (Telemetry, DefaultGuar
                 tracing_subscriber::registry().with(telemetry.tracing_layer()),
             );
             (telemetry, guard)
-        }
-        Order::CapturedNoop => {
-            let tracer = opentelemetry::global::tracer("app");
-            let guard = tracing::subscriber::set_default(
-                tracing_subscriber::registry()
-                    .with(tracing_opentelemetry::layer().with_tracer(tracer)),
-            );
-            (install(rx, service), guard)
         }
     }
 }
@@ -110,10 +95,7 @@ fn story(transport: Transport, order: Order, mode: Propagation) -> [Option<Span>
         format!("process {queue}"),
         "render".to_owned(),
     ];
-    let expected = match order {
-        Order::CapturedNoop => 2,
-        _ => 4,
-    };
+    let expected = 4;
     let spans = rx.wait_for_spans_blocking(
         |s: &[Span]| s.iter().filter(|s| names.contains(&s.name)).count() >= expected,
         WAIT,
@@ -138,26 +120,17 @@ fn check(transport: Transport, order: Order, mode: Propagation) {
     let [handler, send, process, render] = story(transport, order, mode);
     let send = send.unwrap_or_else(|| panic!("no send span ({order:?}, {mode:?})"));
     let process = process.unwrap_or_else(|| panic!("no process span ({order:?}, {mode:?})"));
-    match order {
-        Order::CapturedNoop => {
-            assert!(handler.is_none(), "{handler:?}");
-            assert!(render.is_none(), "{render:?}");
-            assert!(send.is_root(), "the no-op parent is no parent: {send:#?}");
-        }
-        _ => {
-            let handler = handler.unwrap_or_else(|| panic!("no handler span ({order:?})"));
-            assert_eq!(handler.kind, SpanKind::Server);
-            assert_eq!(
-                handler.scope_name,
-                jobsight_otel::tracing_bridge::TRACING_SCOPE_NAME
-            );
-            assert_eq!(send.parent_span_id.as_ref(), Some(&handler.span_id));
-            assert_eq!(send.trace_id, handler.trace_id);
-            let render = render.unwrap_or_else(|| panic!("no render span ({order:?})"));
-            assert_eq!(render.parent_span_id.as_ref(), Some(&process.span_id));
-            assert_eq!(render.trace_id, process.trace_id);
-        }
-    }
+    let handler = handler.unwrap_or_else(|| panic!("no handler span ({order:?})"));
+    assert_eq!(handler.kind, SpanKind::Server);
+    assert_eq!(
+        handler.scope_name,
+        jobsight_otel::tracing_bridge::TRACING_SCOPE_NAME
+    );
+    assert_eq!(send.parent_span_id.as_ref(), Some(&handler.span_id));
+    assert_eq!(send.trace_id, handler.trace_id);
+    let render = render.unwrap_or_else(|| panic!("no render span ({order:?})"));
+    assert_eq!(render.parent_span_id.as_ref(), Some(&process.span_id));
+    assert_eq!(render.trace_id, process.trace_id);
     assert_eq!(send.kind, SpanKind::Producer);
     match mode {
         Propagation::Child => {
