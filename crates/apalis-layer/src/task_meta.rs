@@ -9,7 +9,7 @@
 //! | attempt | `attempt() + 1` (apalis counts earlier runs when the layer is called) |
 //! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayerBuilder::max_attempts`], or the retry count + 1 given to [`crate::MonitorLayerBuilder::retries`] |
 //! | run-at | `run_at()` (unix seconds), when the backend keeps it |
-//! | enqueued-at | metadata `jobsight.enqueued_at` (unix ms, set by [`crate::traced`]); else the timestamp of a ULID task id (apalis-redis); first attempt only |
+//! | enqueued-at | metadata `jobsight.enqueued_at` (unix ms, set by [`crate::stamped`] and by the send layers); else the timestamp of a ULID task id (apalis-redis); first attempt only |
 //! | priority | `priority()` |
 //! | consumer | the worker's name |
 //! | creation context, baggage | metadata `traceparent` / `tracestate` / `baggage`, read within the limits of [`jobsight_core::propagation`]; every attempt reads the same values, so every attempt links to the same creation context |
