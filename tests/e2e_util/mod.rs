@@ -16,6 +16,7 @@ mod children;
 mod dropped_metric;
 mod log_capture;
 pub mod numbered_jobs;
+pub mod postgres;
 mod redis_keys;
 #[allow(unused_imports)] // only the binaries that run examples or flush telemetry
 pub use children::{example_command, example_path, flush};

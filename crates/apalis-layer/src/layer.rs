@@ -6,6 +6,8 @@ use jobsight_core::checkin::{CheckinPolicy, Checkins};
 use jobsight_core::{Classify, JobMonitor, Propagation};
 use tower_layer::Layer;
 
+use crate::backend::Backend;
+use crate::backend::retry_clock::RetryClock;
 use crate::service::MonitorService;
 
 /// A Tower layer that records every job an apalis worker runs as an
@@ -55,6 +57,10 @@ pub(crate) struct Settings {
     /// Set by [`MonitorLayer::record_args`]: only then does the service look
     /// for captured arguments in the task's data.
     pub(crate) records_args: bool,
+    /// Set by [`MonitorLayer::backend`].
+    pub(crate) backend: Option<Arc<dyn Backend>>,
+    /// Present when the backend re-fetches failed tasks on its own delay.
+    pub(crate) retry_clock: Option<Arc<RetryClock>>,
 }
 
 impl Default for MonitorLayer {
@@ -82,6 +88,8 @@ impl MonitorLayer {
                 catch_panics: true,
                 checkins: None,
                 records_args: false,
+                backend: None,
+                retry_clock: None,
             }),
         }
     }
@@ -130,6 +138,25 @@ impl MonitorLayer {
     /// type's full path, which is also apalis-redis's default queue name.
     pub fn queue(mut self, queue: impl Into<Arc<str>>) -> Self {
         Arc::make_mut(&mut self.settings).queue = Some(queue.into());
+        self
+    }
+
+    /// The apalis backend the worker reads from ([`crate::backend`]):
+    /// where queue time, run-at and attempts come from on that backend, and
+    /// `job.backend` on the process spans. Defaults to none: the fields
+    /// every backend fills the same way, queue time from the producer's
+    /// stamp or a ULID id on first attempts only, and no `job.backend`.
+    ///
+    /// ```
+    /// use jobsight_apalis::{MonitorLayer, backend::Postgres};
+    /// let layer = MonitorLayer::new().backend(Postgres);
+    /// ```
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        let settings = Arc::make_mut(&mut self.settings);
+        settings.retry_clock = backend
+            .retry_due_after(1)
+            .map(|_| Arc::new(RetryClock::default()));
+        settings.backend = Some(Arc::new(backend));
         self
     }
 

@@ -68,23 +68,27 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod backend;
 pub mod carrier;
 mod errors;
 mod future;
 mod layer;
 pub mod producer;
-#[cfg(feature = "redis")]
-pub mod redis_stats;
 pub mod send;
 mod service;
 pub mod task_meta;
 
 pub use args::{RecordArgsLayer, RecordArgsService};
+#[cfg(feature = "postgres")]
+pub use backend::postgres::PostgresQueueStats;
+#[cfg(feature = "redis")]
+pub use backend::redis::RedisQueueStats;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub use backend::stats::{PollError, QueueSnapshot, QueueStatsHandle, QueueStatsSource};
+pub use backend::{Backend, QueueConfig};
 pub use errors::{Error, JobPanicked};
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;
 pub use producer::{Stamp, traced, traced_builder};
-#[cfg(feature = "redis")]
-pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
 pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use service::MonitorService;
