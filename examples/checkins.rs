@@ -99,6 +99,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checkins = jobsight_checkin::parse_config(POLICIES)?
         .sink(pings.clone())
         .sink(watchdog.recorder());
+    // Refuses, naming the policy, a monitor name a ping service cannot address.
+    checkins.validate()?;
     let watching = watchdog.spawn(checkins.clone())?;
 
     let conn = apalis_redis::connect("redis://127.0.0.1:6379/").await?;

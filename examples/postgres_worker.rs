@@ -48,7 +48,8 @@ static SENT: AtomicU64 = AtomicU64::new(0);
 
 async fn send_email(job: SendEmail, attempt: Attempt) -> Result<(), BoxDynError> {
     tokio::time::sleep(Duration::from_millis(10 + job.n % 30)).await;
-    if job.n % 10 == 3 && attempt.current() < 2 {
+    // apalis counts the current run: 1 on the first attempt.
+    if job.n % 10 == 3 && attempt.current() <= 2 {
         return Err(ServerBusy.into());
     }
     SENT.fetch_add(1, Ordering::SeqCst);

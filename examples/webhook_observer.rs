@@ -148,8 +148,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
 
     // Observer threads do not keep the process alive: flush before exiting.
-    monitor.flush_observers(Duration::from_secs(5));
-    for stats in monitor.observer_stats() {
+    monitor.observers().flush(Duration::from_secs(5));
+    for stats in monitor.observers().stats() {
         println!(
             "{}: {} delivered, {} failed, {} panicked, {} dropped",
             stats.name, stats.delivered, stats.failed, stats.panicked, stats.dropped

@@ -2,15 +2,13 @@
 //! wire (OTLP/HTTP to the in-process receiver) stays at the kind limit, and
 //! the overflow is counted.
 
-mod support;
-
+use jobsight_testkit::otlp::Receiver;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jobsight_core::monitor::{DEFAULT_MAX_KINDS, OVERFLOW_NAME};
+use jobsight_core::kinds::{DEFAULT_MAX_KINDS, OVERFLOW_NAME};
 use jobsight_core::{JobMeta, JobMonitor, semconv};
 use opentelemetry::trace::noop::NoopTracerProvider;
-use support::Receiver;
 
 const JOBS: usize = 100_000;
 const WAIT: Duration = Duration::from_secs(20);

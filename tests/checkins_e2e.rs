@@ -5,21 +5,19 @@
 //! the ping URLs carry the same run ids, the last-success gauge, and the
 //! watchdog's missed counter and span.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::stop_after;
+use jobsight_testkit::jobs::{monitor_of, telemetry_to};
+use jobsight_testkit::otlp::{Receiver, Span};
+use jobsight_testkit::{serial, unique};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
-use e2e_util::{serial, stop_after, unique};
 use jobsight_apalis::MonitorLayer;
 use jobsight_checkin::ping::{Healthchecks, PingOptions, PingSink};
 use jobsight_checkin::watchdog::{Clock, ManualClock, Watchdog};
-use jobsight_core::JobMonitor;
 use jobsight_core::checkin::{CheckinPolicy, Checkins, Schedule};
-use jobsight_otel::{Builder, Protocol};
-use support::{Receiver, Span};
+use jobsight_otel::Builder;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -92,18 +90,9 @@ fn checkin_events(span: &Span) -> Vec<(String, String)> {
 async fn checkins_cross_every_wire() {
     let _serial = serial();
     let rx = Receiver::grpc().await;
-    let telemetry = Builder::new()
-        .service_name(unique("checkins-e2e"))
-        .endpoint(rx.endpoint())
-        .protocol(Protocol::Grpc)
-        .summary(false)
-        .install()
-        .expect("install telemetry");
+    let telemetry = telemetry_to(&rx, &unique("checkins-e2e"));
     let meters = telemetry.meter_provider().expect("meter provider");
-    let monitor = JobMonitor::builder()
-        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
-        .meter_provider(meters)
-        .build();
+    let monitor = monitor_of(&telemetry);
 
     let (pings, ping_base) = ping_receiver().await;
     let sink = PingSink::spawn(
@@ -214,7 +203,7 @@ async fn checkins_cross_every_wire() {
     assert_eq!(counted.last().and_then(|p| p.value), Some(1.0));
 
     let started = Instant::now();
-    e2e_util::RedisKeys::new(&prefix)
+    jobsight_testkit::jobs::RedisKeys::new(&prefix)
         .delete()
         .expect("delete the watchdog's Redis keys");
     assert!(started.elapsed() < WAIT);
@@ -332,7 +321,7 @@ async fn checkin_metrics_scrape_under_the_alert_rules_names() {
         .await
         .unwrap()
         .expect("telemetry shutdown");
-    e2e_util::RedisKeys::new(&prefix)
+    jobsight_testkit::jobs::RedisKeys::new(&prefix)
         .delete()
         .expect("delete the watchdog's Redis keys");
 }

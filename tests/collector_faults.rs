@@ -4,7 +4,7 @@
 //! RESOURCE_EXHAUSTED); and a burst of 100 000 jobs with a healthy one.
 //!
 //! Real apalis workers (in-memory backend, `MonitorLayer`) export over real
-//! sockets on 127.0.0.1 to the in-process receiver of `tests/support`. For
+//! sockets on 127.0.0.1 to the in-process receiver of `jobsight_testkit::otlp`. For
 //! every fault the test proves:
 //! - each job's result, as the worker sees it *outside* `MonitorLayer`, is
 //!   what the job returned (a results channel);
@@ -19,16 +19,14 @@
 //! exporter: every job is finished before the collector has answered a
 //! single export.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::numbered::{assert_results, expected, run_jobs};
+use jobsight_testkit::jobs::{flush, monitor_of, until_drops_received};
+use jobsight_testkit::otlp::{Mode, Receiver, Signal, Transport, reserve_port};
+use jobsight_testkit::{LogCapture, unique};
 use std::time::{Duration, Instant};
 
-use e2e_util::numbered_jobs::{assert_results, expected, monitor_of, run_jobs};
-use e2e_util::{Log, flush, unique, until_drops_received};
 use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, Protocol, Telemetry};
-use support::{Mode, Receiver, Signal, Transport, reserve_port};
 
 /// Generous: a loaded 2-core CI machine in a debug build.
 const WAIT: Duration = Duration::from_secs(60);
@@ -45,13 +43,13 @@ fn protocol_of(transport: Transport) -> Protocol {
 struct Setup {
     telemetry: Telemetry,
     monitor: JobMonitor,
-    log: Log,
+    log: LogCapture,
 }
 
 /// Telemetry to `endpoint`, with short batch delays so that a test does not
 /// wait 5 s for each export.
 fn install(endpoint: &str, transport: Transport, tune: impl FnOnce(Builder) -> Builder) -> Setup {
-    let log = Log::default();
+    let log = LogCapture::default();
     let builder = Builder::new()
         .service_name(unique("collector-faults"))
         .endpoint(endpoint)
@@ -368,7 +366,7 @@ async fn a_burst_of_100_000_jobs_loses_no_span() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let rx = Receiver::http().await;
-    let log = Log::default();
+    let log = LogCapture::default();
     let telemetry = Builder::new()
         .service_name(unique("burst"))
         .endpoint(rx.endpoint())

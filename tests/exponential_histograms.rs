@@ -1,12 +1,10 @@
 //! `Builder::exponential_histograms(true)`: jobsight's two histograms cross
 //! the wire as OTLP exponential histograms; other metrics are untouched.
 
-mod support;
-
+use jobsight_testkit::otlp::{MetricKind, Receiver};
 use std::time::{Duration, SystemTime};
 
 use jobsight_core::{JobMeta, JobMonitor, semconv};
-use support::{MetricKind, Receiver};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histograms_are_exponential_when_asked() {

@@ -14,9 +14,10 @@
 //! and short, the bad contexts counted; and (second test) the process's
 //! resident memory flat over rounds of hostile jobs.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::flush;
+use jobsight_testkit::jobs::{monitor_builder_of, telemetry_to};
+use jobsight_testkit::otlp::{self, Receiver, StatusCode, brief};
+use jobsight_testkit::{serial, unique};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,17 +28,15 @@ use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
 use apalis_core::error::AbortError;
 use apalis_core::task::metadata::MetadataStore;
-use e2e_util::{brief, flush, serial, unique};
 use jobsight_apalis::{JobPanicked, MonitorLayer};
 use jobsight_core::args::{MAX_KEY_LEN, TOO_DEEP, TRUNCATED_MARKER, UNSERIALIZABLE};
 use jobsight_core::error::{MAX_MESSAGE_LEN, MAX_STACKTRACE_LEN, MAX_TYPE_LEN};
 use jobsight_core::job::MAX_ID_LEN;
 use jobsight_core::propagation::MAX_TRACESTATE_LEN;
 use jobsight_core::{ArgsPolicy, JobMonitor, MAX_NAME_LEN, semconv};
-use jobsight_otel::{Builder, Protocol, Telemetry};
+use jobsight_otel::Telemetry;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde::{Serialize, Serializer};
-use support::{Receiver, StatusCode};
 
 const WAIT: Duration = Duration::from_secs(30);
 const MB: usize = 1 << 20;
@@ -535,16 +534,8 @@ async fn install_observed(
     rx: &Receiver,
     observed: Arc<Mutex<Observed>>,
 ) -> (Telemetry, JobMonitor) {
-    let telemetry = Builder::new()
-        .service_name(unique("hostile"))
-        .endpoint(rx.endpoint())
-        .protocol(Protocol::Grpc)
-        .summary(false)
-        .install()
-        .expect("install telemetry");
-    let monitor = JobMonitor::builder()
-        .tracer_provider(telemetry.tracer_provider().expect("tracer provider"))
-        .meter_provider(telemetry.meter_provider().expect("meter provider"))
+    let telemetry = telemetry_to(rx, &unique("hostile"));
+    let monitor = monitor_builder_of(&telemetry)
         .observer(move |event: &jobsight_core::Event| {
             let mut o = observed.lock().unwrap_or_else(|e| e.into_inner());
             o.events += 1;
@@ -682,7 +673,7 @@ async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
     let telemetry = flush(telemetry).await;
     let spans = rx
         .wait_for_spans(
-            |s: &[support::Span]| {
+            |s: &[otlp::Span]| {
                 s.iter()
                     .filter(|s| s.name == format!("process {queue}"))
                     .count()
@@ -704,7 +695,7 @@ async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
     let largest = assert_spans_bounded(&rx, &queue);
     eprintln!("largest process span: {largest} bytes of text (bound {MAX_SPAN_TEXT})");
 
-    let by_label: BTreeMap<&str, &support::Span> = labels
+    let by_label: BTreeMap<&str, &otlp::Span> = labels
         .iter()
         .map(|label| {
             let span = spans
@@ -874,7 +865,7 @@ async fn hostile_jobs_keep_their_results_and_telemetry_stays_bounded() {
     }
 
     // Observers get the metadata and arguments masked and bounded too.
-    assert!(monitor.flush_observers(WAIT), "observers kept up");
+    assert!(monitor.observers().flush(WAIT), "observers kept up");
     let o = observed.lock().unwrap_or_else(|e| e.into_inner());
     assert!(o.events >= 2 * labels.len(), "{o:?}");
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Issue #2, end to end over the real wire: apalis workers on the in-memory
 //! backend with `MonitorLayer`, telemetry installed with
 //! `jobsight_otel::Builder` and exported over OTLP/gRPC and OTLP/HTTP to the
-//! in-process receiver of `tests/support`. Every assertion reads what crossed
+//! in-process receiver of `jobsight_testkit::otlp`. Every assertion reads what crossed
 //! the wire.
 //!
 //! Two queues:
@@ -14,22 +14,20 @@
 //!   job pushed after the panic (the worker must survive to run it), and a
 //!   job cut off by the timeout.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::stop_after;
+use jobsight_testkit::otlp::{
+    MetricKind, Receiver, Span, SpanKind, StatusCode, Transport, attr_f64, attr_i64, brief,
+    expected_totals, jobs_by_id, outcomes, series, series_of_queue, totals_by,
+};
+use jobsight_testkit::{serial, unique};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
-use e2e_util::{
-    attr_f64, attr_i64, brief, expected, jobs_by_id, outcomes, serial, series, series_of_queue,
-    stop_after, totals_by, unique,
-};
 use jobsight_apalis::{MonitorLayer, traced_builder};
 use jobsight_core::{DefaultClassifier, JobMonitor};
 use jobsight_otel::{Builder, Protocol};
-use support::{MetricKind, Receiver, Span, SpanKind, StatusCode, Transport};
 
 const WAIT: Duration = Duration::from_secs(10);
 const PANIC_MESSAGE: &str = "report 5: index out of bounds";
@@ -370,7 +368,10 @@ fn check_report_spans(spans: &[Span], names: &Names) {
         assert_eq!(attr_i64(s, "job.attempt"), Some(1), "{all}");
         assert!(s.attr("job.max_attempts").is_none(), "{all}");
         assert_queue_time(s);
-        by_outcome.entry(e2e_util::outcome(s)).or_default().push(s);
+        by_outcome
+            .entry(jobsight_testkit::otlp::outcome(s))
+            .or_default()
+            .push(s);
     }
     let counts: BTreeMap<&str, usize> = by_outcome.iter().map(|(k, v)| (*k, v.len())).collect();
     assert_eq!(
@@ -404,7 +405,11 @@ fn check_report_spans(spans: &[Span], names: &Names) {
     let after = jobs
         .get(&names.after_panic_id)
         .unwrap_or_else(|| panic!("the job pushed after the panic never ran:\n{all}"));
-    assert_eq!(e2e_util::outcome(&after[0]), "succeeded", "{all}");
+    assert_eq!(
+        jobsight_testkit::otlp::outcome(&after[0]),
+        "succeeded",
+        "{all}"
+    );
     assert!(
         after[0].start_time_unix_nano >= panicked.end_time_unix_nano,
         "concurrency(1): the later job starts after the panic:\n{all}"
@@ -443,7 +448,7 @@ fn check_metrics(rx: &Receiver, names: &Names) {
     }
     assert_eq!(
         totals_by(&points, "messaging.process.duration", emails, "error.type"),
-        expected(&[
+        expected_totals(&[
             (None, 3),
             (Some("ServerBusy"), 1),
             (Some("NoSuchMailbox"), 2)
@@ -452,7 +457,7 @@ fn check_metrics(rx: &Receiver, names: &Names) {
     );
     assert_eq!(
         totals_by(&points, "messaging.process.duration", reports, "error.type"),
-        expected(&[(None, 3), (Some("panic"), 1), (Some("abandoned"), 1)]),
+        expected_totals(&[(None, 3), (Some("panic"), 1), (Some("abandoned"), 1)]),
         "report attempts by error.type (ignored errors have none)"
     );
     for (queue, name) in [(emails, "Email"), (reports, "Report")] {
@@ -475,8 +480,8 @@ fn check_metrics(rx: &Receiver, names: &Names) {
             "messaging.system",
         )
     };
-    assert_eq!(consumed(emails), expected(&[(Some("apalis"), 6)]));
-    assert_eq!(consumed(reports), expected(&[(Some("apalis"), 5)]));
+    assert_eq!(consumed(emails), expected_totals(&[(Some("apalis"), 6)]));
+    assert_eq!(consumed(reports), expected_totals(&[(Some("apalis"), 5)]));
 
     // job.queue_time: first attempts of stamped tasks only.
     for s in series(&points, "job.queue_time") {
@@ -485,13 +490,13 @@ fn check_metrics(rx: &Receiver, names: &Names) {
         assert!(s.sum >= 0.0, "{s:?}");
     }
     let queued = |q| totals_by(&points, "job.queue_time", q, "messaging.system");
-    assert_eq!(queued(emails), expected(&[(Some("apalis"), 3)]));
-    assert_eq!(queued(reports), expected(&[(Some("apalis"), 5)]));
+    assert_eq!(queued(emails), expected_totals(&[(Some("apalis"), 3)]));
+    assert_eq!(queued(reports), expected_totals(&[(Some("apalis"), 5)]));
 
     // job.outcomes by job.outcome.
     assert_eq!(
         totals_by(&points, "job.outcomes", emails, "job.outcome"),
-        expected(&[
+        expected_totals(&[
             (Some("succeeded"), 3),
             (Some("retried"), 2),
             (Some("failed"), 1)
@@ -499,7 +504,7 @@ fn check_metrics(rx: &Receiver, names: &Names) {
     );
     assert_eq!(
         totals_by(&points, "job.outcomes", reports, "job.outcome"),
-        expected(&[
+        expected_totals(&[
             (Some("succeeded"), 2),
             (Some("ignored"), 1),
             (Some("panicked"), 1),

@@ -8,25 +8,24 @@
 //! the queue) and on each retry (milliseconds, not the time since the
 //! whole-second `run_at`).
 
-mod e2e_util;
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
-use e2e_util::postgres::{PgQueue, pool};
-use e2e_util::{attr_f64, attr_i64, brief, jobs_by_id, outcomes, unique};
 use jobsight_apalis::backend::Postgres;
 use jobsight_apalis::{MonitorLayer, SendLayer, TracedPush};
 use jobsight_core::JobMonitor;
 use jobsight_otel::{Builder, Protocol};
+use jobsight_testkit::jobs::postgres::{PgQueue, pool};
+use jobsight_testkit::otlp::{
+    Receiver, Span, SpanKind, attr_f64, attr_i64, brief, jobs_by_id, outcomes,
+};
+use jobsight_testkit::unique;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use serde::{Deserialize, Serialize};
-use support::{Receiver, Span, SpanKind};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// How far `job.queue_time` may be from the wait the job measured itself.

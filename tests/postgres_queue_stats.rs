@@ -5,21 +5,20 @@
 //! scheduled later, jobs in a worker's buffer (`Queued`) and running, done
 //! and dead — per queue, with `job.backend` = `postgres`.
 
-mod e2e_util;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use e2e_util::postgres::{PgQueue, pool};
-use e2e_util::unique;
 use jobsight_apalis::PostgresQueueStats;
 use jobsight_otel::{Builder, Protocol};
-use support::{MetricPoint, Receiver};
+use jobsight_testkit::jobs::postgres::{PgQueue, pool};
+use jobsight_testkit::otlp::{MetricPoint, Receiver};
+use jobsight_testkit::unique;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// (status, attempts, max attempts, run_at offset s, done_at offset s, held by the worker)
-const ROWS: &[(&str, i32, i32, f64, Option<f64>, bool)] = &[
+type Row = (&'static str, i32, i32, f64, Option<f64>, bool);
+
+const ROWS: &[Row] = &[
     // Due now: three pending, one failed with attempts left whose `run_at`
     // is a minute old but which failed (became due again) 7.25 s ago.
     ("Pending", 0, 25, -1.0, None, false),

@@ -10,18 +10,16 @@
 //! running the tests; `cargo test --test propagation_redis` alone does not,
 //! so run `cargo build --examples` first in that case.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::{REDIS_ADDR, RedisKeys, example_command, example_path};
+use jobsight_testkit::otlp::{self, Receiver, Span, SpanKind};
+use jobsight_testkit::unique;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_core::task::metadata::MetadataStore;
 use apalis_redis::{Config, RedisStorage};
-use e2e_util::{REDIS_ADDR, RedisKeys, example_command, example_path, unique};
 use jobsight::demo::BuildReport;
-use support::{Receiver, Span, SpanKind};
 
 /// The longest a child process may run.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);
@@ -115,7 +113,7 @@ async fn round_trip(
     style: &str,
     propagation: &str,
     jobs: usize,
-) -> (String, Vec<Span>, Vec<support::MetricPoint>) {
+) -> (String, Vec<Span>, Vec<otlp::MetricPoint>) {
     let rx = Receiver::http().await;
     let queue = unique(&format!("jobsight-test-{propagation}"));
     let _keys = RedisKeys::new(&queue);
@@ -148,7 +146,7 @@ async fn round_trip(
 }
 
 /// The producer counted `jobs` successful sends on `queue`.
-fn assert_sent(points: &[support::MetricPoint], queue: &str, jobs: usize) {
+fn assert_sent(points: &[otlp::MetricPoint], queue: &str, jobs: usize) {
     let point = points
         .iter()
         .find(|p| {

@@ -12,16 +12,11 @@
 //! `cargo test` builds the examples; `cargo test --test quickstart` alone
 //! does not, so run `cargo build --example quickstart` first in that case.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::otlp::{Receiver, Signal, Span, Transport, brief, series};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-use e2e_util::{brief, series};
-use support::{Receiver, Signal, Span, Transport};
 
 /// Generous for a loaded 2-core machine: the quick start itself takes ~1 s.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);

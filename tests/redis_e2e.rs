@@ -9,23 +9,19 @@
 //! Each run uses its own queue (and so its own Redis keys) and worker name,
 //! and deletes its keys at the end, even when an assertion fails.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::{REDIS_ADDR, RedisKeys, monitor_of, stop_after, telemetry_to};
+use jobsight_testkit::otlp::{
+    Receiver, Span, SpanKind, StatusCode, attr_f64, attr_i64, brief, jobs_by_id, outcomes,
+};
+use jobsight_testkit::unique;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
 use apalis_redis::{Config, RedisStorage};
-use e2e_util::{
-    REDIS_ADDR, RedisKeys, attr_f64, attr_i64, brief, jobs_by_id, outcomes, stop_after, unique,
-};
 use jobsight_apalis::{MonitorLayer, traced_builder};
-use jobsight_core::JobMonitor;
-use jobsight_otel::{Builder, Protocol};
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanKind as ApiSpanKind, TraceContextExt, Tracer, TracerProvider};
 use serde::{Deserialize, Serialize};
-use support::{Receiver, Span, SpanKind, StatusCode};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -95,18 +91,9 @@ async fn redis_jobs_carry_queue_ulid_queue_time_retries_and_producer_links() {
         .heartbeat_interval(Duration::from_secs(1));
 
     let rx = Receiver::grpc().await;
-    let telemetry = Builder::new()
-        .service_name(service.clone())
-        .endpoint(rx.endpoint())
-        .protocol(Protocol::Grpc)
-        .summary(false)
-        .install()
-        .expect("install telemetry");
+    let telemetry = telemetry_to(&rx, &service);
     let tracer_provider = telemetry.tracer_provider().expect("tracer provider");
-    let monitor = JobMonitor::builder()
-        .tracer_provider(tracer_provider)
-        .meter_provider(telemetry.meter_provider().expect("meter provider"))
-        .build();
+    let monitor = monitor_of(&telemetry);
 
     // The producer: two tasks stamped inside a span of its own, one outside any span.
     let tracer = tracer_provider.tracer("jobsight-e2e-producer");

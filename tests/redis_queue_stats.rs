@@ -4,12 +4,10 @@
 //! the test cuts and restores). Queues get unique names and are deleted
 //! afterwards.
 
+use jobsight_testkit::jobs::RedisKeys;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-mod e2e_util;
-mod support;
 
 use apalis::prelude::*;
 use apalis_redis::{Config, RedisStorage};
@@ -20,8 +18,6 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use redis::aio::{ConnectionLike, ConnectionManager};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-
-use e2e_util::RedisKeys;
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 const WAIT: Duration = Duration::from_secs(15);

@@ -26,9 +26,9 @@
 //! Skipped, with a message, when `redis-server` is not installed (CI
 //! installs it).
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::telemetry_to;
+use jobsight_testkit::otlp::{Receiver, Span, brief, series_of_queue};
+use jobsight_testkit::unique;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -42,14 +42,12 @@ use apalis::prelude::*;
 use apalis_core::backend::BackendConfig;
 use apalis_core::task::task_id::GenerateId;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
-use e2e_util::{brief, series_of_queue, unique};
 use jobsight_apalis::{MonitorLayer, RedisQueueStats};
 use jobsight_checkin::watchdog::{Incident, Watchdog};
 use jobsight_core::JobMonitor;
 use jobsight_core::checkin::{CheckinPolicy, Checkins, Schedule};
-use jobsight_otel::{Builder, Protocol, Telemetry};
+use jobsight_otel::Telemetry;
 use serde::{Deserialize, Serialize};
-use support::{Receiver, Span};
 
 /// How long Redis stays down each time.
 const OUTAGE: Duration = Duration::from_secs(4);
@@ -366,13 +364,7 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
     let parked = unique("jobsight-restart-parked");
 
     let rx = Receiver::grpc().await;
-    let telemetry = Builder::new()
-        .service_name(unique("jobsight-e2e-restart"))
-        .endpoint(rx.endpoint())
-        .protocol(Protocol::Grpc)
-        .summary(false)
-        .install()
-        .expect("install telemetry");
+    let telemetry = telemetry_to(&rx, &unique("jobsight-e2e-restart"));
     let tracer_provider = telemetry.tracer_provider().expect("tracer provider");
     let meter_provider = telemetry.meter_provider().expect("meter provider");
 
@@ -726,10 +718,11 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
         poll_errors >= 2.0,
         "jobsight.queue_poll.errors at the receiver: {poll_errors}"
     );
-    let watchdog_errors: f64 = e2e_util::series(&rx.metrics(), "job.checkin.watchdog.errors")
-        .iter()
-        .map(|s| s.value)
-        .sum();
+    let watchdog_errors: f64 =
+        jobsight_testkit::otlp::series(&rx.metrics(), "job.checkin.watchdog.errors")
+            .iter()
+            .map(|s| s.value)
+            .sum();
     assert_eq!(watchdog_errors as u64, watchdog.stats().errors());
     let ended = lock(&ended).clone();
     // apalis ends the worker at least once (what it does at the second

@@ -8,15 +8,12 @@
 //! serving while the test thread blocks in `drop`/`shutdown`. Each test
 //! installs global telemetry, so they run one at a time (`serial`).
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::otlp::{self, Receiver, Span, brief, series};
+use jobsight_testkit::{serial, unique};
 use std::time::{Duration, Instant};
 
-use e2e_util::{brief, serial, series, unique};
 use jobsight_core::{JobMeta, JobMonitor};
 use jobsight_otel::{Builder, Protocol, Telemetry};
-use support::{Receiver, Span};
 
 const JOBS: u32 = 5;
 
@@ -218,12 +215,12 @@ fn shutdown_waits_at_most_the_deadline_for_a_slow_collector() {
     let rx = server.block_on(Receiver::grpc());
     // The receiver keeps each request, then answers only after 10 s.
     rx.set_mode(
-        support::Signal::Traces,
-        support::Mode::Delay(Duration::from_secs(10)),
+        otlp::Signal::Traces,
+        otlp::Mode::Delay(Duration::from_secs(10)),
     );
     rx.set_mode(
-        support::Signal::Metrics,
-        support::Mode::Delay(Duration::from_secs(10)),
+        otlp::Signal::Metrics,
+        otlp::Mode::Delay(Duration::from_secs(10)),
     );
     let (result, took) = timed_shutdown(rx.endpoint(), Protocol::Grpc);
     assert!(took < BOUND, "shutdown took {took:?} (deadline 1 s)");

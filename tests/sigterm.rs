@@ -24,9 +24,9 @@
 //! `cargo test --test sigterm` alone does not: run
 //! `cargo build --example worker` first in that case.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::{REDIS_ADDR, RedisKeys, example_command, example_path};
+use jobsight_testkit::otlp::{Receiver, Span, brief};
+use jobsight_testkit::unique;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,9 +35,7 @@ use apalis::prelude::*;
 use apalis_core::backend::BackendConfig;
 use apalis_core::task::task_id::GenerateId;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
-use e2e_util::{REDIS_ADDR, RedisKeys, brief, example_command, example_path, unique};
 use jobsight::demo::BuildReport;
-use support::{Receiver, Span};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The telemetry guard's flush deadline (`jobsight_otel` default).
@@ -342,7 +340,7 @@ async fn sigterm_past_the_grace_records_abandoned_jobs_that_the_next_worker_reru
     assert!(rerun.values().all(|o| o == "succeeded"), "{rerun:?}");
     let attempts: Vec<i64> = spans_named(&spans, &format!("process {}", run.queue))
         .iter()
-        .filter_map(|s| e2e_util::attr_i64(s, "job.attempt"))
+        .filter_map(|s| jobsight_testkit::otlp::attr_i64(s, "job.attempt"))
         .collect();
     eprintln!(
         "SIGTERM with {CONCURRENCY} jobs of 60 s in flight, grace {grace_ms} ms: exit 0 after {:?}, \

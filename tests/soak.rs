@@ -23,15 +23,13 @@
 //! The receiver counts spans and discards them, so its own memory stays
 //! flat too.
 
-mod e2e_util;
-mod support;
-
+use jobsight_testkit::jobs::numbered::{assert_results, run_jobs};
+use jobsight_testkit::jobs::{monitor_of, until_drops_received};
+use jobsight_testkit::otlp::{Receiver, Transport};
+use jobsight_testkit::{LogCapture, unique};
 use std::time::{Duration, Instant};
 
-use e2e_util::numbered_jobs::{assert_results, monitor_of, run_jobs};
-use e2e_util::{Log, unique, until_drops_received};
 use jobsight_otel::{Builder, Protocol};
-use support::{Receiver, Transport};
 
 const UP: Duration = Duration::from_secs(4);
 const DOWN: Duration = Duration::from_secs(3);
@@ -84,7 +82,7 @@ async fn soak_with_a_flapping_collector() {
     };
     let mut rx = Receiver::start(transport).await;
     rx.discard_traces(true);
-    let log = Log::default();
+    let log = LogCapture::default();
     let telemetry = Builder::new()
         .service_name(unique("soak"))
         .endpoint(rx.endpoint())

@@ -9,12 +9,9 @@
 //! arrives was flushed by the shutdown, not by a timer: the control case
 //! (`std::process::exit` without `run_task`) shows that nothing arrives then.
 
-mod support;
-
+use jobsight_testkit::otlp::{Receiver, Span, StatusCode, Transport};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-use support::{Receiver, Span, StatusCode, Transport};
 
 const CHILD_VAR: &str = "JOBSIGHT_TEST_CHILD";
 

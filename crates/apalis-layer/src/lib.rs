@@ -48,16 +48,29 @@
 //! - apalis-redis retries failed jobs up to 25 times whatever
 //!   `max_attempts` says, so `job.max_attempts` is what the task asked for,
 //!   not always what the backend does.
+//! - apalis-postgres keeps `run_at` in whole seconds and does not move it
+//!   when an attempt fails, and re-fetches a failed job at once until its
+//!   `max_attempts` (25 by default): with [`MonitorLayer::backend`]`(Postgres)`
+//!   a retry's queue time runs from the end of the failed attempt when this
+//!   process ran it, else it is left out (see `backend::postgres`).
 //!
 //! # Queue gauges (feature `redis`)
 //! `RedisQueueStats` polls apalis-redis for each queue's depth, oldest
 //! waiting job's age, and scheduled, running, done and dead counts, and
-//! reports them as observable gauges (`job.queue.*`). See `redis_stats`
+//! reports them as observable gauges (`job.queue.*`). See `backend::redis`
 //! for the Redis commands it sends and what happens when Redis is down.
+//!
+//! # Backends
+//! What differs per apalis backend lives in [`backend`], one module each:
+//! give the layer its backend with [`MonitorLayer::backend`]; the queue
+//! gauges of PostgreSQL come from `PostgresQueueStats` (feature `postgres`).
 //!
 //! # Cargo features
 //! - `redis` (off): the queue gauges poller; adds `redis` (the client
-//!   apalis-redis already uses), `tokio` and `ulid`.
+//!   apalis-redis already uses), apalis-redis, `tokio` and `ulid`.
+//! - `postgres` (off): `push_traced` names apalis-postgres's queue, and
+//!   `PostgresQueueStats`; adds apalis-postgres, `sqlx` (postgres, tokio)
+//!   and `tokio`.
 //!
 //! # Producers
 //! [`TracedPush`] (`storage.push_traced(args)`) and [`SendLayer`] record

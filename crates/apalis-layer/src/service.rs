@@ -159,7 +159,7 @@ where
         if self.settings.records_args {
             meta.set_args(crate::args::captured(&ctx));
         }
-        if self.monitor.has_observers() {
+        if !self.monitor.observers().is_empty() {
             meta.set_metadata(crate::args::observed_metadata(&ctx));
         }
         let mut tx = self.monitor.start_with_kind(kind, meta);

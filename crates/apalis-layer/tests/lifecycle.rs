@@ -96,7 +96,7 @@ async fn args_progress_and_observers_reach_the_job() {
         })
         .build(backfill);
     run_to_the_end(worker.run()).await;
-    assert!(monitor.flush_observers(Duration::from_secs(5)));
+    assert!(monitor.observers().flush(Duration::from_secs(5)));
 
     let spans = exporter.get_finished_spans().unwrap();
     let users = spans

@@ -1,10 +1,11 @@
 //! Naming the setting at fault in a check-in configuration: serde reports
 //! what is wrong but not where (beyond a line and column).
 
-use jobsight_core::checkin::{CheckinError, PolicyEntry};
+use jobsight_core::checkin::CheckinError;
 use serde_json::{Map, Value};
 
 use crate::Error;
+use crate::config::PolicyEntry;
 
 /// The first setting of `value` that does not deserialize, with serde's
 /// reason; `None` when no single setting is at fault.
@@ -48,11 +49,11 @@ pub(crate) fn locate(value: &Value) -> Option<Error> {
 }
 
 /// The error of policy `index` that is inconsistent or does not parse.
-pub(crate) fn policy(index: usize, error: CheckinError) -> Error {
+pub(crate) fn policy(index: usize, error: Error) -> Error {
     let (field, reason) = match error {
-        CheckinError::Config(reason) => ("", reason),
-        CheckinError::Cron { .. } => (".cron", error.to_string()),
-        CheckinError::TimeZone { .. } => (".timezone", error.to_string()),
+        Error::InvalidPolicy(reason) => ("", reason),
+        Error::Policy(error @ CheckinError::Cron { .. }) => (".cron", error.to_string()),
+        Error::Policy(error @ CheckinError::TimeZone { .. }) => (".timezone", error.to_string()),
         other => ("", other.to_string()),
     };
     Error::Setting {

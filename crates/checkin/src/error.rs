@@ -10,6 +10,12 @@ pub enum Error {
     /// The TLS configuration could not be built.
     #[error("cannot configure TLS for pings: {0}")]
     Tls(String),
+    /// A ping format's setting is unusable (says which and why).
+    #[error("ping settings: {0}")]
+    PingSetting(String),
+    /// The ping sender's thread or runtime could not be started.
+    #[error("cannot start the ping sender: {0}")]
+    Thread(String),
     /// A Sentry DSN that does not parse.
     #[error("invalid Sentry DSN: {0}")]
     InvalidDsn(String),
@@ -33,7 +39,15 @@ pub enum Error {
         /// What is wrong and which values are accepted.
         reason: String,
     },
-    /// A policy in the configuration is inconsistent.
+    /// A duration in the configuration that does not parse.
+    #[error("duration `{0}`: {forms}", forms = crate::config::DURATION_FORMS)]
+    Duration(String),
+    /// A policy entry of the configuration that is inconsistent (no target,
+    /// two schedules, a zero interval).
+    #[error("check-in configuration: {0}")]
+    InvalidPolicy(String),
+    /// A cron expression or time zone of the configuration that does not
+    /// parse.
     #[error(transparent)]
     Policy(#[from] jobsight_core::checkin::CheckinError),
     /// Redis refused or could not be reached.

@@ -10,16 +10,19 @@
 //!   scheduled time plus grace) and **stuck** runs (running longer than the
 //!   maximum runtime, or left behind by a worker that died), each reported
 //!   once across a fleet of workers.
-//! - [`load_config`]: check-in policies from a JSON file.
+//! - [`load_config`]: check-in policies from a JSON file; [`config`]: the
+//!   file's format ([`CheckinConfig`]), for other serde formats.
 //!
-//! Policies, events and the OpenTelemetry side (span events, the
-//! `job.checkin.last_success` gauge) live in [`jobsight_core::checkin`].
+//! What a job needs while it runs — policies, the registry, events and the
+//! OpenTelemetry side (span events, the `job.checkin.last_success` gauge) —
+//! lives in [`jobsight_core::checkin`].
 //!
 //! # Cargo features
 //! - `tls` (default): `https://` pings, with rustls and ring.
 //! - `redis`: the watchdog.
 #![warn(missing_docs)]
 
+pub mod config;
 mod config_error;
 mod error;
 pub mod ping;
@@ -28,8 +31,9 @@ pub mod watchdog;
 
 use std::path::Path;
 
+pub use config::{CheckinConfig, ConfigDuration, PolicyEntry, parse_duration};
 pub use error::Error;
-use jobsight_core::checkin::{CheckinConfig, Checkins};
+use jobsight_core::checkin::Checkins;
 
 /// Reads check-in policies from the JSON file at `path` (the shape is
 /// described at [`CheckinConfig`]) into a new registry. Add sinks to it,

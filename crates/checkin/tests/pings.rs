@@ -144,7 +144,8 @@ async fn healthchecks_slug_form() {
             "/pk-123/nightly/fail"
         ]
     );
-    assert!(seen.iter().all(|(m, _)| m == "GET"));
+    // POST: a check set to take only POST ignores GETs.
+    assert!(seen.iter().all(|(m, _)| m == "POST"));
     assert_paired(&seen, "rid");
 }
 

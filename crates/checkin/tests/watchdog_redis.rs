@@ -449,7 +449,7 @@ async fn incidents_reach_lifecycle_observers() {
     clock.advance(20 * MIN);
     let found = watchdog.check(&checkins).await.unwrap();
     assert_eq!(found.len(), 2, "{found:?}");
-    assert!(observing.flush_observers(Duration::from_secs(5)));
+    assert!(observing.observers().flush(Duration::from_secs(5)));
     let mut seen = seen.lock().unwrap().clone();
     seen.sort_by_key(|(kind, _, _)| kind.as_str());
     assert_eq!(seen.len(), 2, "{seen:?}");

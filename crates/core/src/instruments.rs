@@ -6,7 +6,6 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 
-use crate::monitor::Buckets;
 use crate::semconv;
 
 /// The tracer and instruments, built once per monitor.
@@ -33,10 +32,18 @@ pub(crate) struct Instruments {
     pub(crate) id: u64,
 }
 
+/// Histogram bucket boundaries (s) the instruments are built with.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Buckets {
+    pub(crate) duration: Option<Vec<f64>>,
+    pub(crate) queue_time: Option<Vec<f64>>,
+}
+
 /// The instrumentation scope jobsight records under: crate name and version.
 pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(semconv::SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(semconv::SCHEMA_URL)
         .build()
 }
 

@@ -1,5 +1,6 @@
-//! The table of job kinds (system, queue, job name) a monitor records series for,
-//! and the limit that keeps it bounded.
+//! Job kinds: [`JobKind`], the attribute sets of one (system, queue, job
+//! name) built once, and the table of kinds a monitor records series for,
+//! with the limit that keeps it bounded.
 //!
 //! Monitors built without [`JobMonitorBuilder::max_kinds`] share one table
 //! for the whole process, so the bound holds however many workers (and
@@ -8,18 +9,134 @@
 //!
 //! [`JobMonitorBuilder::max_kinds`]: crate::JobMonitorBuilder::max_kinds
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use opentelemetry::KeyValue;
+
+use crate::bound::KindMetrics;
 use crate::error::truncate;
-use crate::monitor::{DEFAULT_MAX_KINDS, JobKind, OVERFLOW_NAME};
+use crate::instruments::{intern, interned_cow};
+use crate::outcome::Outcome;
+use crate::semconv;
 
 /// The longest system, queue or job name a kind is recorded under, in
 /// bytes: longer names are cut (on a character boundary) before the kind is
 /// looked up, so that a name taken from input cannot put megabytes into
 /// every span name, span attribute and metric series of its kind.
 pub const MAX_NAME_LEN: usize = 256;
+
+/// The `job.name` / queue value that job kinds past the limit are folded into.
+pub const OVERFLOW_NAME: &str = "_other";
+
+/// Default limit of distinct (queue, job name) pairs per monitor.
+pub const DEFAULT_MAX_KINDS: usize = 500;
+
+/// The attribute sets of one kind of job (system, queue, job name), built
+/// once so that the per-job path copies no strings.
+#[derive(Debug)]
+pub struct JobKind {
+    /// The interned strings the attribute sets are made of.
+    pub(crate) names: KindNames,
+    pub(crate) span_name: Cow<'static, str>,
+    /// `messaging.system`, `messaging.destination.name`, `job.name`.
+    pub(crate) base: Vec<KeyValue>,
+    /// `base` plus `job.outcome`, one per [`Outcome::index`].
+    pub(crate) by_outcome: [Vec<KeyValue>; 6],
+    /// Made by folding a pair past the limit into `_other`.
+    pub(crate) overflow: bool,
+    /// What the producer side records: `send {queue}` and its attributes.
+    pub(crate) send: SendKind,
+    /// The metric calls with these attribute sets.
+    pub(crate) metrics: KindMetrics,
+}
+
+impl JobKind {
+    pub(crate) fn new(system: &str, queue: &Arc<str>, name: &str, overflow: bool) -> Self {
+        let names = KindNames {
+            system: intern(system.to_owned()),
+            queue: intern(queue.to_string()),
+            name: intern(name.to_owned()),
+        };
+        let base = names.base_attributes(0);
+        let by_outcome = Outcome::ALL.map(|outcome| {
+            let mut attrs = base.clone();
+            attrs.push(KeyValue::new(semconv::JOB_OUTCOME, outcome.as_str()));
+            attrs
+        });
+        Self {
+            names,
+            span_name: interned_cow(format!("process {queue}")),
+            send: SendKind::new(queue, &base),
+            base,
+            by_outcome,
+            overflow,
+            metrics: Default::default(),
+        }
+    }
+
+    /// The span name, `process {queue}`.
+    pub fn span_name(&self) -> &str {
+        &self.span_name
+    }
+
+    /// The metric attributes every series of this kind carries.
+    pub fn attributes(&self) -> &[KeyValue] {
+        &self.base
+    }
+}
+
+/// A job kind's system, queue and name, interned for the life of the process
+/// (bounded by the limit of job kinds).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KindNames {
+    pub(crate) system: &'static str,
+    pub(crate) queue: &'static str,
+    pub(crate) name: &'static str,
+}
+
+impl KindNames {
+    /// `messaging.system`, `messaging.destination.name` and `job.name`, in a
+    /// vector with room for `extra` more. Made from the static strings rather
+    /// than cloned from [`JobKind::attributes`]: writing a `KeyValue` from a
+    /// `&'static str` is a few stores, cloning one matches on every variant
+    /// of its key and value.
+    pub(crate) fn base_attributes(self, extra: usize) -> Vec<KeyValue> {
+        let mut attrs = Vec::with_capacity(3 + extra);
+        attrs.push(KeyValue::new(semconv::MESSAGING_SYSTEM, self.system));
+        attrs.push(KeyValue::new(
+            semconv::MESSAGING_DESTINATION_NAME,
+            self.queue,
+        ));
+        attrs.push(KeyValue::new(semconv::JOB_NAME, self.name));
+        attrs
+    }
+}
+
+/// The producer-side names and attributes of one job kind, built once.
+#[derive(Debug)]
+pub(crate) struct SendKind {
+    pub(crate) span_name: Cow<'static, str>,
+    /// The kind's base attributes plus `messaging.operation.name` = `send`.
+    pub(crate) attributes: Vec<KeyValue>,
+}
+
+impl SendKind {
+    pub(crate) fn new(queue: &str, base: &[KeyValue]) -> Self {
+        let mut attributes = Vec::with_capacity(base.len() + 1);
+        attributes.extend(base.iter().cloned());
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_OPERATION_NAME,
+            semconv::OPERATION_SEND,
+        ));
+        Self {
+            span_name: interned_cow(format!("send {queue}")),
+            attributes,
+        }
+    }
+}
 
 /// A bounded table of job kinds, with the count of lookups that were
 /// folded into `_other`.
@@ -145,7 +262,31 @@ mod tests {
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
+    use super::OVERFLOW_NAME;
     use crate::{JobMeta, JobMonitor, semconv};
+
+    #[test]
+    fn kinds_are_shared_and_capped() {
+        let monitor = JobMonitor::builder().max_kinds(3).build();
+        let q: Arc<str> = Arc::from("q");
+        let a1 = monitor.kind("t", &q, "a");
+        let a2 = monitor.kind("t", &q, "a");
+        assert!(Arc::ptr_eq(&a1, &a2));
+        assert_eq!(a1.span_name(), "process q");
+        for i in 0..100 {
+            monitor.kind("t", &q, &format!("dyn-{i}"));
+        }
+        let folded = monitor.kind("t", &q, "another");
+        let name = folded
+            .attributes()
+            .iter()
+            .find(|kv| kv.key.as_str() == semconv::JOB_NAME)
+            .map(|kv| kv.value.as_str().into_owned());
+        assert_eq!(name.as_deref(), Some(OVERFLOW_NAME));
+        assert!(monitor.overflowed() >= 99);
+        assert!(folded.overflow);
+        assert!(monitor.inner.kinds.len() <= 4);
+    }
 
     fn provider() -> (SdkMeterProvider, InMemoryMetricExporter) {
         let exporter = InMemoryMetricExporter::default();

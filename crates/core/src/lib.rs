@@ -11,6 +11,8 @@
 //! - [`job`]: [`JobMeta`], the facts about one attempt.
 //! - [`monitor`]: [`JobMonitor`], which holds the tracer, instruments and
 //!   configuration and starts transactions.
+//! - [`kinds`]: [`JobKind`], the attribute sets of one (system, queue, job
+//!   name), and the bound on how many a process records.
 //! - [`transaction`]: [`Transaction`], when each span and metric point is
 //!   recorded, and what retries and dropped jobs look like.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that decides which
@@ -78,12 +80,13 @@ pub mod checkin;
 pub mod error;
 mod instruments;
 pub mod job;
-mod kinds;
+pub mod kinds;
 pub mod monitor;
 pub mod observer;
 pub mod outcome;
 pub mod progress;
 pub mod propagation;
+mod run_state;
 pub mod semconv;
 pub mod send;
 pub mod task;
@@ -91,13 +94,13 @@ pub mod transaction;
 
 pub use error::ErrorRecord;
 pub use job::{JobMeta, JobMetaBuilder};
-pub use kinds::MAX_NAME_LEN;
-pub use monitor::{JobKind, JobMonitor, JobMonitorBuilder};
+pub use kinds::{JobKind, MAX_NAME_LEN};
+pub use monitor::{JobMonitor, JobMonitorBuilder};
 pub use outcome::{Classify, DefaultClassifier, ErrorClass, Outcome};
 pub use propagation::{Propagated, Propagation, PropagationProblem};
 pub use send::SendTransaction;
 pub use transaction::Transaction;
 
 pub use args::{ArgsPolicy, CapturedArgs};
-pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats};
+pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
 pub use progress::Progress;

@@ -1,7 +1,8 @@
-//! [`JobMonitor`]: the shared, cheap-to-clone recorder that starts
-//! [`Transaction`]s, with its configuration.
+//! [`JobMonitor`]: the shared, cheap-to-clone recorder, with its
+//! configuration and builder. The methods that start recording live beside
+//! what they start: [`JobMonitor::start`] in `transaction.rs`,
+//! [`JobMonitor::start_send`] in `send.rs`.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,19 +13,15 @@ use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry::trace::TracerProvider;
 
-use crate::instruments::{Instruments, intern, interned_cow, scope};
-use crate::job::JobMeta;
-use crate::kinds::KindRegistry;
-use crate::observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
-use crate::outcome::{Classify, DefaultClassifier, Outcome};
-use crate::progress::{ProgressRegistry, ProgressSettings, ProgressThrottle};
+use crate::instruments::{Buckets, Instruments, scope};
+use crate::kinds::{JobKind, KindRegistry};
+use crate::observer::delivery::{Observer, ObserverOptions};
+use crate::observer::handle::Observers;
+use crate::outcome::{Classify, DefaultClassifier};
+use crate::progress::running::RunningProgress;
+use crate::progress::throttle::{ProgressSettings, ProgressThrottle};
 use crate::propagation::{Propagation, PropagationProblem};
 use crate::semconv;
-use crate::send::SendKind;
-use crate::transaction::Transaction;
-
-/// The `job.name` / queue value that job kinds past the limit are folded into.
-pub const OVERFLOW_NAME: &str = "_other";
 
 /// Records job transactions: holds the tracer, the instruments, the
 /// classifier and the per-kind attribute sets. Clone it freely; clones share
@@ -50,20 +47,13 @@ pub(crate) struct Inner {
     instruments: OnceLock<Instruments>,
     pub(crate) kinds: Arc<KindRegistry>,
     buckets: Buckets,
-    /// `None` when no observer is registered: the job's path then builds no event.
-    observers: Option<Observers>,
+    observers: Observers,
     pub(crate) progress: ProgressSettings,
-    pub(crate) progress_registry: ProgressRegistry,
+    /// The running attempts that reported progress, for the gauge.
+    pub(crate) progress_running: RunningProgress,
     /// Whether transactions open a process span (see
     /// [`JobMonitorBuilder::traces`]).
     pub(crate) traces: bool,
-}
-
-/// Histogram bucket boundaries (s) the instruments are built with.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Buckets {
-    pub(crate) duration: Option<Vec<f64>>,
-    pub(crate) queue_time: Option<Vec<f64>>,
 }
 
 impl fmt::Debug for JobMonitor {
@@ -91,21 +81,6 @@ impl JobMonitor {
     /// Starts a builder.
     pub fn builder() -> JobMonitorBuilder {
         JobMonitorBuilder::default()
-    }
-
-    /// Starts the transaction of one job attempt: opens the `process {queue}`
-    /// span, counts the job as active and records its queue time.
-    pub fn start(&self, meta: JobMeta) -> Transaction {
-        let kind = self.kind(meta.system(), meta.queue_arc(), meta.name());
-        Transaction::start(self, kind, meta)
-    }
-
-    /// Starts a transaction with a [`JobKind`] the caller looked up before
-    /// (with [`JobMonitor::kind`]) and kept: skips the shared lookup on the
-    /// job's path. `kind` must have been looked up for the same system,
-    /// queue and name as `meta`.
-    pub fn start_with_kind(&self, kind: Arc<JobKind>, meta: JobMeta) -> Transaction {
-        Transaction::start(self, kind, meta)
     }
 
     /// The attribute sets of the job kind (system, queue, name), built once
@@ -169,62 +144,11 @@ impl JobMonitor {
         self.instruments().propagation_invalid.add(1, &attrs);
     }
 
-    /// Whether any [observer](crate::observer) is registered.
-    pub fn has_observers(&self) -> bool {
-        self.inner.observers.is_some()
-    }
-
-    pub(crate) fn observers(&self) -> Option<&Observers> {
-        self.inner.observers.as_ref()
-    }
-
-    /// Tells the observers that a job was enqueued (for producers; nothing
-    /// is recorded on any span or metric). Free without observers.
-    pub fn enqueued(&self, meta: &JobMeta) {
-        if let Some(observers) = &self.inner.observers {
-            observers.dispatch(Event::new(EventKind::Enqueued, Arc::new(meta.clone())));
-        }
-    }
-
-    /// Tells the observers about a check-in incident: `kind` is
-    /// [`EventKind::Missed`] or [`EventKind::Stuck`], `job` names the
-    /// monitor (system `checkin`, queue and name = the monitor's name, unless
-    /// the caller knows better), and a stuck run gives its `run_id` and
-    /// `started_at`. Nothing is recorded on any span or metric here (the
-    /// watchdog records its own). Free without observers.
-    pub fn checkin_incident(
-        &self,
-        kind: EventKind,
-        job: &JobMeta,
-        run_id: Option<&str>,
-        started_at: Option<std::time::SystemTime>,
-    ) {
-        if let Some(observers) = &self.inner.observers {
-            let mut event = Event::new(kind, Arc::new(job.clone()));
-            event.run_id = run_id.map(Arc::from);
-            event.started_at = started_at;
-            event.running_for = started_at.and_then(|at| event.at.duration_since(at).ok());
-            observers.dispatch(event);
-        }
-    }
-
-    /// Waits until the observers have handled every event queued so far,
-    /// at most `timeout`. Returns whether they did. Call it before the
-    /// process exits: observer threads do not keep it alive.
-    pub fn flush_observers(&self, timeout: std::time::Duration) -> bool {
-        self.inner
-            .observers
-            .as_ref()
-            .is_none_or(|observers| observers.flush(timeout))
-    }
-
-    /// Delivery counts per observer, in registration order.
-    pub fn observer_stats(&self) -> Vec<ObserverStats> {
-        self.inner
-            .observers
-            .as_ref()
-            .map(Observers::stats)
-            .unwrap_or_default()
+    /// The [observers](crate::observer) of this monitor: tell them about
+    /// an enqueued job or a check-in incident, flush them before the
+    /// process exits, read their delivery counts.
+    pub fn observers(&self) -> &Observers {
+        &self.inner.observers
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {
@@ -258,87 +182,6 @@ impl PropagationOverrides {
     }
 }
 
-/// The attribute sets of one kind of job (system, queue, job name), built
-/// once so that the per-job path copies no strings.
-#[derive(Debug)]
-pub struct JobKind {
-    /// The interned strings the attribute sets are made of.
-    pub(crate) names: KindNames,
-    pub(crate) span_name: Cow<'static, str>,
-    /// `messaging.system`, `messaging.destination.name`, `job.name`.
-    pub(crate) base: Vec<KeyValue>,
-    /// `base` plus `job.outcome`, one per [`Outcome::index`].
-    pub(crate) by_outcome: [Vec<KeyValue>; 6],
-    /// Made by folding a pair past the limit into `_other`.
-    pub(crate) overflow: bool,
-    /// What the producer side records: `send {queue}` and its attributes.
-    pub(crate) send: SendKind,
-    /// The metric calls with these attribute sets.
-    pub(crate) metrics: crate::bound::KindMetrics,
-}
-
-impl JobKind {
-    pub(crate) fn new(system: &str, queue: &Arc<str>, name: &str, overflow: bool) -> Self {
-        let names = KindNames {
-            system: intern(system.to_owned()),
-            queue: intern(queue.to_string()),
-            name: intern(name.to_owned()),
-        };
-        let base = names.base_attributes(0);
-        let by_outcome = Outcome::ALL.map(|outcome| {
-            let mut attrs = base.clone();
-            attrs.push(KeyValue::new(semconv::JOB_OUTCOME, outcome.as_str()));
-            attrs
-        });
-        Self {
-            names,
-            span_name: interned_cow(format!("process {queue}")),
-            send: SendKind::new(queue, &base),
-            base,
-            by_outcome,
-            overflow,
-            metrics: Default::default(),
-        }
-    }
-
-    /// The span name, `process {queue}`.
-    pub fn span_name(&self) -> &str {
-        &self.span_name
-    }
-
-    /// The metric attributes every series of this kind carries.
-    pub fn attributes(&self) -> &[KeyValue] {
-        &self.base
-    }
-}
-
-/// A job kind's system, queue and name, interned for the life of the process
-/// (bounded by the limit of job kinds).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KindNames {
-    pub(crate) system: &'static str,
-    pub(crate) queue: &'static str,
-    pub(crate) name: &'static str,
-}
-
-impl KindNames {
-    /// `messaging.system`, `messaging.destination.name` and `job.name`, in a
-    /// vector with room for `extra` more. Made from the static strings rather
-    /// than cloned from [`JobKind::attributes`]: writing a `KeyValue` from a
-    /// `&'static str` is a few stores, cloning one matches on every variant
-    /// of its key and value.
-    pub(crate) fn base_attributes(self, extra: usize) -> Vec<KeyValue> {
-        let mut attrs = Vec::with_capacity(3 + extra);
-        attrs.push(KeyValue::new(semconv::MESSAGING_SYSTEM, self.system));
-        attrs.push(KeyValue::new(
-            semconv::MESSAGING_DESTINATION_NAME,
-            self.queue,
-        ));
-        attrs.push(KeyValue::new(semconv::JOB_NAME, self.name));
-        attrs
-    }
-}
-
 /// Builder for [`JobMonitor`].
 #[derive(Default)]
 #[must_use]
@@ -366,9 +209,6 @@ impl fmt::Debug for JobMonitorBuilder {
             .finish_non_exhaustive()
     }
 }
-
-/// Default limit of distinct (queue, job name) pairs per monitor.
-pub const DEFAULT_MAX_KINDS: usize = 500;
 
 impl JobMonitorBuilder {
     /// The classifier that decides which errors are ignored, retried or
@@ -435,7 +275,7 @@ impl JobMonitorBuilder {
     /// (`jobsight.cardinality.overflow`). Values below 2 are raised to 2.
     ///
     /// Defaults to a table shared by the whole process, with room for
-    /// [`DEFAULT_MAX_KINDS`] (500) pairs, used by every monitor built
+    /// [`DEFAULT_MAX_KINDS`](crate::kinds::DEFAULT_MAX_KINDS) (500) pairs, used by every monitor built
     /// without this setting. With it, the monitor gets a table of its own;
     /// share the monitor (clones, or jobsight-apalis's
     /// `MonitorLayer::with_monitor`) to share the limit.
@@ -525,9 +365,9 @@ impl JobMonitorBuilder {
                     None => KindRegistry::process(),
                 },
                 buckets: self.buckets,
-                observers: (!self.observers.is_empty()).then(|| Observers::start(self.observers)),
+                observers: Observers::start(self.observers),
                 progress: self.progress,
-                progress_registry: ProgressRegistry::default(),
+                progress_running: RunningProgress::default(),
                 traces: self.traces.unwrap_or(true),
             }),
         }
@@ -537,29 +377,6 @@ impl JobMonitorBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kinds_are_shared_and_capped() {
-        let monitor = JobMonitor::builder().max_kinds(3).build();
-        let q: Arc<str> = Arc::from("q");
-        let a1 = monitor.kind("t", &q, "a");
-        let a2 = monitor.kind("t", &q, "a");
-        assert!(Arc::ptr_eq(&a1, &a2));
-        assert_eq!(a1.span_name(), "process q");
-        for i in 0..100 {
-            monitor.kind("t", &q, &format!("dyn-{i}"));
-        }
-        let folded = monitor.kind("t", &q, "another");
-        let name = folded
-            .attributes()
-            .iter()
-            .find(|kv| kv.key.as_str() == semconv::JOB_NAME)
-            .map(|kv| kv.value.as_str().into_owned());
-        assert_eq!(name.as_deref(), Some(OVERFLOW_NAME));
-        assert!(monitor.overflowed() >= 99);
-        assert!(folded.overflow);
-        assert!(monitor.inner.kinds.len() <= 4);
-    }
 
     #[test]
     fn propagation_is_resolved_by_job_name_then_queue() {
@@ -581,6 +398,7 @@ mod tests {
 
     #[test]
     fn invalid_contexts_are_counted_per_attempt() {
+        use crate::JobMeta;
         use crate::propagation::extract_propagated;
         use std::collections::HashMap;
         crate::propagation::tests::install();

@@ -9,6 +9,17 @@
 /// Instrumentation scope name used for the tracer and the meter.
 pub const SCOPE_NAME: &str = "jobsight";
 
+/// The semantic-conventions version the `messaging.*`, `error.type`,
+/// `exception.*` and `process.*` names here follow: 1.27.0, the first with
+/// every one of them as used here (`messaging.operation.type`,
+/// `messaging.consumer.group.name`, `messaging.client.consumed.messages`,
+/// `messaging.client.sent.messages`).
+pub const SEMCONV_VERSION: &str = "1.27.0";
+
+/// The schema URL of [`SEMCONV_VERSION`], carried by the instrumentation
+/// scope of every tracer and meter jobsight creates.
+pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.27.0";
+
 // ---- span and metric attributes: OpenTelemetry messaging conventions ----
 
 /// `messaging.system`: the job runner or broker (`apalis`, `task`, …).

@@ -35,36 +35,13 @@ use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Trace
 use opentelemetry::{Context, KeyValue};
 
 use crate::error::ErrorRecord;
-use crate::instruments::interned_cow;
 use crate::job::JobMeta;
-use crate::monitor::{JobKind, JobMonitor};
+use crate::kinds::JobKind;
+use crate::monitor::JobMonitor;
 use crate::semconv;
 
 /// Status message of a send that was cancelled before it completed.
 const ABANDONED_MESSAGE: &str = "the send was cancelled before it completed";
-
-/// The producer-side names and attributes of one job kind, built once.
-#[derive(Debug)]
-pub(crate) struct SendKind {
-    span_name: std::borrow::Cow<'static, str>,
-    /// The kind's base attributes plus `messaging.operation.name` = `send`.
-    attributes: Vec<KeyValue>,
-}
-
-impl SendKind {
-    pub(crate) fn new(queue: &str, base: &[KeyValue]) -> Self {
-        let mut attributes = Vec::with_capacity(base.len() + 1);
-        attributes.extend(base.iter().cloned());
-        attributes.push(KeyValue::new(
-            semconv::MESSAGING_OPERATION_NAME,
-            semconv::OPERATION_SEND,
-        ));
-        Self {
-            span_name: interned_cow(format!("send {queue}")),
-            attributes,
-        }
-    }
-}
 
 impl JobMonitor {
     /// Starts recording the enqueueing of the job `meta` describes (system,
@@ -143,7 +120,7 @@ impl SendTransaction {
             cx: parent.with_span(span),
             started: Instant::now(),
             finished: false,
-            observed: monitor.has_observers().then(|| meta.clone()),
+            observed: monitor.observers().is_listening().then(|| meta.clone()),
         }
     }
 
@@ -165,7 +142,7 @@ impl SendTransaction {
     pub fn succeed(mut self) {
         self.complete(None);
         if let Some(meta) = self.observed.take() {
-            self.monitor.enqueued(&meta);
+            self.monitor.observers().enqueued(&meta);
         }
     }
 
@@ -357,7 +334,7 @@ mod tests {
         monitor
             .start_send(&meta)
             .fail(&std::io::Error::other("down"));
-        assert!(monitor.flush_observers(std::time::Duration::from_secs(5)));
+        assert!(monitor.observers().flush(std::time::Duration::from_secs(5)));
         assert_eq!(
             *seen.lock().unwrap(),
             [(EventKind::Enqueued, Some("j-1".to_owned()))]

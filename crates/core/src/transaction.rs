@@ -41,16 +41,36 @@ use opentelemetry::{Context, ContextGuard, KeyValue};
 use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
-use crate::monitor::{JobKind, JobMonitor};
+use crate::kinds::JobKind;
+use crate::monitor::JobMonitor;
 use crate::observer::EventKind;
+use crate::observer::attempt;
 use crate::outcome::{ErrorClass, Outcome};
-use crate::progress::{self, Progress, RunState};
+use crate::progress::{self, Progress};
 use crate::propagation;
+use crate::run_state::{self, RunState};
 use crate::semconv;
 
 /// Status message of an abandoned job.
 const ABANDONED_MESSAGE: &str =
     "the job was dropped before it finished (cancelled, timed out or shut down)";
+
+impl JobMonitor {
+    /// Starts the transaction of one job attempt: opens the `process {queue}`
+    /// span, counts the job as active and records its queue time.
+    pub fn start(&self, meta: JobMeta) -> Transaction {
+        let kind = self.kind(meta.system(), meta.queue_arc(), meta.name());
+        Transaction::start(self, kind, meta)
+    }
+
+    /// Starts a transaction with a [`JobKind`] the caller looked up before
+    /// (with [`JobMonitor::kind`]) and kept: skips the shared lookup on the
+    /// job's path. `kind` must have been looked up for the same system,
+    /// queue and name as `meta`.
+    pub fn start_with_kind(&self, kind: Arc<JobKind>, meta: JobMeta) -> Transaction {
+        Transaction::start(self, kind, meta)
+    }
+}
 
 /// One attempt of a job, open until it is finished or dropped.
 ///
@@ -110,7 +130,7 @@ impl Transaction {
         let now = if monitor.inner.traces
             || meta.enqueued_at().is_some()
             || meta.scheduled_at().is_some()
-            || progress::wanted(monitor, &meta)
+            || run_state::wanted(monitor, &meta)
         {
             SystemTime::now()
         } else {
@@ -148,8 +168,18 @@ impl Transaction {
             (without_span(parent), false)
         };
         let started = Instant::now();
-        let cx = progress::begin(monitor, &kind, &meta, cx, started, now);
-        own_context = own_context || cx.get::<RunState>().is_some();
+        let cx = match run_state::begin(monitor, &kind, &meta, &cx, started, now) {
+            Some(with_run) => {
+                own_context = true;
+                if monitor.observers().is_listening()
+                    && let Some(run) = with_run.get::<RunState>()
+                {
+                    attempt::notify(run, EventKind::Started);
+                }
+                with_run
+            }
+            None => cx,
+        };
 
         kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
@@ -258,7 +288,7 @@ impl Transaction {
     fn lifecycle_event(&self, span_event: &'static str, kind: EventKind) {
         self.s.cx.span().add_event(span_event, Vec::new());
         if let Some(run) = self.s.cx.get::<RunState>() {
-            run.notify(kind);
+            attempt::notify(run, kind);
         }
     }
 
@@ -361,7 +391,7 @@ impl Transaction {
                             ));
                         }
                         if let Some(run) = self.s.cx.get::<RunState>() {
-                            run.error_context(&mut event);
+                            progress::error_attributes(run, &mut event);
                         }
                         span.add_event(semconv::EXCEPTION_EVENT, event);
                     }
@@ -372,10 +402,22 @@ impl Transaction {
         if let Some(run) = self.s.checkin.take() {
             let (status, exit_status) = CheckinStatus::of_outcome(outcome);
             span.add_event(semconv::CHECKIN_EVENT, run.span_event_attributes(status));
-            run.finish(status, exit_status);
+            match (status, &self.s.error, outcome) {
+                (CheckinStatus::Ok, _, _) => run.finish(status, exit_status),
+                (_, _, Outcome::Abandoned) => {
+                    run.finish_with_message(status, exit_status, ABANDONED_MESSAGE)
+                }
+                (_, Some(record), _) => run.finish_with_message(
+                    status,
+                    exit_status,
+                    format!("{}: {}", record.error_type_cow(), record.message()),
+                ),
+                (_, None, _) => run.finish_with_message(status, exit_status, outcome.as_str()),
+            }
         }
         if let Some(run) = self.s.cx.get::<RunState>() {
-            run.finish(&self.s.cx, outcome, self.s.error.as_ref(), event);
+            progress::finish(run, &self.s.cx);
+            attempt::finished(run, outcome, self.s.error.as_ref(), event);
         }
         if self.s.recording {
             span.end_with_timestamp(self.s.started_at + took);

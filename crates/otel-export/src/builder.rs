@@ -302,7 +302,8 @@ mod tests {
     use opentelemetry::{InstrumentationScope, KeyValue};
 
     use super::*;
-    use crate::test_support::{Captured, closed_port, env, global_providers};
+    use crate::test_support::env;
+    use jobsight_testkit::{LogCapture, otlp::reserve_port, serial};
 
     fn record_one_job(queue: &str) {
         let scope = InstrumentationScope::builder("jobsight").build();
@@ -326,8 +327,8 @@ mod tests {
 
     #[test]
     fn no_endpoint_builds_no_exporter_and_prints_the_summary() {
-        let _lock = global_providers();
-        let captured = Captured::default();
+        let _lock = serial();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .summary_writer(captured.clone())
             .install_with(&env(&[]))
@@ -347,8 +348,8 @@ mod tests {
     fn summary_reads_what_jobsight_core_records() {
         use jobsight_core::{JobMeta, JobMonitor};
 
-        let _lock = global_providers();
-        let captured = Captured::default();
+        let _lock = serial();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .summary_writer(captured.clone())
             .install_with(&env(&[]))
@@ -378,8 +379,8 @@ mod tests {
 
     #[test]
     fn summary_can_be_turned_off() {
-        let _lock = global_providers();
-        let captured = Captured::default();
+        let _lock = serial();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .summary(false)
             .summary_writer(captured.clone())
@@ -392,11 +393,11 @@ mod tests {
 
     #[test]
     fn an_endpoint_turns_the_summary_off_by_default_and_summary_true_keeps_both() {
-        let _lock = global_providers();
-        let endpoint = format!("http://127.0.0.1:{}", closed_port());
+        let _lock = serial();
+        let endpoint = format!("http://127.0.0.1:{}", reserve_port());
         let env = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
 
-        let captured = Captured::default();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .summary_writer(captured.clone())
             .shutdown_timeout(Duration::from_secs(3))
@@ -407,7 +408,7 @@ mod tests {
         drop(telemetry);
         assert_eq!(captured.text(), "");
 
-        let captured = Captured::default();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .summary(true)
             .summary_writer(captured.clone())
@@ -422,9 +423,9 @@ mod tests {
 
     #[test]
     fn grpc_starts_the_export_runtime() {
-        let _lock = global_providers();
+        let _lock = serial();
         let telemetry = Builder::default()
-            .endpoint(format!("http://127.0.0.1:{}", closed_port()))
+            .endpoint(format!("http://127.0.0.1:{}", reserve_port()))
             .protocol(Protocol::Grpc)
             .shutdown_timeout(Duration::from_secs(3))
             .install_with(&env(&[]))
@@ -435,8 +436,8 @@ mod tests {
 
     #[test]
     fn sdk_disabled_installs_nothing_but_returns_a_guard() {
-        let _lock = global_providers();
-        let captured = Captured::default();
+        let _lock = serial();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .endpoint("http://127.0.0.1:1")
             .summary(true)
@@ -453,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_bad_builder_endpoint_is_an_error() {
-        let _lock = global_providers();
+        let _lock = serial();
         let error = Builder::default()
             .endpoint("localhost:4317")
             .install_with(&env(&[]))

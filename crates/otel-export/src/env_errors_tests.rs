@@ -13,8 +13,8 @@ use crate::config::{
 };
 use crate::sampler::{SAMPLER_ARG_VAR, SAMPLER_VAR};
 use crate::signal::{GENERIC_VARS, OtlpVars};
-use crate::test_support::global_providers;
 use crate::{Builder, Error, Signal};
+use jobsight_testkit::serial;
 
 const SECRET: &str = "s3cr3t-api-key-0123456789";
 
@@ -174,7 +174,7 @@ fn rows() -> Vec<Row> {
 }
 
 fn install_error(vars: &[(&str, String)]) -> Error {
-    let _lock = global_providers();
+    let _lock = serial();
     let map: std::collections::HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))

@@ -269,8 +269,9 @@ mod tests {
     use opentelemetry::{InstrumentationScope, KeyValue};
 
     use super::*;
-    use crate::test_support::{closed_port, env, global_providers};
+    use crate::test_support::env;
     use crate::{Builder, Protocol};
+    use jobsight_testkit::{otlp::reserve_port, serial};
 
     const DEADLINE: Duration = Duration::from_secs(2);
     /// Slack for thread start-up and a loaded CI machine.
@@ -299,9 +300,9 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn shutdown_on_a_current_thread_runtime_with_nothing_listening_is_bounded() {
-        let _lock = global_providers();
+        let _lock = serial();
         let telemetry = install(
-            &format!("http://127.0.0.1:{}", closed_port()),
+            &format!("http://127.0.0.1:{}", reserve_port()),
             Protocol::Grpc,
         );
         record_telemetry();
@@ -319,9 +320,9 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn failed_exports_are_counted_not_returned() {
-        let _lock = global_providers();
+        let _lock = serial();
         let telemetry = Builder::default()
-            .endpoint(format!("http://127.0.0.1:{}", closed_port()))
+            .endpoint(format!("http://127.0.0.1:{}", reserve_port()))
             .protocol(Protocol::Grpc)
             .shutdown_timeout(Duration::from_secs(5))
             .install_with(&env(&[]))
@@ -343,7 +344,7 @@ mod tests {
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", silent.local_addr().unwrap());
         for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
-            let _lock = global_providers();
+            let _lock = serial();
             let telemetry = install(&endpoint, protocol);
             record_telemetry();
             let started = Instant::now();
@@ -361,8 +362,8 @@ mod tests {
         // Accepts connections but never answers: the export of the ten spans
         // is still waiting for its 3 s timeout when the 2 s deadline passes.
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-        let _lock = global_providers();
-        let log = crate::test_support::Captured::default();
+        let _lock = serial();
+        let log = jobsight_testkit::LogCapture::default();
         let telemetry = Builder::default()
             .endpoint(format!("http://{}", silent.local_addr().unwrap()))
             .protocol(Protocol::HttpProtobuf)
@@ -389,9 +390,9 @@ mod tests {
 
     #[test]
     fn shutdown_outside_any_runtime_with_nothing_listening_is_bounded() {
-        let _lock = global_providers();
+        let _lock = serial();
         let telemetry = install(
-            &format!("http://127.0.0.1:{}", closed_port()),
+            &format!("http://127.0.0.1:{}", reserve_port()),
             Protocol::HttpProtobuf,
         );
         record_telemetry();

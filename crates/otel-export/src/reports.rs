@@ -47,11 +47,11 @@ impl fmt::Debug for Reports {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::Captured;
+    use jobsight_testkit::LogCapture;
 
     #[test]
     fn lines_go_to_the_writer() {
-        let captured = Captured::default();
+        let captured = LogCapture::default();
         let reports = Reports::to_writer(Box::new(captured.clone()));
         reports.clone().line("one");
         reports.line("two");

@@ -2,11 +2,27 @@
 //!
 //! The OpenTelemetry Prometheus exporter is a pull reader on the meter
 //! provider; this module serves what it collects as the Prometheus text
-//! format (version 0.0.4) on `GET /metrics`, from a minimal HTTP/1.1 server
-//! on one thread of its own: one connection at a time, `Connection: close`,
-//! 5 s read and write timeouts, request heads up to 8 KiB. Any other path
-//! answers 404, any other method 405. Each scrape collects the meter
-//! provider, so observable gauges' callbacks run on this thread.
+//! format (version 0.0.4) on `GET /metrics` (and `HEAD`). Any other path
+//! answers 404, any other method 405.
+//!
+//! # Server
+//! hyper's HTTP/1.1 server, on a thread of its own (`jobsight-prometheus`)
+//! running a single-threaded tokio runtime, so it works whether or not the
+//! program has a runtime, and never runs on the program's. Connections are
+//! served concurrently, each on its own task: a client that connects and
+//! sends nothing, or reads its answer slowly, holds only its own
+//! connection. The limits, set here:
+//! - a request head must arrive within [`HEADER_TIMEOUT`] (5 s) and fit in
+//!   [`MAX_HEAD`] (8 KiB, hyper's smallest buffer);
+//! - a connection lives at most [`CONNECTION_TIMEOUT`] (30 s) in all, and
+//!   serves one request (`Connection: close`);
+//! - request bodies are never read;
+//! - at most [`MAX_CONNECTIONS`] (256) connections at once: past that, a new
+//!   connection is closed at once (a failed scrape, never a hung one).
+//!
+//! Each scrape collects the meter provider on the runtime's blocking pool,
+//! so observable gauges' callbacks run there, not on the thread that
+//! accepts connections.
 //!
 //! # Names
 //! The exporter is used with its defaults, which name series the way an
@@ -21,22 +37,32 @@
 //! Exponential histograms are not exported by this exporter: asking for
 //! both is an [`Error::Conflict`](crate::Error::Conflict).
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::convert::Infallible;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use opentelemetry_prometheus::PrometheusExporter;
 use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::Error;
 
-/// Read and write timeout of one scrape connection.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
+/// How long a client has to send its request head.
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection stays open, whatever it does.
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest request head accepted (hyper's smallest read buffer).
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+/// Connections served at once; past it, new ones are closed at once.
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 
 /// A registry and the reader that fills it, before the server starts.
 pub(crate) struct ScrapeReader {
@@ -62,7 +88,7 @@ impl ScrapeReader {
 #[derive(Debug)]
 pub(crate) struct ScrapeEndpoint {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -81,17 +107,30 @@ impl ScrapeEndpoint {
             .ok_or_else(|| scrape_error(io::Error::other("the address resolves to nothing")))?;
         let listener = TcpListener::bind(addr).map_err(scrape_error)?;
         let addr = listener.local_addr().map_err(scrape_error)?;
-        let stop = Arc::new(AtomicBool::new(false));
+        listener.set_nonblocking(true).map_err(scrape_error)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(2)
+            .thread_name("jobsight-prometheus")
+            .build()
+            .map_err(scrape_error)?;
+        let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("jobsight-prometheus".into())
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || serve(&listener, &registry, &stop)
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // Only fails outside a runtime; this is inside one.
+                    if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                        serve(listener, Arc::new(registry), stopped).await;
+                    }
+                });
+                // Dropping the runtime closes the connections still open.
             })
             .map_err(Error::Thread)?;
         Ok(Self {
             addr,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -104,88 +143,113 @@ impl ScrapeEndpoint {
 
 impl Drop for ScrapeEndpoint {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; the thread then sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn serve(listener: &TcpListener, registry: &Registry, stop: &AtomicBool) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        // A failed connection only costs that scrape.
-        if let Ok(stream) = stream {
-            let _ = answer(stream, registry);
-        }
+/// Accepts until `stopped` resolves; each connection on a task of its own.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // A failed accept (e.g. out of file descriptors) only costs
+                // that connection; pause so that it does not spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the limit: the connection is closed by dropping it.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let registry = Arc::clone(&registry);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| answer(request, Arc::clone(&registry)));
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(false);
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(slot);
+        });
     }
 }
 
-fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let head = read_head(&mut stream)?;
-    let mut parts = head.split(' ');
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            let encoder = TextEncoder::new();
-            let mut body = Vec::new();
-            match encoder.encode(&registry.gather(), &mut body) {
-                Ok(()) => ("200 OK", encoder.format_type().to_owned(), body),
-                Err(e) => (
-                    "500 Internal Server Error",
-                    "text/plain".to_owned(),
-                    e.to_string().into_bytes(),
-                ),
-            }
-        }
-        (_, "/metrics") => (
-            "405 Method Not Allowed",
-            "text/plain".to_owned(),
-            b"use GET\n".to_vec(),
-        ),
-        _ => (
-            "404 Not Found",
-            "text/plain".to_owned(),
-            b"metrics are at /metrics\n".to_vec(),
-        ),
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    registry: Arc<Registry>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() != "/metrics" {
+        return Ok(text(StatusCode::NOT_FOUND, "metrics are at /metrics\n"));
+    }
+    let head = match *request.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")),
     };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        stream.write_all(&body)?;
-    }
-    stream.flush()
-}
-
-/// Reads up to the end of the request head; returns its first line.
-fn read_head(stream: &mut TcpStream) -> io::Result<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head too long",
+    // Collecting runs the observable gauges' callbacks: off the thread that
+    // accepts connections.
+    let encoded = tokio::task::spawn_blocking(move || {
+        let encoder = TextEncoder::new();
+        let mut body = Vec::new();
+        encoder
+            .encode(&registry.gather(), &mut body)
+            .map(|()| (encoder.format_type().to_owned(), body))
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let (content_type, body) = match encoded {
+        Ok(Ok(encoded)) => encoded,
+        Ok(Err(e)) => {
+            let mut response = Response::new(Full::new(Bytes::from(e)));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return Ok(response);
+        }
+        Err(_) => {
+            return Ok(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "collecting the metrics failed\n",
             ));
         }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
+    };
+    let length = body.len();
+    let mut response = Response::new(Full::new(if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    }));
+    let headers = response.headers_mut();
+    if let Ok(value) = header::HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
     }
-    let text = String::from_utf8_lossy(&head);
-    Ok(text.lines().next().unwrap_or("").to_owned())
+    headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(length));
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -195,8 +259,9 @@ mod tests {
 
     use jobsight_core::{JobMeta, JobMonitor};
 
-    use crate::test_support::{Captured, env, global_providers};
+    use crate::test_support::env;
     use crate::{Builder, Error};
+    use jobsight_testkit::{LogCapture, serial};
 
     fn get(addr: std::net::SocketAddr, request: &str) -> String {
         let mut stream = TcpStream::connect(addr).unwrap();
@@ -208,8 +273,8 @@ mod tests {
 
     #[test]
     fn serves_jobsight_metrics_with_collector_style_names() {
-        let _lock = global_providers();
-        let captured = Captured::default();
+        let _lock = serial();
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .prometheus_endpoint("127.0.0.1:0")
             .summary_writer(captured.clone())
@@ -227,7 +292,9 @@ mod tests {
         let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
         assert!(
-            response.contains("Content-Type: text/plain; version=0.0.4"),
+            response
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
             "{response}"
         );
         for line in [
@@ -265,9 +332,104 @@ mod tests {
         );
     }
 
+    /// A connection that sends nothing: still open (nothing to read yet,
+    /// no end of stream) when checked.
+    fn still_open(stream: &mut TcpStream) -> bool {
+        stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let open = matches!(
+            stream.read(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        stream.set_nonblocking(false).unwrap();
+        open
+    }
+
+    /// Clients that connect and send nothing do not delay a scrape: it is
+    /// answered while every one of them is still connected (a server that
+    /// serves one connection at a time answers only after their header
+    /// timeouts closed them).
+    #[test]
+    fn idle_clients_do_not_delay_a_scrape() {
+        let _lock = serial();
+        let telemetry = Builder::default()
+            .prometheus_endpoint("127.0.0.1:0")
+            .summary(false)
+            .install_with(&env(&[]))
+            .unwrap();
+        let addr = telemetry.prometheus_addr().unwrap();
+        JobMonitor::new()
+            .start(JobMeta::builder("test", "idle").build())
+            .succeed();
+        for idle_clients in [1, 10] {
+            let mut idle: Vec<TcpStream> = (0..idle_clients)
+                .map(|_| TcpStream::connect(addr).unwrap())
+                .collect();
+            let mut scrape = TcpStream::connect(addr).unwrap();
+            // Generous: only a hung scrape fails here.
+            scrape
+                .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            scrape
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            scrape.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+            assert!(
+                response.contains("messaging_destination_name=\"idle\""),
+                "{response}"
+            );
+            for (i, client) in idle.iter_mut().enumerate() {
+                assert!(
+                    still_open(client),
+                    "idle client {i} of {idle_clients} was closed before the scrape was answered"
+                );
+            }
+        }
+        telemetry.shutdown().unwrap();
+    }
+
+    /// An idle client is closed once the header timeout passes, and a head
+    /// larger than the limit is refused.
+    #[test]
+    fn idle_clients_time_out_and_oversized_heads_are_refused() {
+        let _lock = serial();
+        let telemetry = Builder::default()
+            .prometheus_endpoint("127.0.0.1:0")
+            .summary(false)
+            .install_with(&env(&[]))
+            .unwrap();
+        let addr = telemetry.prometheus_addr().unwrap();
+
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.set_read_timeout(Some(super::HEADER_TIMEOUT * 6))
+            .unwrap();
+        let mut rest = Vec::new();
+        // Closed by the server (end of stream, possibly after a 408).
+        assert!(idle.read_to_end(&mut rest).is_ok(), "not closed");
+
+        let huge = format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(super::MAX_HEAD * 2)
+        );
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.write_all(huge.as_bytes());
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 431"),
+            "{response}"
+        );
+        telemetry.shutdown().unwrap();
+    }
+
     #[test]
     fn a_taken_port_and_exponential_histograms_are_errors() {
-        let _lock = global_providers();
+        let _lock = serial();
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = taken.local_addr().unwrap().to_string();
         let error = Builder::default()

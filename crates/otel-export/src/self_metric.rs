@@ -32,6 +32,7 @@ const SERIES: [(Signal, DropReason); 3] = [
 pub(crate) fn register(provider: &SdkMeterProvider, drops: Arc<DropCounter>) {
     let scope = InstrumentationScope::builder(SCOPE)
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(jobsight_core::semconv::SCHEMA_URL)
         .build();
     let attributes = SERIES.map(|(signal, reason)| {
         [
@@ -59,24 +60,20 @@ pub(crate) fn register(provider: &SdkMeterProvider, drops: Arc<DropCounter>) {
 
 #[cfg(test)]
 mod tests {
+    use jobsight_testkit::MemoryTelemetry;
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader};
 
     use super::*;
     use crate::reports::Reports;
 
     #[test]
     fn the_counts_are_exported_with_signal_and_reason() {
-        let exporter = InMemoryMetricExporter::default();
-        let provider = SdkMeterProvider::builder()
-            .with_reader(PeriodicReader::builder(exporter.clone()).build())
-            .build();
+        let telemetry = MemoryTelemetry::new();
         let drops = Arc::new(DropCounter::new(Reports::default()));
-        register(&provider, Arc::clone(&drops));
+        register(telemetry.meter_provider(), Arc::clone(&drops));
         drops.record(Signal::Traces, DropReason::QueueFull, 7);
         drops.record(Signal::Metrics, DropReason::ExportFailed, 3);
-        provider.force_flush().unwrap();
-        let exported = exporter.get_finished_metrics().unwrap();
+        let exported = telemetry.collect();
         let metric = exported
             .iter()
             .flat_map(|resource| resource.scope_metrics())
@@ -115,6 +112,6 @@ mod tests {
                 ("traces".into(), "queue_full".into(), 7),
             ]
         );
-        provider.shutdown().unwrap();
+        telemetry.meter_provider().shutdown().unwrap();
     }
 }

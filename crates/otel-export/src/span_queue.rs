@@ -155,7 +155,7 @@ mod tests {
 
     use super::*;
     use crate::reports::Reports;
-    use crate::test_support::Captured;
+    use jobsight_testkit::LogCapture;
 
     /// Blocks every export until told to go on, then keeps the spans.
     #[derive(Debug, Clone)]
@@ -189,9 +189,9 @@ mod tests {
     fn provider(
         limit: usize,
         batch: usize,
-    ) -> (SdkTracerProvider, Gate, Arc<DropCounter>, Captured) {
+    ) -> (SdkTracerProvider, Gate, Arc<DropCounter>, LogCapture) {
         let queue = Arc::new(SpanQueue::new(limit));
-        let captured = Captured::default();
+        let captured = LogCapture::default();
         let drops = Arc::new(DropCounter::new(Reports::to_writer(Box::new(
             captured.clone(),
         ))));

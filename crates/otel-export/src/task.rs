@@ -86,13 +86,13 @@ impl Telemetry {
     pub(crate) fn finish_task(self, monitor: &JobMonitor) {
         let deadline = self.shutdown_timeout();
         let started = Instant::now();
-        let observers = monitor.has_observers().then(|| {
+        let observers = (!monitor.observers().is_empty()).then(|| {
             let monitor = monitor.clone();
             let (done, flushed) = mpsc::channel();
             let spawned = thread::Builder::new()
                 .name("jobsight-otel-observers".into())
                 .spawn(move || {
-                    let _ = done.send(monitor.flush_observers(deadline));
+                    let _ = done.send(monitor.observers().flush(deadline));
                 });
             (spawned.is_ok(), flushed)
         });
@@ -121,11 +121,12 @@ mod tests {
 
     use super::*;
     use crate::Builder;
-    use crate::test_support::{Captured, env, global_providers};
+    use crate::test_support::env;
+    use jobsight_testkit::{LogCapture, serial};
 
     /// Telemetry with no endpoint, its summary captured.
-    fn local_telemetry() -> (Telemetry, Captured) {
-        let captured = Captured::default();
+    fn local_telemetry() -> (Telemetry, LogCapture) {
+        let captured = LogCapture::default();
         let telemetry = Builder::default()
             .summary_writer(captured.clone())
             .install_with(&env(&[]))
@@ -135,7 +136,7 @@ mod tests {
 
     #[test]
     fn runs_the_task_flushes_observers_and_returns_the_output() {
-        let _lock = global_providers();
+        let _lock = serial();
         let (telemetry, captured) = local_telemetry();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
@@ -160,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_panicking_task_is_flushed_then_the_panic_continues() {
-        let _lock = global_providers();
+        let _lock = serial();
         let (telemetry, captured) = local_telemetry();
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             telemetry.run_task("exploding", || -> Result<(), String> { panic!("kaboom") })

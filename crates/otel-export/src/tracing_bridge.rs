@@ -57,6 +57,7 @@ impl Telemetry {
         let provider = self.tracer_provider()?;
         let scope = InstrumentationScope::builder(TRACING_SCOPE_NAME)
             .with_version(env!("CARGO_PKG_VERSION"))
+            .with_schema_url(jobsight_core::semconv::SCHEMA_URL)
             .build();
         Some(OpenTelemetryLayer::new(provider.tracer_with_scope(scope)))
     }
@@ -64,8 +65,8 @@ impl Telemetry {
 
 #[cfg(test)]
 mod tests {
+    use jobsight_testkit::MemoryTelemetry;
     use opentelemetry::trace::{TraceContextExt, Tracer as _, TracerProvider as _};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use tracing_subscriber::layer::SubscriberExt as _;
 
     /// The behaviour the module docs describe, checked on the version in the
@@ -74,10 +75,8 @@ mod tests {
     /// `tracing` span are its children.
     #[test]
     fn tracing_spans_nest_under_the_current_opentelemetry_context() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
+        let telemetry = MemoryTelemetry::new();
+        let provider = telemetry.tracer_provider();
         let subscriber = tracing_subscriber::registry().with(
             tracing_opentelemetry::OpenTelemetryLayer::new(provider.tracer("bridge")),
         );
@@ -96,7 +95,7 @@ mod tests {
             }
             cx.span().end();
         });
-        let spans = exporter.get_finished_spans().unwrap();
+        let spans = telemetry.spans();
         let by_name = |n: &str| {
             spans
                 .iter()

@@ -1,17 +1,13 @@
 //! `jobsight-run` as cron runs it: the real binary, configured through the
 //! environment, exporting over real OTLP to the workspace's in-process
-//! receiver (tests/support), or to a collector that is down.
+//! receiver (`jobsight_testkit::otlp`), or to a collector that is down.
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
-
+use jobsight_testkit::otlp::{Receiver, Span, StatusCode, Transport};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use support::{Receiver, Span, StatusCode, Transport};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jobsight-run");
 

@@ -224,6 +224,7 @@ impl StatsSettings {
 fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(semconv::SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(semconv::SCHEMA_URL)
         .build()
 }
 

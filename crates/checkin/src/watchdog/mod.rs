@@ -263,7 +263,7 @@ impl WatchdogBuilder {
 
     /// Tells the lifecycle observers of `monitor` about every incident this
     /// watchdog reports, as [`EventKind::Missed`] and [`EventKind::Stuck`]
-    /// events (see [`JobMonitor::checkin_incident`]): the same observers
+    /// events (see [`Observers::checkin_incident`](jobsight_core::observer::Observers::checkin_incident)): the same observers
     /// that hear about the jobs' own lifecycle (Slack, webhooks).
     pub fn observers(mut self, monitor: JobMonitor) -> Self {
         self.observers = Some(monitor);
@@ -338,6 +338,7 @@ impl WatchdogBuilder {
 fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(semconv::SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(semconv::SCHEMA_URL)
         .build()
 }
 
@@ -630,9 +631,11 @@ impl Watchdog {
                 .build();
             match &incident.kind {
                 IncidentKind::Missed { .. } => {
-                    monitor.checkin_incident(EventKind::Missed, &job, None, None);
+                    monitor
+                        .observers()
+                        .checkin_incident(EventKind::Missed, &job, None, None);
                 }
-                IncidentKind::Stuck { run_id, started_at } => monitor.checkin_incident(
+                IncidentKind::Stuck { run_id, started_at } => monitor.observers().checkin_incident(
                     EventKind::Stuck,
                     &job,
                     Some(run_id),

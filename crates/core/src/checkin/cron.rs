@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
-use super::CheckinError;
+use super::error::CheckinError;
 
 /// How many days a search looks ahead or back before giving up (five years
 /// covers `0 0 29 2 mon`-like expressions).

@@ -32,6 +32,7 @@
 
 #[cfg(feature = "cron")]
 pub mod cron;
+mod error;
 pub mod policy;
 
 use std::collections::HashMap;
@@ -47,41 +48,8 @@ use opentelemetry::metrics::{Meter, MeterProvider, ObservableGauge};
 use crate::outcome::Outcome;
 use crate::semconv;
 
-pub use policy::{CheckinConfig, CheckinPolicy, PolicyEntry, Schedule, Target};
-
-/// What a duration in a check-in configuration may look like.
-pub const DURATION_FORMS: &str =
-    "expected a whole number of seconds or a string with a unit: `250ms`, `30s`, `5m`, `2h`, `1d`";
-
-/// What can go wrong while reading check-in policies.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CheckinError {
-    /// A cron expression that does not parse.
-    #[error("cron expression `{expression}`: {reason}")]
-    Cron {
-        /// The expression as given.
-        expression: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A time zone the system's tz database does not know.
-    #[error(
-        "time zone `{zone}`: {reason}; expected an IANA time zone name such as `UTC` or `Europe/Berlin`"
-    )]
-    TimeZone {
-        /// The zone as given.
-        zone: String,
-        /// Why it was refused.
-        reason: String,
-    },
-    /// A duration that does not parse.
-    #[error("duration `{0}`: {DURATION_FORMS}")]
-    Duration(String),
-    /// A policy entry that is inconsistent.
-    #[error("check-in configuration: {0}")]
-    Config(String),
-}
+pub use error::CheckinError;
+pub use policy::{CheckinPolicy, Schedule, Target};
 
 /// The state a check-in reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -214,6 +182,52 @@ pub struct CheckinEvent {
     pub exit_status: Option<i32>,
     /// The policy in force when the event was made.
     pub policy: Arc<CheckinPolicy>,
+    /// What to say about the run (on `ok` and `error`): the error's
+    /// `error.type: message`, or a command's output. Ping services that
+    /// take a body or a message carry it, bounded by their limits.
+    pub message: Option<Arc<str>>,
+}
+
+impl CheckinEvent {
+    /// An event of `policy`'s monitor for the run `run_id`, made now, with
+    /// no duration, exit status or message. Runners get their events from
+    /// [`Checkins::start_run`] and [`CheckinRun::finish`]; this is for a
+    /// program that reports one run of its own (a command wrapper) and
+    /// gives the events to a sink directly.
+    pub fn new(policy: Arc<CheckinPolicy>, run_id: RunId, status: CheckinStatus) -> Self {
+        Self {
+            monitor: policy.monitor_arc().clone(),
+            run_id,
+            status,
+            at: SystemTime::now(),
+            instant: Instant::now(),
+            duration: None,
+            exit_status: None,
+            policy,
+            message: None,
+        }
+    }
+
+    /// Sets how long the run took.
+    #[must_use]
+    pub fn with_duration(mut self, duration: std::time::Duration) -> Self {
+        self.duration = Some(duration);
+        self
+    }
+
+    /// Sets the run's exit status.
+    #[must_use]
+    pub fn with_exit_status(mut self, exit_status: i32) -> Self {
+        self.exit_status = Some(exit_status);
+        self
+    }
+
+    /// Sets the message (see [`CheckinEvent::message`]).
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<Arc<str>>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
 }
 
 /// Receives check-in events. Called on the job's path: must not block (queue
@@ -222,6 +236,15 @@ pub struct CheckinEvent {
 pub trait CheckinSink: Send + Sync + 'static {
     /// Takes one event.
     fn record(&self, event: &CheckinEvent);
+
+    /// Whether this sink can report the monitor of `policy` (a ping
+    /// service's slug rules, for instance): `Err` says why not. Called by
+    /// [`Checkins::validate`] for every policy and sink. Accepts every
+    /// policy unless a sink says otherwise.
+    fn check_policy(&self, policy: &CheckinPolicy) -> Result<(), String> {
+        let _ = policy;
+        Ok(())
+    }
 }
 
 impl<F> CheckinSink for F
@@ -311,7 +334,8 @@ impl Checkins {
         Self::default()
     }
 
-    /// A registry with `policies` (e.g. from [`CheckinConfig::into_policies`]).
+    /// A registry with `policies` (e.g. read from a file by
+    /// `jobsight_checkin::load_config`).
     pub fn from_policies(policies: impl IntoIterator<Item = CheckinPolicy>) -> Self {
         policies.into_iter().fold(Self::new(), Self::policy)
     }
@@ -348,6 +372,24 @@ impl Checkins {
             Target::Queue(queue) => registry.by_queue.insert(queue.clone(), index),
         };
         self
+    }
+
+    /// Checks every policy against every sink
+    /// ([`CheckinSink::check_policy`]): the first policy a sink cannot
+    /// report is an error naming it. Call it once the registry is built,
+    /// before the first job runs (the apalis layer and `jobsight-run` do).
+    pub fn validate(&self) -> Result<(), CheckinError> {
+        for check in &self.inner.checks {
+            let policy = check.policy();
+            for sink in &self.inner.sinks {
+                sink.check_policy(&policy)
+                    .map_err(|reason| CheckinError::Refused {
+                        monitor: policy.monitor().to_owned(),
+                        reason,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Adds a sink that receives every check-in event.
@@ -502,7 +544,18 @@ impl CheckinRun {
     /// Ends the run with `status` and `exit_status`: sends the event to
     /// the sinks and, on `ok`, moves the last-success gauge.
     pub fn finish(mut self, status: CheckinStatus, exit_status: i32) {
-        self.end(status, exit_status);
+        self.end(status, exit_status, None);
+    }
+
+    /// Like [`CheckinRun::finish`], with a message for the sinks that carry
+    /// one (see [`CheckinEvent::message`]).
+    pub fn finish_with_message(
+        mut self,
+        status: CheckinStatus,
+        exit_status: i32,
+        message: impl Into<Arc<str>>,
+    ) {
+        self.end(status, exit_status, Some(message.into()));
     }
 
     /// The attributes of the `job.checkin` span event for `status`.
@@ -514,12 +567,13 @@ impl CheckinRun {
         ]
     }
 
-    fn end(&mut self, status: CheckinStatus, exit_status: i32) {
+    fn end(&mut self, status: CheckinStatus, exit_status: i32, message: Option<Arc<str>>) {
         if self.finished {
             return;
         }
         self.finished = true;
-        let event = self.event(status, Some(self.started.elapsed()), Some(exit_status));
+        let mut event = self.event(status, Some(self.started.elapsed()), Some(exit_status));
+        event.message = message;
         if status == CheckinStatus::Ok {
             let secs = event
                 .at
@@ -546,13 +600,14 @@ impl CheckinRun {
             duration,
             exit_status,
             policy: self.policy.clone(),
+            message: None,
         }
     }
 }
 
 impl Drop for CheckinRun {
     fn drop(&mut self) {
-        self.end(CheckinStatus::Error, 130);
+        self.end(CheckinStatus::Error, 130, Some(Arc::from("abandoned")));
     }
 }
 

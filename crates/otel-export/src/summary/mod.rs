@@ -257,15 +257,15 @@ mod tests {
     use opentelemetry_sdk::metrics::SdkMeterProvider;
 
     use super::*;
-    use crate::test_support::Captured;
+    use jobsight_testkit::LogCapture;
 
-    fn provider(exponential: bool) -> (SdkMeterProvider, Summary, Captured) {
+    fn provider(exponential: bool) -> (SdkMeterProvider, Summary, LogCapture) {
         let reader = SummaryReader::new();
         let mut builder = SdkMeterProvider::builder().with_reader(reader.clone());
         if exponential {
             builder = builder.with_view(exponential_histogram_view);
         }
-        let captured = Captured::default();
+        let captured = LogCapture::default();
         let summary = Summary::new(reader, Box::new(captured.clone()));
         (builder.build(), summary, captured)
     }

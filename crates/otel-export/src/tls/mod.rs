@@ -34,8 +34,6 @@ pub(crate) use http_client::HttpsClient;
 
 mod http_client;
 #[cfg(test)]
-mod receiver;
-#[cfg(test)]
 mod tests;
 
 /// The checked TLS settings of one signal.

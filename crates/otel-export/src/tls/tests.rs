@@ -1,5 +1,5 @@
 //! TLS end to end: spans exported over https to a receiver whose certificate
-//! is issued by the test CA (`test-certificates/`), and the install-time
+//! is issued by the test kit's CA (`jobsight_testkit::tls`), and the install-time
 //! checks of the certificate variables.
 
 use std::sync::Arc;
@@ -9,24 +9,26 @@ use opentelemetry::global;
 use opentelemetry::trace::Tracer as _;
 use opentelemetry_http::{Bytes, HttpClient as _, Request};
 
-use super::receiver::{Front, TlsReceiver, fixture};
 use super::*;
 use crate::export_runtime::ExportRuntime;
 use crate::exporter_wrap::TransportError;
-use crate::test_support::{env, global_providers};
+use crate::test_support::env;
 use crate::{Builder, ExportFailures, Telemetry};
+use jobsight_testkit::otlp::{Receiver, Transport as Front};
+use jobsight_testkit::serial;
+use jobsight_testkit::tls::cert_path as fixture;
 
 const CA_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
 
 /// The environment for exporting traces only to the receiver, over
 /// `https://{host}:{port}`, plus `extra`.
 fn traces_env(
-    receiver: &TlsReceiver,
+    receiver: &Receiver,
     host: &str,
     front: Front,
     extra: &[(&str, String)],
 ) -> Vec<(String, String)> {
-    let base = format!("https://{host}:{}", receiver.addr.port());
+    let base = format!("https://{host}:{}", receiver.addr().port());
     let (endpoint, protocol) = match front {
         Front::Grpc => (base, "grpc"),
         Front::Http => (format!("{base}/v1/traces"), "http/protobuf"),
@@ -59,6 +61,12 @@ fn export_one_span(telemetry: &Telemetry, name: &'static str) -> ExportFailures 
     telemetry.export_failures()
 }
 
+/// The test kit's OTLP receiver behind TLS (its server certificate is
+/// issued by `ca.pem`), mutual when `mutual`.
+fn tls_receiver(front: Front, mutual: bool) -> Receiver {
+    Receiver::builder(front).tls(mutual).start()
+}
+
 fn path(name: &str) -> String {
     fixture(name).display().to_string()
 }
@@ -71,12 +79,17 @@ fn round_trip(
     mutual: bool,
     extra: &[(&str, String)],
 ) -> (Option<Vec<String>>, ExportFailures) {
-    let _lock = global_providers();
-    let receiver = TlsReceiver::start(front, mutual);
+    let _lock = serial();
+    let receiver = tls_receiver(front, mutual);
     let telemetry = install(&traces_env(&receiver, host, front, extra)).unwrap();
     assert!(telemetry.has_export_runtime(), "{front:?} over https");
     let failures = export_one_span(&telemetry, "tls-span");
-    let received = receiver.next_export(Duration::from_millis(200));
+    let received: Vec<String> = receiver
+        .wait_for_spans_blocking(1, Duration::from_millis(200))
+        .into_iter()
+        .map(|span| span.name)
+        .collect();
+    let received = (!received.is_empty()).then_some(received);
     drop(telemetry);
     (received, failures)
 }
@@ -134,7 +147,7 @@ fn mutual_tls_presents_the_client_certificate() {
 
 /// The install error for `vars` on an https gRPC or HTTP endpoint.
 fn install_error(vars: &[(&str, String)]) -> Error {
-    let _lock = global_providers();
+    let _lock = serial();
     let mut all = vec![(
         "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
         "https://collector.invalid:4318".to_owned(),
@@ -252,7 +265,7 @@ fn a_client_key_that_does_not_fit_fails_install_without_showing_it() {
 
 #[test]
 fn http_endpoints_never_read_the_certificate_files() {
-    let _lock = global_providers();
+    let _lock = serial();
     let missing = path("no-such-ca.pem");
     for protocol in ["grpc", "http/protobuf"] {
         let telemetry = install(&[
@@ -290,12 +303,12 @@ fn builtin_roots_are_mozillas_and_a_bundle_replaces_them() {
 
 #[test]
 fn the_http_client_keeps_the_cause_that_the_exporter_drops() {
-    let receiver = TlsReceiver::start(Front::Http, false);
+    let receiver = tls_receiver(Front::Http, false);
     let runtime = ExportRuntime::start().unwrap();
     let caller = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let url = format!("https://localhost:{}/v1/traces", receiver.addr.port());
+    let url = format!("https://localhost:{}/v1/traces", receiver.addr().port());
     let send = |files: &TlsFiles| {
         let last_error = Arc::new(TransportError::default());
         let client = ClientTls::load(Signal::Traces, files).unwrap().http_client(
@@ -303,7 +316,10 @@ fn the_http_client_keeps_the_cause_that_the_exporter_drops() {
             Duration::from_secs(5),
             Arc::clone(&last_error),
         );
-        let request = Request::post(url.as_str()).body(Bytes::new()).unwrap();
+        let request = Request::post(url.as_str())
+            .header("content-type", "application/x-protobuf")
+            .body(Bytes::new())
+            .unwrap();
         let ok = caller.block_on(client.send_bytes(request)).is_ok();
         (ok, last_error.get())
     };
@@ -339,7 +355,7 @@ fn a_wrong_ca_fails_every_export_clearly() {
         assert_eq!(failures.dropped_spans, 1, "{front:?}: {failures}");
     }
     // The cause the HTTP client keeps names the problem.
-    let receiver = TlsReceiver::start(Front::Http, false);
+    let receiver = tls_receiver(Front::Http, false);
     let runtime = ExportRuntime::start().unwrap();
     let caller = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -359,8 +375,11 @@ fn a_wrong_ca_fails_every_export_clearly() {
             Duration::from_secs(5),
             Arc::clone(&last_error),
         );
-    let url = format!("https://localhost:{}/v1/traces", receiver.addr.port());
-    let request = Request::post(url.as_str()).body(Bytes::new()).unwrap();
+    let url = format!("https://localhost:{}/v1/traces", receiver.addr().port());
+    let request = Request::post(url.as_str())
+        .header("content-type", "application/x-protobuf")
+        .body(Bytes::new())
+        .unwrap();
     assert!(caller.block_on(client.send_bytes(request)).is_err());
     let cause = last_error.get().expect("a cause");
     assert!(cause.contains("UnknownIssuer"), "{cause}");
