@@ -124,7 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_config(config)
                 .poll_with_interval(Duration::from_millis(100)),
         )
-        .layer(MonitorLayer::new().with_checkins(checkins))
+        .layer(MonitorLayer::builder().checkins(checkins).build()?)
         .build(heartbeat)
         .run_until(async {
             tokio::time::sleep(Duration::from_secs(9)).await;

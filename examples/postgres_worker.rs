@@ -115,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let worker = WorkerBuilder::new("email-sender")
         .backend(PostgresStorage::<SendEmail>::new(&pool).with_config(config))
-        .layer(MonitorLayer::new().backend(Postgres))
+        .layer(MonitorLayer::builder().backend(Postgres).build()?)
         .concurrency(4)
         .build(send_email);
     let done = async move {

@@ -50,13 +50,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut storage =
         RedisStorage::<BuildReport>::new(conn).with_config(Config::default().queue(&queue));
     // How pushes are recorded: the queue's name for `send {queue}`.
-    let send = SendLayer::new().queue(queue.as_str());
+    let send = SendLayer::builder().queue(queue.as_str()).build()?;
     // The same as a Tower service, for producers that are services. It
     // does not know the backend: tell it which ids to give tasks.
     let mut service = ServiceBuilder::new()
         .layer(
-            send.clone()
-                .generate_ids::<<RedisStorage<BuildReport> as BackendConfig>::Id>(),
+            SendLayer::builder()
+                .queue(queue.as_str())
+                .generate_ids::<<RedisStorage<BuildReport> as BackendConfig>::Id>()
+                .build()?,
         )
         .service(SinkService::new(storage.clone()));
 

@@ -18,7 +18,6 @@
 //! `OTEL_*` variables to export over OTLP too. On exit the demo's Redis
 //! keys are deleted.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -155,30 +154,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         storage::<BuildReport>(&conn, &reports),
         storage::<SyncLedger>(&conn, &ledger),
     );
-    let (qe, qr, ql) = (
-        Arc::<str>::from(emails.as_str()),
-        Arc::<str>::from(reports.as_str()),
-        Arc::<str>::from(ledger.as_str()),
+    // One layer per worker, named for its queue (apalis-redis does not put
+    // the queue on the task).
+    let (me, mr, ml) = (
+        MonitorLayer::builder().queue(emails.as_str()).build()?,
+        MonitorLayer::builder().queue(reports.as_str()).build()?,
+        MonitorLayer::builder().queue(ledger.as_str()).build()?,
     );
     let monitor = Monitor::new()
         .register(move |_| {
             WorkerBuilder::new("email-sender")
                 .backend(e.clone())
-                .layer(MonitorLayer::new().queue(qe.clone()))
+                .layer(me.clone())
                 .concurrency(8)
                 .build(send_email)
         })
         .register(move |_| {
             WorkerBuilder::new("report-builder")
                 .backend(r.clone())
-                .layer(MonitorLayer::new().queue(qr.clone()))
+                .layer(mr.clone())
                 .concurrency(4)
                 .build(build_report)
         })
         .register(move |_| {
             WorkerBuilder::new("ledger-sync")
                 .backend(l.clone())
-                .layer(MonitorLayer::new().queue(ql.clone()))
+                .layer(ml.clone())
                 .concurrency(1)
                 .build(sync_ledger)
         })

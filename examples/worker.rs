@@ -40,7 +40,6 @@ use apalis::prelude::*;
 use apalis_redis::{Config, RedisStorage};
 use jobsight::demo::{self, BuildReport, Options};
 use jobsight_apalis::MonitorLayer;
-use jobsight_core::JobMonitor;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, global};
@@ -125,8 +124,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_config(config)
         // Pick new jobs up within 100 ms, not at the next heartbeat.
         .poll_with_interval(Duration::from_millis(100));
-    let monitor = JobMonitor::builder().propagation(propagation).build();
-    let layer = MonitorLayer::with_monitor(monitor.clone()).queue(queue.as_str());
+    let layer = MonitorLayer::builder()
+        .propagation(propagation)
+        .queue(queue.as_str())
+        .build()?;
+    let monitor = layer.monitor().clone();
 
     let finished = Arc::new(AtomicUsize::new(0));
     let seen = finished.clone();

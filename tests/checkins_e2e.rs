@@ -1,4 +1,4 @@
-//! Issue #5, end to end: an apalis worker with `MonitorLayer` and a
+//! Check-ins end to end: an apalis worker with `MonitorLayer` and a
 //! check-in policy, pings to a local healthchecks-style receiver, the
 //! watchdog on the real Redis, and telemetry over OTLP/gRPC to the
 //! in-process receiver. Asserts what crossed each wire: the span events and
@@ -118,7 +118,13 @@ async fn checkins_cross_every_wire() {
     }
     let worker = WorkerBuilder::new(unique("digest-worker"))
         .backend(storage)
-        .layer(MonitorLayer::with_monitor(monitor.clone()).with_checkins(checkins.clone()))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .checkins(checkins.clone())
+                .build()
+                .unwrap(),
+        )
         .on_event(stop_after(3))
         .build(digest);
     tokio::time::timeout(WAIT, worker.run())

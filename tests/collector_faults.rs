@@ -1,4 +1,4 @@
-//! Issue #8, item 1 and the burst of item 3: the collector is down at the
+//! A faulty collector and bursts: the collector is down at the
 //! start, goes down mid-run and comes back on the same port, is slow
 //! (seconds per export), refuses (HTTP 429/503, gRPC UNAVAILABLE and
 //! RESOURCE_EXHAUSTED); and a burst of 100 000 jobs with a healthy one.

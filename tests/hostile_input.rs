@@ -1,4 +1,4 @@
-//! Issue #8, item 4, end to end: hostile jobs on a real apalis worker
+//! End to end: hostile jobs on a real apalis worker
 //! (in-memory backend) with `MonitorLayer` recording every job's arguments,
 //! exported over OTLP/gRPC to the in-process receiver. The jobs carry
 //! megabyte strings, 100 000 levels of nested JSON, bytes that are not
@@ -500,7 +500,11 @@ async fn run_batch(monitor: &JobMonitor, cases: Vec<Case>, worker_name: String) 
     let worker = WorkerBuilder::new(worker_name)
         .backend(storage)
         .layer(
-            MonitorLayer::with_monitor(monitor.clone()).record_args(ArgsPolicy::new().all_jobs()),
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .record_args(ArgsPolicy::new().all_jobs())
+                .build()
+                .unwrap(),
         )
         .on_event(handler)
         .build(run);

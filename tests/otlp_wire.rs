@@ -1,4 +1,4 @@
-//! Issue #2, end to end over the real wire: apalis workers on the in-memory
+//! End to end over the real wire: apalis workers on the in-memory
 //! backend with `MonitorLayer`, telemetry installed with
 //! `jobsight_otel::Builder` and exported over OTLP/gRPC and OTLP/HTTP to the
 //! in-process receiver of `jobsight_testkit::otlp`. Every assertion reads what crossed
@@ -155,7 +155,12 @@ async fn run_jobs(rx: &Receiver, protocol: Protocol, names: &Names) {
     let email_worker = WorkerBuilder::new(unique("wire-email-sender"))
         .backend(emails)
         .retry(RetryPolicy::retries(1))
-        .layer(MonitorLayer::with_monitor(monitor.clone()))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .build()
+                .unwrap(),
+        )
         .on_event(stop_after(4))
         .build(send_email);
     let report_worker = WorkerBuilder::new(unique("wire-report-builder"))
@@ -164,7 +169,12 @@ async fn run_jobs(rx: &Receiver, protocol: Protocol, names: &Names) {
         .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(
             500,
         )))
-        .layer(MonitorLayer::with_monitor(monitor.clone()))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .build()
+                .unwrap(),
+        )
         .on_event(stop_after(5))
         .build(build_report);
     let (emails_run, reports_run) = tokio::time::timeout(Duration::from_secs(30), async {

@@ -99,7 +99,10 @@ async fn postgres_spans_name_the_queue_and_time_every_attempt() {
     let cx =
         Context::current_with_span(request).with_baggage(vec![KeyValue::new("tenant", "acme")]);
     let mut producer = PostgresStorage::<Invoice>::new(&pool).with_config(config.clone());
-    let send = SendLayer::with_monitor(monitor.clone());
+    let send = SendLayer::builder()
+        .monitor(monitor.clone())
+        .build()
+        .unwrap();
     let pushed_at = SystemTime::now();
     {
         let _attached = cx.clone().attach();
@@ -122,7 +125,13 @@ async fn postgres_spans_name_the_queue_and_time_every_attempt() {
     let worker = WorkerBuilder::new(unique("pg-e2e-worker"))
         .backend(PostgresStorage::<Invoice>::new(&pool).with_config(config))
         .data(runs.clone())
-        .layer(MonitorLayer::with_monitor(monitor.clone()).backend(Postgres))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .backend(Postgres)
+                .build()
+                .unwrap(),
+        )
         .build(send_invoice);
     let seen = runs.clone();
     let four_runs = async move {

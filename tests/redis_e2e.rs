@@ -1,7 +1,7 @@
-//! Issue #2 on a real backend: `MonitorLayer` on `apalis_redis::RedisStorage`
+//! A real backend: `MonitorLayer` on `apalis_redis::RedisStorage`
 //! against the Redis at 127.0.0.1:6379, exported over OTLP/gRPC to the
 //! in-process receiver. Proves, at the receiver, that the queue given to
-//! `MonitorLayer::queue` names the spans (apalis-redis drops the task's
+//! `MonitorLayerBuilder::queue` names the spans (apalis-redis drops the task's
 //! queue), that `messaging.message.id` is the ULID Redis assigned, that
 //! `job.queue_time` is recorded, that a backend retry is attempt 2, and that
 //! the producer's span context survives Redis as a span link.
@@ -145,7 +145,13 @@ async fn redis_jobs_carry_queue_ulid_queue_time_retries_and_producer_links() {
                 .with_config(config.clone())
                 .poll_with_interval(Duration::from_millis(100)),
         )
-        .layer(MonitorLayer::with_monitor(monitor.clone()).queue(queue.clone()))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .queue(queue.clone())
+                .build()
+                .unwrap(),
+        )
         .on_event(stop_after(4))
         .build(send_invoice);
     tokio::time::timeout(Duration::from_secs(30), worker.run())
@@ -180,7 +186,7 @@ async fn redis_jobs_carry_queue_ulid_queue_time_retries_and_producer_links() {
         assert_eq!(
             s.attr_str("messaging.destination.name"),
             Some(queue.as_str()),
-            "the queue given to MonitorLayer::queue: {all}"
+            "the queue given to MonitorLayerBuilder::queue: {all}"
         );
         assert_eq!(s.attr_str("job.name"), Some("Invoice"), "{all}");
         let id = s.attr_str("messaging.message.id").unwrap_or_default();

@@ -1,4 +1,4 @@
-//! Redis restarting under a running worker (issue 8, fault 2): the test
+//! Redis restarting under a running worker: the test
 //! launches its own `redis-server` on a free port, points an apalis-redis
 //! worker with `MonitorLayer` (OTLP/gRPC to the in-process receiver), the
 //! queue gauges (`RedisQueueStats`) and the check-in watchdog at it, and
@@ -393,9 +393,12 @@ async fn worker_gauges_and_watchdog_survive_redis_restarts() {
         .tracer_provider(tracer_provider)
         .meter_provider(meter_provider)
         .build();
-    let layer = MonitorLayer::with_monitor(monitor)
+    let layer = MonitorLayer::builder()
+        .monitor(monitor)
         .queue(queue.as_str())
-        .with_checkins(checkins);
+        .checkins(checkins)
+        .build()
+        .unwrap();
 
     let conn = apalis_redis::connect(url.as_str()).await.expect("connect");
     let stats = RedisQueueStats::new(conn.clone())

@@ -1,4 +1,4 @@
-//! SIGTERM while jobs are in flight (issue 8, fault 3): the example worker
+//! SIGTERM while jobs are in flight: the example worker
 //! (`examples/worker.rs`) runs as a child process on the Redis at
 //! 127.0.0.1:6379 and exports over OTLP/HTTP to an in-process receiver; the
 //! test pushes jobs that take a while, sends SIGTERM once several are

@@ -1,4 +1,4 @@
-//! Soak (issue #8, "Also"): not in the default run. `scripts/soak` runs it
+//! Soak: not in the default run. `scripts/soak` runs it
 //! for `JOBSIGHT_SOAK_SECS` seconds (default 180):
 //!
 //! ```text

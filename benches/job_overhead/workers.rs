@@ -228,7 +228,10 @@ impl Bench {
                     Config::FullRefusing => &self.refusing.1,
                     _ => &self.hanging.1,
                 };
-                let layer = MonitorLayer::with_monitor(monitor.clone());
+                let layer = match MonitorLayer::builder().monitor(monitor.clone()).build() {
+                    Ok(layer) => layer,
+                    Err(e) => panic!("bench layer: {e}"),
+                };
                 self.runtime
                     .block_on(builder.layer(layer).build(noop).run())
             }

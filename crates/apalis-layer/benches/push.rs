@@ -31,9 +31,8 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::metadata::MetadataStore;
 use apalis_core::task::task_id::RandomId;
 use criterion::{Criterion, criterion_group, criterion_main};
-use jobsight_apalis::SendLayer;
 use jobsight_apalis::carrier::MetadataInjector;
-use jobsight_core::JobMonitor;
+use jobsight_apalis::{JobMonitor, SendLayer, SendLayerBuilder};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider as _};
@@ -152,9 +151,12 @@ fn bench_push(c: &mut Criterion) {
         })
     });
 
-    let mut no_sdk = SendLayer::with_monitor(JobMonitor::new())
-        .queue("reports")
-        .layer(accept_all());
+    let mut no_sdk = send_layer(
+        SendLayer::builder()
+            .monitor(JobMonitor::new())
+            .queue("reports"),
+    )
+    .layer(accept_all());
     group.bench_function("send_layer/no_sdk", |b| {
         b.iter(|| {
             n += 1;
@@ -162,9 +164,12 @@ fn bench_push(c: &mut Criterion) {
         })
     });
 
-    let mut with_sdk = SendLayer::with_monitor(sdk_monitor.clone())
-        .queue("reports")
-        .layer(accept_all());
+    let mut with_sdk = send_layer(
+        SendLayer::builder()
+            .monitor(sdk_monitor.clone())
+            .queue("reports"),
+    )
+    .layer(accept_all());
     group.bench_function("send_layer/sdk", |b| {
         b.iter(|| {
             n += 1;
@@ -172,10 +177,13 @@ fn bench_push(c: &mut Criterion) {
         })
     });
 
-    let mut with_ids = SendLayer::with_monitor(sdk_monitor.clone())
-        .queue("reports")
-        .generate_ids::<RandomId>()
-        .layer(accept_all());
+    let mut with_ids = send_layer(
+        SendLayer::builder()
+            .monitor(sdk_monitor.clone())
+            .queue("reports")
+            .generate_ids::<RandomId>(),
+    )
+    .layer(accept_all());
     group.bench_function("send_layer/sdk_ids", |b| {
         b.iter(|| {
             n += 1;
@@ -210,3 +218,10 @@ criterion_group! {
     targets = bench_push
 }
 criterion_main!(benches);
+
+fn send_layer(builder: SendLayerBuilder) -> SendLayer {
+    match builder.build() {
+        Ok(layer) => layer,
+        Err(e) => panic!("bench layer: {e}"),
+    }
+}

@@ -1,133 +1,110 @@
-//! Recording job arguments and metadata: [`MonitorLayer::record_args`].
+//! Recording job arguments and metadata:
+//! [`MonitorLayerBuilder::record_args`](crate::MonitorLayerBuilder::record_args).
 //!
-//! Off by default. [`MonitorLayer::record_args`] puts a small layer in front
-//! of the monitor that serializes the task's `Args` with serde, for the job
-//! names the [`ArgsPolicy`] opts in, masked and size-limited (see
-//! [`jobsight_core::args`]), and hands the text to the monitor: it becomes
-//! the `job.args` span attribute and part of every observer event.
+//! Off by default. With `record_args(policy)` the layer serializes the
+//! task's `Args` with serde, for the job names the [`ArgsPolicy`] opts in,
+//! masked and size-limited (see [`jobsight_core::args`]): the text becomes
+//! the `job.args` span attribute and part of every observer event. The
+//! worker's `Args` type must then implement `serde::Serialize`; without
+//! `record_args` it need not.
 //!
 //! ```
 //! # use apalis::prelude::*;
-//! use jobsight_apalis::MonitorLayer;
-//! use jobsight_core::ArgsPolicy;
+//! use jobsight_apalis::{ArgsPolicy, MonitorLayer};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct SendEmail { to: String, api_key: String }
 //! # async fn send_email(_: SendEmail) -> Result<(), BoxDynError> { Ok(()) }
 //!
+//! # fn main() -> Result<(), jobsight_apalis::Error> {
 //! let worker = WorkerBuilder::new("email-sender")
 //!     .backend(MemoryStorage::<SendEmail>::new())
-//!     // `record_args` comes last: it wraps the finished `MonitorLayer`.
-//!     .layer(MonitorLayer::new().record_args(ArgsPolicy::new().job("SendEmail")))
+//!     .layer(
+//!         MonitorLayer::builder()
+//!             .record_args(ArgsPolicy::new().job("SendEmail")) // `api_key` is masked
+//!             .queue("emails")
+//!             .build()?,
+//!     )
 //!     .build(send_email);
+//! # Ok(()) }
 //! ```
 //!
 //! When observers are registered on the monitor, the task's apalis metadata
-//! (its `MetadataStore`) is also given to them, masked with the default
-//! mask list (or the policy's, when `record_args` was used). Without
-//! observers it is not read.
+//! (its `MetadataStore`) is also given to them, masked with the policy's
+//! mask list (the default list without `record_args`). Without observers it
+//! is not read.
 
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
-use apalis_core::task::{ExecutionContext, Task};
-use jobsight_core::error::short_type_name;
+use apalis_core::task::ExecutionContext;
 use jobsight_core::{ArgsPolicy, CapturedArgs};
 use serde::Serialize;
-use tower_layer::{Layer, Stack};
-use tower_service::Service;
 
-use crate::MonitorLayer;
+/// How a [`MonitorLayer`](crate::MonitorLayer) treats the task's
+/// arguments: [`ArgsOff`] (the default) or [`ArgsCapture`]. Implemented by
+/// those two types only.
+pub trait CaptureArgs<Args>: sealed::Sealed + Clone + Send + Sync + 'static {
+    /// The arguments of the job named `name`, captured if the policy says so.
+    #[doc(hidden)]
+    fn capture(&self, name: &str, args: &Args) -> Option<CapturedArgs>;
 
-impl MonitorLayer {
-    /// Records the arguments of the jobs `policy` opts in (see the module
-    /// docs). Returns the monitor layer wrapped in a [`RecordArgsLayer`]:
-    /// call it last, after the other `MonitorLayer` settings. The worker's
-    /// `Args` type must implement `serde::Serialize`.
-    pub fn record_args(mut self, policy: ArgsPolicy) -> Stack<MonitorLayer, RecordArgsLayer> {
-        Arc::make_mut(&mut self.settings).records_args = true;
-        let layer = RecordArgsLayer {
-            policy: Arc::new(policy),
-            job_name: self.settings.job_name,
-        };
-        Stack::new(self, layer)
-    }
+    /// The policy whose masks apply to the task's metadata.
+    #[doc(hidden)]
+    fn policy(&self) -> &ArgsPolicy;
 }
 
-/// The layer [`MonitorLayer::record_args`] puts in front of the monitor:
-/// captures the task's arguments into the task's data, where the monitor
-/// finds them.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ArgsOff {}
+    impl Sealed for super::ArgsCapture {}
+}
+
+/// Arguments are not recorded (the default): the worker's `Args` need not
+/// implement `Serialize`, and a job pays nothing for the feature.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArgsOff;
+
+/// Arguments are recorded as the [`ArgsPolicy`] given to
+/// [`record_args`](crate::MonitorLayerBuilder::record_args) says.
 #[derive(Clone, Debug)]
-pub struct RecordArgsLayer {
+pub struct ArgsCapture {
     policy: Arc<ArgsPolicy>,
-    job_name: Option<&'static str>,
 }
 
-impl<S> Layer<S> for RecordArgsLayer {
-    type Service = RecordArgsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RecordArgsService {
-            inner,
-            policy: Arc::clone(&self.policy),
-            job_name: self.job_name,
+impl ArgsCapture {
+    pub(crate) fn new(policy: ArgsPolicy) -> Self {
+        Self {
+            policy: Arc::new(policy),
         }
     }
 }
 
-/// Service of [`RecordArgsLayer`].
-#[derive(Clone, Debug)]
-pub struct RecordArgsService<S> {
-    inner: S,
-    policy: Arc<ArgsPolicy>,
-    job_name: Option<&'static str>,
-}
-
-/// The captured arguments and the policy's masks, as task data.
-#[derive(Clone, Debug)]
-pub(crate) struct Recorded {
-    args: Option<CapturedArgs>,
-    policy: Arc<ArgsPolicy>,
-}
-
-impl<S, Args> Service<Task<Args>> for RecordArgsService<S>
-where
-    S: Service<Task<Args>>,
-    Args: Serialize,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl<Args> CaptureArgs<Args> for ArgsOff {
+    #[inline]
+    fn capture(&self, _name: &str, _args: &Args) -> Option<CapturedArgs> {
+        None
     }
 
-    fn call(&mut self, mut task: Task<Args>) -> Self::Future {
-        let name = self
-            .job_name
-            .unwrap_or_else(|| short_type_name(std::any::type_name::<Args>()));
-        let args = self.policy.capture(name, &task.args);
-        task.inject_data(Recorded {
-            args,
-            policy: Arc::clone(&self.policy),
-        });
-        self.inner.call(task)
+    fn policy(&self) -> &ArgsPolicy {
+        static DEFAULT: OnceLock<ArgsPolicy> = OnceLock::new();
+        DEFAULT.get_or_init(ArgsPolicy::new)
     }
 }
 
-/// The captured arguments of the task, when [`MonitorLayer::record_args`]
-/// recorded them.
-pub(crate) fn captured(ctx: &ExecutionContext) -> Option<CapturedArgs> {
-    ctx.data().get::<Recorded>()?.args.clone()
+impl<Args: Serialize> CaptureArgs<Args> for ArgsCapture {
+    fn capture(&self, name: &str, args: &Args) -> Option<CapturedArgs> {
+        self.policy.capture(name, args)
+    }
+
+    fn policy(&self) -> &ArgsPolicy {
+        &self.policy
+    }
 }
 
-/// The task's metadata, masked, for observers.
-pub(crate) fn observed_metadata(ctx: &ExecutionContext) -> Vec<(String, String)> {
-    static DEFAULT: OnceLock<ArgsPolicy> = OnceLock::new();
-    let policy = match ctx.data().get::<Recorded>() {
-        Some(recorded) => &*recorded.policy,
-        None => DEFAULT.get_or_init(ArgsPolicy::new),
-    };
+/// The task's metadata, masked with `policy`, for observers.
+pub(crate) fn observed_metadata(
+    ctx: &ExecutionContext,
+    policy: &ArgsPolicy,
+) -> Vec<(String, String)> {
     policy.mask_pairs(ctx.metadata().iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }

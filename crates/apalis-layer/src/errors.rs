@@ -98,11 +98,55 @@ mod tests {
     }
 }
 
-/// Errors of this crate's own setup calls (the layer itself never fails).
+/// Errors of this crate's own setup calls: a builder told two things that
+/// cannot both hold, or a poller started outside a runtime. The layers
+/// themselves never fail a job.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A background task was asked for outside a tokio runtime.
     #[error("no tokio runtime: start the poller from within a tokio runtime")]
     NoRuntime,
+    /// A builder was given a monitor with `.monitor(..)` and also a setting
+    /// that configures a monitor (classifier, propagation, providers,
+    /// observers, progress, traces, buckets, max kinds): the given monitor
+    /// is already built, so the setting could not take effect.
+    #[error(
+        "{layer}: `.{setting}(..)` configures the monitor, but a built monitor was given with `.monitor(..)`; set `{setting}` on that monitor's `JobMonitor::builder()`, or leave `.monitor(..)` out"
+    )]
+    MonitorAndMonitorSetting {
+        /// The builder (`MonitorLayer` or `SendLayer`).
+        layer: &'static str,
+        /// The first monitor setting given.
+        setting: &'static str,
+    },
+    /// A `MonitorLayer` builder was given check-in policies with
+    /// `.checkin(..)` and a whole registry with `.checkins(..)`.
+    #[error(
+        "MonitorLayer: check-in policies were added with `.checkin(..)` and a registry was given with `.checkins(..)`; add the policies to the registry (`Checkins::policy`) instead"
+    )]
+    CheckinAndCheckins,
+    /// A setting was given an empty name.
+    #[error("{layer}: `.{setting}(..)` was given an empty name")]
+    EmptyName {
+        /// The builder (`MonitorLayer` or `SendLayer`).
+        layer: &'static str,
+        /// The setting (`queue` or `job_name`).
+        setting: &'static str,
+    },
+    /// `retries` was given to a builder built on its own: only the worker
+    /// can add apalis's retry layer.
+    #[error(
+        "MonitorLayer: `.retries(..)` needs the worker to add apalis's retry layer: give the builder to `WorkerBuilder::monitor(..)` (jobsight_apalis::MonitorWorkerExt) instead of calling `.build()`"
+    )]
+    RetriesNeedTheWorker,
+    /// Both `retries` and `max_attempts` were given: the attempt limit
+    /// follows from the retry count.
+    #[error(
+        "MonitorLayer: `.retries(n)` and `.max_attempts(..)` were both given; `retries(n)` already means n + 1 attempts, leave `max_attempts` out"
+    )]
+    RetriesAndMaxAttempts,
+    /// `max_attempts` was given 0 (a job gets at least one attempt).
+    #[error("MonitorLayer: `.max_attempts(0)`: a job gets at least one attempt")]
+    ZeroMaxAttempts,
 }

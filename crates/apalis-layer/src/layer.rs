@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use jobsight_core::checkin::{CheckinPolicy, Checkins};
-use jobsight_core::{Classify, JobMonitor, Propagation};
+use jobsight_core::JobMonitor;
+use jobsight_core::checkin::Checkins;
 use tower_layer::Layer;
 
+use crate::args::ArgsOff;
 use crate::backend::Backend;
 use crate::backend::retry_clock::RetryClock;
+use crate::layer_builder::MonitorLayerBuilder;
 use crate::service::MonitorService;
 
 /// A Tower layer that records every job an apalis worker runs as an
@@ -24,29 +26,31 @@ use crate::service::MonitorService;
 ///     .build(send_email);
 /// ```
 ///
-/// # Defaults
-/// - records with the global tracer and meter providers (install them with
-///   `jobsight_otel::init()`), fetched when the first job starts;
-/// - classifies errors with [`jobsight_core::DefaultClassifier`];
-/// - links the span to the producer's trace context ([`Propagation::Link`]);
-/// - catches a job's panic, records it as `panicked`, and returns it to
-///   the worker as an `AbortError` so the worker keeps running (see
-///   [`MonitorLayer::catch_panics`]).
+/// Everything else is told to [`MonitorLayer::builder`]; the defaults are
+/// listed there.
 ///
 /// # Layer order
 /// apalis applies the first `.layer(..)` outermost. Add `MonitorLayer` first
 /// so it sees everything: a timeout added before it drops the job from the
 /// outside, which is recorded as `abandoned`; a timeout added after it
 /// returns an error, recorded as a failure with `error.type` = `Elapsed`.
-/// Add apalis's `.retry(..)` *before* `MonitorLayer` so each attempt is a
-/// transaction of its own.
+/// Retries go outside it, so that each attempt is a transaction of its own:
+/// [`MonitorWorkerExt::monitor`](crate::MonitorWorkerExt::monitor) with
+/// [`retries`](MonitorLayerBuilder::retries) adds apalis's retry layer and
+/// this one in that order and tells this one the attempt limit.
+///
+/// `A` says whether the task's arguments are recorded ([`ArgsOff`], the
+/// default, or [`crate::ArgsCapture`] after
+/// [`record_args`](MonitorLayerBuilder::record_args)).
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct MonitorLayer {
-    monitor: JobMonitor,
+pub struct MonitorLayer<A = ArgsOff> {
+    pub(crate) monitor: JobMonitor,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) args: A,
 }
 
+/// What the layer itself (not its monitor) was told.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) queue: Option<Arc<str>>,
@@ -54,10 +58,7 @@ pub(crate) struct Settings {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) catch_panics: bool,
     pub(crate) checkins: Option<Checkins>,
-    /// Set by [`MonitorLayer::record_args`]: only then does the service look
-    /// for captured arguments in the task's data.
-    pub(crate) records_args: bool,
-    /// Set by [`MonitorLayer::backend`].
+    /// Set by [`MonitorLayerBuilder::backend`].
     pub(crate) backend: Option<Arc<dyn Backend>>,
     /// Present when the backend re-fetches failed tasks on its own delay.
     pub(crate) retry_clock: Option<Arc<RetryClock>>,
@@ -70,156 +71,60 @@ impl Default for MonitorLayer {
 }
 
 impl MonitorLayer {
-    /// A layer with every default (see the type's docs).
+    /// A layer with every default (see [`MonitorLayerBuilder`]): it records
+    /// through the process's default monitor
+    /// ([`jobsight_core::default_monitor`]).
     pub fn new() -> Self {
-        Self::with_monitor(JobMonitor::new())
-    }
-
-    /// A layer recording through `monitor`, for a classifier, propagation
-    /// mode or providers of your own (see [`JobMonitor::builder`]). Layers
-    /// sharing a monitor share its job kinds and cardinality limit.
-    pub fn with_monitor(monitor: JobMonitor) -> Self {
         Self {
-            monitor,
+            monitor: jobsight_core::default_monitor().clone(),
             settings: Arc::new(Settings {
                 queue: None,
                 job_name: None,
                 max_attempts: None,
                 catch_panics: true,
                 checkins: None,
-                records_args: false,
                 backend: None,
                 retry_clock: None,
             }),
+            args: ArgsOff,
         }
     }
 
-    /// Uses `classifier` to decide which errors are ignored, retried or
-    /// final. Defaults to [`jobsight_core::DefaultClassifier`]. Replaces the
-    /// monitor with a new one (keeping the propagation mode).
-    pub fn classify(self, classifier: impl Classify) -> Self {
-        let propagation = self.monitor.propagation();
-        Self {
-            monitor: JobMonitor::builder()
-                .classifier(classifier)
-                .propagation(propagation)
-                .build(),
-            settings: self.settings,
-        }
+    /// Starts a builder: every setting a layer or its monitor can be told.
+    pub fn builder() -> MonitorLayerBuilder {
+        MonitorLayerBuilder::new()
     }
+}
 
-    /// How the process span relates to the producer's trace context.
-    /// Defaults to [`Propagation::Link`]. Replaces the monitor with a new one
-    /// using the default classifier; to set both, build a [`JobMonitor`] and
-    /// use [`MonitorLayer::with_monitor`].
-    ///
-    /// For a mode per job name or per queue, build the monitor:
-    ///
-    /// ```
-    /// use jobsight_apalis::MonitorLayer;
-    /// use jobsight_core::{JobMonitor, Propagation};
-    /// let layer = MonitorLayer::with_monitor(
-    ///     JobMonitor::builder()
-    ///         .propagation(Propagation::Link)
-    ///         .propagation_for_queue("webhooks", Propagation::Child)
-    ///         .propagation_for_job("AuditLog", Propagation::None)
-    ///         .build(),
-    /// );
-    /// ```
-    pub fn propagation(self, propagation: Propagation) -> Self {
-        Self {
-            monitor: JobMonitor::builder().propagation(propagation).build(),
-            settings: self.settings,
-        }
-    }
-
-    /// The queue name for tasks that do not carry one. apalis-redis does not
-    /// put its queue on the task: without this the queue is the `Args`
-    /// type's full path, which is also apalis-redis's default queue name.
-    pub fn queue(mut self, queue: impl Into<Arc<str>>) -> Self {
-        Arc::make_mut(&mut self.settings).queue = Some(queue.into());
-        self
-    }
-
-    /// The apalis backend the worker reads from ([`crate::backend`]):
-    /// where queue time, run-at and attempts come from on that backend, and
-    /// `job.backend` on the process spans. Defaults to none: the fields
-    /// every backend fills the same way, queue time from the producer's
-    /// stamp or a ULID id on first attempts only, and no `job.backend`.
-    ///
-    /// ```
-    /// use jobsight_apalis::{MonitorLayer, backend::Postgres};
-    /// let layer = MonitorLayer::new().backend(Postgres);
-    /// ```
-    pub fn backend(mut self, backend: impl Backend) -> Self {
-        let settings = Arc::make_mut(&mut self.settings);
-        settings.retry_clock = backend
-            .retry_due_after(1)
-            .map(|_| Arc::new(RetryClock::default()));
-        settings.backend = Some(Arc::new(backend));
-        self
-    }
-
-    /// The `job.name` of this worker's jobs. Defaults to the `Args` type's
-    /// short name (`SendEmail` for `my_app::jobs::SendEmail`).
-    pub fn job_name(mut self, name: &'static str) -> Self {
-        Arc::make_mut(&mut self.settings).job_name = Some(name);
-        self
-    }
-
-    /// How many attempts a job gets in all, for tasks that do not say
-    /// (`job.max_attempts`). apalis's `RetryPolicy::retries(n)` allows
-    /// `n + 1` attempts but does not write that on the task: tell the layer
-    /// here, so that an error with attempts left is recorded as `retried`
-    /// rather than `failed`. Defaults to the task's own `max_attempts`, or
-    /// unknown (every error is final).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        Arc::make_mut(&mut self.settings).max_attempts = Some(attempts);
-        self
-    }
-
-    /// Whether a job's panic is caught (recorded as `panicked` and returned
-    /// to the worker as `AbortError(JobPanicked)`, so the worker keeps
-    /// running) or recorded and then resumed, as if the layer were not there
-    /// (without apalis's `catch_panic` layer, the worker then stops).
-    /// Defaults to `true`.
-    pub fn catch_panics(mut self, catch: bool) -> Self {
-        Arc::make_mut(&mut self.settings).catch_panics = catch;
-        self
-    }
-
-    /// Adds a check-in policy: the jobs it covers report `in_progress`,
-    /// `ok` and `error` check-ins (see [`jobsight_core::checkin`]). Jobs
-    /// with no policy cost nothing more.
-    pub fn checkin(mut self, policy: CheckinPolicy) -> Self {
-        let settings = Arc::make_mut(&mut self.settings);
-        settings.checkins = Some(settings.checkins.take().unwrap_or_default().policy(policy));
-        self
-    }
-
-    /// Uses `checkins` (policies and sinks) for this layer's jobs, in place
-    /// of any policy added before. Give the watchdog the same registry.
-    pub fn with_checkins(mut self, checkins: Checkins) -> Self {
-        Arc::make_mut(&mut self.settings).checkins = Some(checkins);
-        self
-    }
-
-    /// The check-in registry of this layer, if a policy was added: hand it
-    /// to the watchdog and add sinks to it before the worker starts.
-    pub fn checkins(&self) -> Option<&Checkins> {
-        self.settings.checkins.as_ref()
-    }
-
+impl<A> MonitorLayer<A> {
     /// The monitor this layer records through.
     pub fn monitor(&self) -> &JobMonitor {
         &self.monitor
     }
+
+    /// The check-in registry of this layer, if it has one. Hand it to the
+    /// watchdog (clones share its policies, sinks and last-success times).
+    /// It is read-only here: give sinks to the registry before handing it
+    /// to [`MonitorLayerBuilder::checkins`].
+    pub fn checkins(&self) -> Option<&Checkins> {
+        self.settings.checkins.as_ref()
+    }
+
+    /// The attempt limit the layer uses for tasks that do not carry one.
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.settings.max_attempts
+    }
 }
 
-impl<S> Layer<S> for MonitorLayer {
-    type Service = MonitorService<S>;
+impl<S, A: Clone> Layer<S> for MonitorLayer<A> {
+    type Service = MonitorService<S, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MonitorService::new(inner, self.monitor.clone(), self.settings.clone())
+        MonitorService::new(
+            inner,
+            self.monitor.clone(),
+            self.settings.clone(),
+            self.args.clone(),
+        )
     }
 }

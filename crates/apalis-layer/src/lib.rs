@@ -19,6 +19,49 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Customization
+//! [`MonitorLayer::builder`] takes every setting of the layer and of the
+//! monitor it records through, in any order, and fails at
+//! [`build`](MonitorLayerBuilder::build) naming settings that cannot both
+//! hold; [`SendLayer::builder`] has the same shape for producers.
+//! [`MonitorWorkerExt::monitor`] adds a layer to a worker together with
+//! apalis's retry layer when the builder was given
+//! [`retries`](MonitorLayerBuilder::retries), so the retry count is written
+//! once. The types the builders take (`DefaultClassifier`, `Propagation`,
+//! `CheckinPolicy`, `Checkins`, `ArgsPolicy`, observers…) are re-exported
+//! here: a worker needs this crate and `jobsight-otel`, nothing else.
+//!
+//! ```
+//! use std::time::Duration;
+//! use apalis::prelude::*;
+//! use jobsight_apalis::{CheckinPolicy, DefaultClassifier, MonitorLayer, MonitorWorkerExt, Schedule};
+//!
+//! async fn send_email(to: String) -> Result<(), BoxDynError> { Ok(()) }
+//!
+//! # fn main() -> Result<(), jobsight_apalis::Error> {
+//! let worker = WorkerBuilder::new("email-sender")
+//!     .backend(MemoryStorage::<String>::new())
+//!     .monitor(
+//!         MonitorLayer::builder()
+//!             .queue("emails")
+//!             .retries(2)
+//!             .classifier(DefaultClassifier::new().report_retries_from_attempt(2))
+//!             .checkin(CheckinPolicy::queue("emails").schedule(Schedule::every(Duration::from_secs(60)))),
+//!     )?
+//!     .build(send_email);
+//! # Ok(()) }
+//! ```
+//!
+//! # Which monitor
+//! The one rule, for every layer: the monitor given to the builder's
+//! `.monitor(..)`; else, when a monitor setting (classifier, propagation,
+//! providers, observers, progress, `traces`, buckets, max kinds) is given, a
+//! monitor built from them; else the process's default monitor,
+//! [`default_monitor`] (global providers; replace it once with
+//! [`set_default_monitor`]). [`MonitorLayer::new`], [`SendLayer::new`] and
+//! [`TracedPush`] use the default. The meter provider is a monitor setting:
+//! it covers the job metrics and the check-in gauge.
+//!
 //! # Tracing
 //! Each call of the worker's service is one attempt: a CONSUMER span
 //! `process {queue}` that starts when the worker calls the job and ends when
@@ -33,26 +76,24 @@
 //! `messaging.destination.name` and `job.name` (see the README's table).
 //!
 //! # Check-ins
-//! [`MonitorLayer::checkin`] (or [`MonitorLayer::with_checkins`] with a
-//! shared registry) gives jobs a check-in policy: each attempt then sends
-//! `in_progress` and `ok`/`error` check-ins, recorded as `job.checkin` span
-//! events and the `job.checkin.last_success` gauge, and passed to the
-//! registry's sinks (pings and the Redis watchdog live in
-//! `jobsight-checkin`). See [`jobsight_core::checkin`].
+//! [`MonitorLayerBuilder::checkin`] (or [`MonitorLayerBuilder::checkins`]
+//! with a registry shared with the watchdog) gives jobs a check-in policy:
+//! each attempt then sends `in_progress` and `ok`/`error` check-ins,
+//! recorded as `job.checkin` span events and the `job.checkin.last_success`
+//! gauge, and passed to the registry's sinks (pings and the Redis watchdog
+//! live in `jobsight-checkin`). See [`jobsight_core::checkin`].
 //!
 //! # What apalis does not tell us
 //! - apalis-redis keeps neither the queue nor the run-at on the task; the
 //!   queue defaults to the `Args` type's path (apalis-redis's default queue
-//!   name) unless set with [`MonitorLayer::queue`], and queue time comes from
-//!   the ULID task id or from a [`traced`] task's stamp.
+//!   name) unless set with [`MonitorLayerBuilder::queue`], and queue time
+//!   comes from the ULID task id or from a [`traced`] task's stamp.
+//! - apalis's `RetryPolicy` does not write its limit on the task: the layer
+//!   learns it from [`MonitorLayerBuilder::retries`] (or
+//!   [`max_attempts`](MonitorLayerBuilder::max_attempts)).
 //! - apalis-redis retries failed jobs up to 25 times whatever
 //!   `max_attempts` says, so `job.max_attempts` is what the task asked for,
 //!   not always what the backend does.
-//! - apalis-postgres keeps `run_at` in whole seconds and does not move it
-//!   when an attempt fails, and re-fetches a failed job at once until its
-//!   `max_attempts` (25 by default): with [`MonitorLayer::backend`]`(Postgres)`
-//!   a retry's queue time runs from the end of the failed attempt when this
-//!   process ran it, else it is left out (see `backend::postgres`).
 //!
 //! # Queue gauges (feature `redis`)
 //! `RedisQueueStats` polls apalis-redis for each queue's depth, oldest
@@ -62,8 +103,9 @@
 //!
 //! # Backends
 //! What differs per apalis backend lives in [`backend`], one module each:
-//! give the layer its backend with [`MonitorLayer::backend`]; the queue
-//! gauges of PostgreSQL come from `PostgresQueueStats` (feature `postgres`).
+//! give the layer its backend with [`MonitorLayerBuilder::backend`]; the
+//! queue gauges of PostgreSQL come from `PostgresQueueStats` (feature
+//! `postgres`).
 //!
 //! # Cargo features
 //! - `redis` (off): the queue gauges poller; adds `redis` (the client
@@ -77,7 +119,8 @@
 //! each push as a PRODUCER span `send {queue}` and stamp the task with its
 //! context and enqueue time, so the job's `process {queue}` span links back
 //! to it (see [`send`]). [`traced`] only stamps the task with the current
-//! context, without a send span.
+//! context, without a send span: it is for producers that record no send
+//! span of their own, where `push_traced` both records and stamps.
 #![warn(missing_docs)]
 
 pub mod args;
@@ -86,12 +129,16 @@ pub mod carrier;
 mod errors;
 mod future;
 mod layer;
+mod layer_builder;
+mod monitor_choice;
 pub mod producer;
 pub mod send;
+mod send_builder;
 mod service;
 pub mod task_meta;
+mod worker_ext;
 
-pub use args::{RecordArgsLayer, RecordArgsService};
+pub use args::{ArgsCapture, ArgsOff, CaptureArgs};
 #[cfg(feature = "postgres")]
 pub use backend::postgres::PostgresQueueStats;
 #[cfg(feature = "redis")]
@@ -102,6 +149,23 @@ pub use backend::{Backend, QueueConfig};
 pub use errors::{Error, JobPanicked};
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;
+pub use layer_builder::MonitorLayerBuilder;
 pub use producer::{Stamp, traced, traced_builder};
 pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
+pub use send_builder::SendLayerBuilder;
 pub use service::MonitorService;
+pub use worker_ext::{MonitorLayers, MonitorWorkerExt};
+
+// What the builders take, so that a worker imports this crate (and
+// jobsight-otel) only. None of these names is in apalis's prelude.
+pub use jobsight_core::checkin::{
+    CheckinEvent, CheckinPolicy, CheckinSink, CheckinStatus, Checkins, Schedule,
+};
+pub use jobsight_core::observer::{
+    Event as JobEvent, EventKind, ObserveError, Observer, ObserverOptions, ObserverStats, Observers,
+};
+pub use jobsight_core::progress::ProgressThrottle;
+pub use jobsight_core::{
+    ArgsPolicy, Classify, DefaultClassifier, ErrorClass, JobMeta, JobMonitor, JobMonitorBuilder,
+    Outcome, Propagation, default_monitor, progress, set_default_monitor,
+};

@@ -27,17 +27,13 @@
 //! would have made, so nothing changes for the worker, and the send and
 //! process spans carry the same `messaging.message.id`. [`SendLayer`] does
 //! not know the backend: it sets ids only when told how
-//! ([`SendLayer::generate_ids`]). A task that has an id keeps it.
+//! ([`SendLayerBuilder::generate_ids`]). A task that has an id keeps it.
 //!
 //! # Queue and job name
-//! [`TracedPush`] takes the queue from the storage's configuration where it
-//! names one ([`QueueConfig`]: apalis-redis's and apalis-postgres's
-//! `Config::queue`, with the `redis` and `postgres` features) — the queue the
-//! task really goes to. Otherwise, as on the consumer side
-//! ([`crate::MonitorLayer`]): the task's queue, else
-//! the layer's [`SendLayer::queue`], else the `Args` type's full path
+//! As on the consumer side ([`crate::MonitorLayerBuilder`]): the task's queue, else
+//! the layer's [`SendLayerBuilder::queue`], else the `Args` type's full path
 //! (apalis-redis's default queue name); the job name is the layer's
-//! [`SendLayer::job_name`], else the `Args` type's short name.
+//! [`SendLayerBuilder::job_name`], else the `Args` type's short name.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -58,15 +54,8 @@ use tower_service::Service;
 
 use crate::backend::QueueConfig;
 use crate::producer::Stamp;
+use crate::send_builder::SendLayerBuilder;
 use crate::task_meta::SYSTEM;
-
-/// The monitor [`SendLayer::new`] and [`TracedPush`] record with when none
-/// is given: one per process, on the global providers (fetched at the
-/// first push, so install telemetry before pushing).
-fn shared_monitor() -> &'static JobMonitor {
-    static MONITOR: OnceLock<JobMonitor> = OnceLock::new();
-    MONITOR.get_or_init(JobMonitor::new)
-}
 
 /// The layer [`TracedPush::push_traced`] and
 /// [`TracedPush::push_task_traced`] use.
@@ -90,7 +79,7 @@ fn default_layer() -> &'static SendLayer {
 /// // everything; `SinkService::new(redis_storage)` pushes into Redis).
 /// let enqueue = tower::service_fn(|_task: Task<String>| async { Ok::<_, std::io::Error>(()) });
 /// let mut enqueue = ServiceBuilder::new()
-///     .layer(SendLayer::new().queue("emails"))
+///     .layer(SendLayer::builder().queue("emails").build()?)
 ///     .service(enqueue);
 /// enqueue.ready().await?.call(TaskBuilder::new("ada@example.com".to_string()).build()).await?;
 /// # Ok(()) }
@@ -98,15 +87,15 @@ fn default_layer() -> &'static SendLayer {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct SendLayer {
-    monitor: JobMonitor,
-    settings: Arc<SendSettings>,
+    pub(crate) monitor: JobMonitor,
+    pub(crate) settings: Arc<SendSettings>,
 }
 
 #[derive(Clone, Debug, Default)]
-struct SendSettings {
-    queue: Option<Arc<str>>,
-    job_name: Option<&'static str>,
-    generate_id: Option<fn() -> TaskId>,
+pub(crate) struct SendSettings {
+    pub(crate) queue: Option<Arc<str>>,
+    pub(crate) job_name: Option<&'static str>,
+    pub(crate) generate_id: Option<fn() -> TaskId>,
 }
 
 impl Default for SendLayer {
@@ -116,44 +105,19 @@ impl Default for SendLayer {
 }
 
 impl SendLayer {
-    /// Records with the process's shared producer monitor (global tracer and
-    /// meter providers), the default queue and job name, and sets no ids.
+    /// Records with the process's default monitor
+    /// ([`jobsight_core::default_monitor`]), the default queue and job
+    /// name, and sets no ids.
     pub fn new() -> Self {
-        Self::with_monitor(shared_monitor().clone())
-    }
-
-    /// Records through `monitor` (its providers and cardinality cap; a
-    /// worker and a producer in one process may share one).
-    pub fn with_monitor(monitor: JobMonitor) -> Self {
         Self {
-            monitor,
+            monitor: jobsight_core::default_monitor().clone(),
             settings: Arc::new(SendSettings::default()),
         }
     }
 
-    /// The queue (`messaging.destination.name`, `send {queue}`) for tasks
-    /// that do not carry one. Defaults to the `Args` type's full path,
-    /// apalis-redis's default queue name: set the same name as the worker's
-    /// [`crate::MonitorLayer::queue`].
-    pub fn queue(mut self, queue: impl Into<Arc<str>>) -> Self {
-        Arc::make_mut(&mut self.settings).queue = Some(queue.into());
-        self
-    }
-
-    /// The `job.name` of the tasks pushed. Defaults to the `Args` type's
-    /// short name.
-    pub fn job_name(mut self, name: &'static str) -> Self {
-        Arc::make_mut(&mut self.settings).job_name = Some(name);
-        self
-    }
-
-    /// Gives tasks without an id one of type `I` before they are pushed, so
-    /// that the send span has a `messaging.message.id`. Use the backend's id
-    /// type (`<RedisStorage<Args> as BackendConfig>::Id`, a ULID).
-    /// Defaults to none for the layer; [`TracedPush`] uses the backend's.
-    pub fn generate_ids<I: GenerateId>(mut self) -> Self {
-        Arc::make_mut(&mut self.settings).generate_id = Some(I::generate);
-        self
+    /// Starts a builder: every setting of the layer and its monitor.
+    pub fn builder() -> SendLayerBuilder {
+        SendLayerBuilder::new()
     }
 
     /// The monitor this layer records through.

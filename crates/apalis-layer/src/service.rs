@@ -13,6 +13,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt as _;
 use tower_service::Service;
 
+use crate::args::{ArgsOff, CaptureArgs};
 use crate::backend::retry_clock::RetryMark;
 use crate::backend::{Backend, JOB_BACKEND, Memory};
 use crate::future::MonitorFuture;
@@ -23,8 +24,9 @@ use crate::task_meta::{SYSTEM, job_meta};
 /// transaction and returns the inner service's result unchanged (errors are
 /// converted into apalis's `BoxDynError`, which the worker does anyway).
 #[derive(Clone)]
-pub struct MonitorService<S> {
+pub struct MonitorService<S, A = ArgsOff> {
     inner: S,
+    args: A,
     monitor: JobMonitor,
     settings: Arc<Settings>,
     /// Last job kind used by this service, so that a worker whose jobs all
@@ -37,7 +39,7 @@ pub struct MonitorService<S> {
     last_check: Option<(Arc<JobKind>, Option<Arc<Check>>)>,
 }
 
-impl<S: std::fmt::Debug> std::fmt::Debug for MonitorService<S> {
+impl<S: std::fmt::Debug, A> std::fmt::Debug for MonitorService<S, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MonitorService")
             .field("inner", &self.inner)
@@ -46,10 +48,11 @@ impl<S: std::fmt::Debug> std::fmt::Debug for MonitorService<S> {
     }
 }
 
-impl<S> MonitorService<S> {
-    pub(crate) fn new(inner: S, monitor: JobMonitor, settings: Arc<Settings>) -> Self {
+impl<S, A> MonitorService<S, A> {
+    pub(crate) fn new(inner: S, monitor: JobMonitor, settings: Arc<Settings>, args: A) -> Self {
         Self {
             inner,
+            args,
             monitor,
             settings,
             last: None,
@@ -94,10 +97,11 @@ fn cached_short_name(
     }
 }
 
-impl<S, Args, E> Service<Task<Args>> for MonitorService<S>
+impl<S, Args, E, A> Service<Task<Args>> for MonitorService<S, A>
 where
     S: Service<Task<Args>, Error = E>,
     E: Into<BoxDynError>,
+    A: CaptureArgs<Args>,
 {
     type Response = S::Response;
     type Error = BoxDynError;
@@ -156,11 +160,11 @@ where
             backend,
             retry_due,
         );
-        if self.settings.records_args {
-            meta.set_args(crate::args::captured(&ctx));
+        if let Some(args) = self.args.capture(name, &task.args) {
+            meta.set_args(Some(args));
         }
         if !self.monitor.observers().is_empty() {
-            meta.set_metadata(crate::args::observed_metadata(&ctx));
+            meta.set_metadata(crate::args::observed_metadata(&ctx, self.args.policy()));
         }
         let mut tx = self.monitor.start_with_kind(kind, meta);
         if let Some(backend) = &self.settings.backend {

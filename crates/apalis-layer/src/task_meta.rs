@@ -3,11 +3,11 @@
 //! | jobsight | apalis source |
 //! |---|---|
 //! | system | `apalis` |
-//! | queue | the task's `queue()`; else the queue given to [`crate::MonitorLayer::queue`]; else the `Args` type's full path (apalis-redis's default queue name) |
-//! | job name | the name given to [`crate::MonitorLayer::job_name`]; else the `Args` type's short name |
+//! | queue | the task's `queue()`; else the queue given to [`crate::MonitorLayerBuilder::queue`]; else the `Args` type's full path (apalis-redis's default queue name) |
+//! | job name | the name given to [`crate::MonitorLayerBuilder::job_name`]; else the `Args` type's short name |
 //! | id | `task_id()` |
 //! | attempt | `attempt() + 1` (apalis counts earlier runs when the layer is called) |
-//! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayer::max_attempts`] |
+//! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayerBuilder::max_attempts`], or the retry count + 1 given to [`crate::MonitorLayerBuilder::retries`] |
 //! | run-at | `run_at()` (unix seconds), when the backend keeps it and it is this attempt's due time ([`crate::backend::Backend::run_at_is_due`]: the first attempt) |
 //! | enqueued-at | first attempt: the backend's [`crate::backend::Backend::enqueued_at`] (by default metadata `jobsight.enqueued_at`, unix ms, set by [`crate::traced`]; else the timestamp of a ULID task id); a retry: when it became due again, if this process ran the failed attempt on a backend that says when ([`crate::backend::Backend::retry_due_after`]), else none |
 //! | priority | `priority()` |

@@ -7,46 +7,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use jobsight_apalis::MonitorLayer;
-use jobsight_core::JobMonitor;
+use jobsight_apalis::{JobMonitor, MonitorLayer};
+use jobsight_testkit::MemoryTelemetry;
 use opentelemetry::Value;
 use opentelemetry::trace::Status;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 
-/// The exporter to read spans from; keeps the providers alive (dropping the
-/// last handle of a provider shuts it down).
-struct Spans {
-    exporter: InMemorySpanExporter,
-    _tracer: SdkTracerProvider,
-    _meter: opentelemetry_sdk::metrics::SdkMeterProvider,
-}
-
-impl Spans {
-    fn get_finished_spans(&self) -> Result<Vec<SpanData>, String> {
-        self.exporter
-            .get_finished_spans()
-            .map_err(|e| e.to_string())
-    }
-}
-
-fn monitor() -> (JobMonitor, Spans) {
-    let exporter = InMemorySpanExporter::default();
-    let tracer = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let meter = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+/// A monitor recording to `telemetry`'s in-memory providers (the
+/// telemetry keeps them alive: dropping the last handle of a provider shuts
+/// it down).
+fn monitor() -> (JobMonitor, MemoryTelemetry) {
+    let telemetry = MemoryTelemetry::new();
     let monitor = JobMonitor::builder()
-        .tracer_provider(&tracer)
-        .meter_provider(&meter)
+        .tracer_provider(telemetry.tracer_provider())
+        .meter_provider(telemetry.meter_provider())
         .build();
-    (
-        monitor,
-        Spans {
-            exporter,
-            _tracer: tracer,
-            _meter: meter,
-        },
-    )
+    (monitor, telemetry)
 }
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
@@ -110,12 +86,16 @@ async fn run_jobs(layer: MonitorLayer, jobs: &[u32], finished_runs: usize) {
 async fn success_records_a_consumer_span_with_apalis_fields() {
     let (monitor, spans) = monitor();
     run_jobs(
-        MonitorLayer::with_monitor(monitor).queue("numbers"),
+        MonitorLayer::builder()
+            .monitor(monitor)
+            .queue("numbers")
+            .build()
+            .unwrap(),
         &[0],
         1,
     )
     .await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     assert_eq!(finished.len(), 1);
     let s = &finished[0];
     assert_eq!(s.name, "process numbers");
@@ -131,8 +111,17 @@ async fn success_records_a_consumer_span_with_apalis_fields() {
 #[tokio::test]
 async fn a_job_that_fails_then_succeeds_shows_both_attempts() {
     let (monitor, spans) = monitor();
-    run_jobs(MonitorLayer::with_monitor(monitor).max_attempts(3), &[1], 1).await;
-    let finished = spans.get_finished_spans().unwrap();
+    run_jobs(
+        MonitorLayer::builder()
+            .monitor(monitor)
+            .max_attempts(3)
+            .build()
+            .unwrap(),
+        &[1],
+        1,
+    )
+    .await;
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert_eq!(outcomes, ["retried", "succeeded"]);
     let attempts: Vec<_> = finished
@@ -151,8 +140,17 @@ async fn a_job_that_fails_then_succeeds_shows_both_attempts() {
 #[tokio::test]
 async fn a_job_that_always_fails_is_an_error_event_on_its_last_attempt() {
     let (monitor, spans) = monitor();
-    run_jobs(MonitorLayer::with_monitor(monitor).max_attempts(3), &[2], 1).await;
-    let finished = spans.get_finished_spans().unwrap();
+    run_jobs(
+        MonitorLayer::builder()
+            .monitor(monitor)
+            .max_attempts(3)
+            .build()
+            .unwrap(),
+        &[2],
+        1,
+    )
+    .await;
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert_eq!(outcomes, ["retried", "retried", "failed"]);
     let last = &finished[2];
@@ -164,8 +162,17 @@ async fn a_job_that_always_fails_is_an_error_event_on_its_last_attempt() {
 #[tokio::test]
 async fn an_aborted_job_is_final_even_with_attempts_left() {
     let (monitor, spans) = monitor();
-    run_jobs(MonitorLayer::with_monitor(monitor).max_attempts(3), &[9], 1).await;
-    let finished = spans.get_finished_spans().unwrap();
+    run_jobs(
+        MonitorLayer::builder()
+            .monitor(monitor)
+            .max_attempts(3)
+            .build()
+            .unwrap(),
+        &[9],
+        1,
+    )
+    .await;
+    let finished = spans.spans();
     assert_eq!(finished.len(), 1);
     assert_eq!(outcome(&finished[0]), "failed");
     assert_eq!(
@@ -178,8 +185,13 @@ async fn an_aborted_job_is_final_even_with_attempts_left() {
 async fn a_panic_is_recorded_and_the_worker_keeps_running() {
     let (monitor, spans) = monitor();
     // The panicking job first, then a good one: the worker must survive to run it.
-    run_jobs(MonitorLayer::with_monitor(monitor), &[3, 0], 2).await;
-    let finished = spans.get_finished_spans().unwrap();
+    run_jobs(
+        MonitorLayer::builder().monitor(monitor).build().unwrap(),
+        &[3, 0],
+        2,
+    )
+    .await;
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert!(outcomes.contains(&"panicked".to_string()), "{outcomes:?}");
     assert!(outcomes.contains(&"succeeded".to_string()), "{outcomes:?}");
@@ -196,14 +208,14 @@ async fn a_job_cut_off_by_an_outer_timeout_is_abandoned() {
     let worker = WorkerBuilder::new("timeouts")
         .backend(storage)
         .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(50)))
-        .layer(MonitorLayer::with_monitor(monitor))
+        .layer(MonitorLayer::builder().monitor(monitor).build().unwrap())
         .on_event(stop_after(1))
         .build(flaky);
     tokio::time::timeout(Duration::from_secs(20), worker.run())
         .await
         .unwrap()
         .unwrap();
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     assert_eq!(finished.len(), 1);
     assert_eq!(outcome(&finished[0]), "abandoned");
     assert_eq!(
@@ -225,15 +237,18 @@ fn checkin_statuses(span: &SpanData) -> Vec<String> {
 
 #[tokio::test]
 async fn a_checkin_policy_pairs_each_attempt_and_others_cost_nothing() {
-    use jobsight_core::checkin::CheckinPolicy;
+    use jobsight_apalis::CheckinPolicy;
     let (numbers_monitor, spans) = monitor();
-    let layer = MonitorLayer::with_monitor(numbers_monitor)
+    let layer = MonitorLayer::builder()
+        .monitor(numbers_monitor)
         .queue("numbers")
-        .checkin(CheckinPolicy::queue("numbers").monitor_name("numbers-heartbeat"));
+        .checkin(CheckinPolicy::queue("numbers").monitor_name("numbers-heartbeat"))
+        .build()
+        .unwrap();
     assert_eq!(layer.checkins().map(|c| c.checks().len()), Some(1));
     // Job 0 succeeds; job 1 fails once, then succeeds on the retry.
     run_jobs(layer, &[0, 1], 2).await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     assert_eq!(finished.len(), 3);
     let mut runs: Vec<Vec<String>> = finished.iter().map(checkin_statuses).collect();
     runs.sort();
@@ -248,8 +263,76 @@ async fn a_checkin_policy_pairs_each_attempt_and_others_cost_nothing() {
 
     // A policy for another job: these jobs carry no check-in events.
     let (other_monitor, other_spans) = monitor();
-    let layer = MonitorLayer::with_monitor(other_monitor).checkin(CheckinPolicy::job("Other"));
+    let layer = MonitorLayer::builder()
+        .monitor(other_monitor)
+        .checkin(CheckinPolicy::job("Other"))
+        .build()
+        .unwrap();
     run_jobs(layer, &[0], 1).await;
-    let finished = other_spans.get_finished_spans().unwrap();
+    let finished = other_spans.spans();
     assert!(checkin_statuses(&finished[0]).is_empty());
+}
+
+/// Runs `jobs` on a worker whose only retry configuration is the layer
+/// builder's `retries(1)`, added with `MonitorWorkerExt::monitor`.
+async fn run_with_retries_written_once(monitor: JobMonitor, jobs: &[u32], finished_runs: usize) {
+    use jobsight_apalis::MonitorWorkerExt;
+    let mut storage = MemoryStorage::new();
+    for j in jobs {
+        storage.push(*j).await.unwrap();
+    }
+    let worker = WorkerBuilder::new(format!("retries-once-{jobs:?}"))
+        .backend(storage)
+        .monitor(MonitorLayer::builder().monitor(monitor).retries(1))
+        .unwrap()
+        .on_event(stop_after(finished_runs))
+        .build(flaky);
+    tokio::time::timeout(Duration::from_secs(20), worker.run())
+        .await
+        .expect("worker finished in time")
+        .expect("worker ran");
+}
+
+#[tokio::test]
+async fn retries_written_once_retry_the_job_and_record_the_attempt_as_retried() {
+    let (monitor, spans) = monitor();
+    // Job 1 fails on its first attempt and succeeds on its second.
+    run_with_retries_written_once(monitor, &[1], 1).await;
+    let finished = spans.spans();
+    let outcomes: Vec<_> = finished.iter().map(outcome).collect();
+    assert_eq!(outcomes, ["retried", "succeeded"]);
+    for s in &finished {
+        assert_eq!(attr(s, "job.max_attempts"), Some(&Value::I64(2)));
+    }
+    assert_eq!(finished[0].status, Status::Unset);
+    assert!(finished[0].events.iter().all(|e| e.name != "exception"));
+}
+
+#[tokio::test]
+async fn retries_written_once_stop_after_the_limit_and_the_last_attempt_is_failed() {
+    let (monitor, spans) = monitor();
+    // Job 2 always fails: apalis runs it twice (retries(1)), no more.
+    run_with_retries_written_once(monitor, &[2], 1).await;
+    let finished = spans.spans();
+    let outcomes: Vec<_> = finished.iter().map(outcome).collect();
+    assert_eq!(outcomes, ["retried", "failed"]);
+    assert!(finished[1].events.iter().any(|e| e.name == "exception"));
+}
+
+#[test]
+fn retries_need_the_worker_and_exclude_max_attempts() {
+    use jobsight_apalis::{Error, MonitorWorkerExt};
+    let refused = MonitorLayer::builder().retries(2).build();
+    assert!(
+        matches!(refused, Err(Error::RetriesNeedTheWorker)),
+        "{refused:?}"
+    );
+    let both = WorkerBuilder::new("both")
+        .backend(MemoryStorage::<u32>::new())
+        .monitor(MonitorLayer::builder().retries(2).max_attempts(3))
+        .map(|_| ());
+    assert!(
+        matches!(both, Err(Error::RetriesAndMaxAttempts)),
+        "{both:?}"
+    );
 }

@@ -9,21 +9,18 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::task::metadata::MetadataStore;
-use jobsight_apalis::{MonitorLayer, SendLayer, TracedPush};
-use jobsight_core::{JobMonitor, Propagation};
+use jobsight_apalis::{JobMonitor, MonitorLayer, Propagation, SendLayer, TracedPush};
+use jobsight_testkit::MemoryTelemetry;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue, Value};
-use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceExt};
 
 struct Harness {
-    spans: InMemorySpanExporter,
-    tracer_provider: SdkTracerProvider,
-    meter_provider: SdkMeterProvider,
+    telemetry: MemoryTelemetry,
 }
 
 impl Harness {
@@ -32,33 +29,32 @@ impl Harness {
             Box::new(TraceContextPropagator::new()),
             Box::new(BaggagePropagator::new()),
         ]));
-        let spans = InMemorySpanExporter::default();
         Self {
-            tracer_provider: SdkTracerProvider::builder()
-                .with_simple_exporter(spans.clone())
-                .build(),
-            meter_provider: SdkMeterProvider::builder().build(),
-            spans,
+            telemetry: MemoryTelemetry::new(),
         }
     }
 
     fn monitor(&self, propagation: Propagation) -> JobMonitor {
         JobMonitor::builder()
             .propagation(propagation)
-            .tracer_provider(&self.tracer_provider)
-            .meter_provider(&self.meter_provider)
+            .tracer_provider(self.telemetry.tracer_provider())
+            .meter_provider(self.telemetry.meter_provider())
             .build()
     }
 
     fn finished(&self) -> Vec<SpanData> {
-        self.spans.get_finished_spans().unwrap()
+        self.telemetry.spans()
     }
 
     /// Runs `f` inside a `request` span carrying baggage `tenant=acme`, the
     /// way a web handler would enqueue a job.
     async fn in_request<F: Future>(&self, f: F) -> F::Output {
         use opentelemetry::trace::FutureExt as _;
-        let span = self.tracer_provider.tracer("app").start("request");
+        let span = self
+            .telemetry
+            .tracer_provider()
+            .tracer("app")
+            .start("request");
         let cx =
             Context::current_with_span(span).with_baggage(vec![KeyValue::new("tenant", "acme")]);
         let out = f.with_context(cx.clone()).await;
@@ -114,11 +110,19 @@ async fn run_worker(storage: MemoryStorage<u32>, layer: MonitorLayer, runs: usiz
 async fn round_trip(mode: Propagation) -> Vec<SpanData> {
     let h = Harness::new();
     let mut storage = MemoryStorage::new();
-    let producer = SendLayer::with_monitor(h.monitor(Propagation::Link)).queue("numbers");
+    let producer = SendLayer::builder()
+        .monitor(h.monitor(Propagation::Link))
+        .queue("numbers")
+        .build()
+        .unwrap();
     h.in_request(storage.push_task_traced_with(&producer, TaskBuilder::new(7u32).build()))
         .await
         .unwrap();
-    let layer = MonitorLayer::with_monitor(h.monitor(mode)).queue("numbers");
+    let layer = MonitorLayer::builder()
+        .monitor(h.monitor(mode))
+        .queue("numbers")
+        .build()
+        .unwrap();
     run_worker(storage, layer, 1).await;
     h.finished()
 }
@@ -198,7 +202,11 @@ async fn none_mode_ignores_the_context_but_keeps_the_baggage() {
 async fn a_queue_override_wins_over_the_layer_mode() {
     let h = Harness::new();
     let mut storage = MemoryStorage::new();
-    let producer = SendLayer::with_monitor(h.monitor(Propagation::Link)).queue("numbers");
+    let producer = SendLayer::builder()
+        .monitor(h.monitor(Propagation::Link))
+        .queue("numbers")
+        .build()
+        .unwrap();
     storage
         .push_task_traced_with(&producer, TaskBuilder::new(1u32).build())
         .await
@@ -206,12 +214,16 @@ async fn a_queue_override_wins_over_the_layer_mode() {
     let monitor = JobMonitor::builder()
         .propagation(Propagation::Link)
         .propagation_for_queue("numbers", Propagation::Child)
-        .tracer_provider(&h.tracer_provider)
-        .meter_provider(&h.meter_provider)
+        .tracer_provider(h.telemetry.tracer_provider())
+        .meter_provider(h.telemetry.meter_provider())
         .build();
     run_worker(
         storage,
-        MonitorLayer::with_monitor(monitor).queue("numbers"),
+        MonitorLayer::builder()
+            .monitor(monitor)
+            .queue("numbers")
+            .build()
+            .unwrap(),
         1,
     )
     .await;
@@ -246,7 +258,11 @@ async fn hostile_and_missing_metadata_give_a_root_span_and_are_counted() {
     let monitor = h.monitor(Propagation::Link);
     run_worker(
         storage,
-        MonitorLayer::with_monitor(monitor.clone()).queue("numbers"),
+        MonitorLayer::builder()
+            .monitor(monitor.clone())
+            .queue("numbers")
+            .build()
+            .unwrap(),
         5,
     )
     .await;
@@ -270,9 +286,12 @@ async fn a_failed_push_is_an_error_on_the_send_span_and_returned_unchanged() {
     let failing = tower::service_fn(|_task: Task<u32>| async { Err::<(), _>(QueueFull) });
     let mut service = tower::ServiceBuilder::new()
         .layer(
-            SendLayer::with_monitor(h.monitor(Propagation::Link))
+            SendLayer::builder()
+                .monitor(h.monitor(Propagation::Link))
                 .queue("numbers")
-                .job_name("number"),
+                .job_name("number")
+                .build()
+                .unwrap(),
         )
         .service(failing);
     let error = service

@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jobsight_checkin::ping::{
-    Cronitor, Delivery, Healthchecks, PingOptions, PingSink, SentryCrons,
+    Cronitor, Delivery, Healthchecks, PingFormat, PingOptions, PingSink, SentryCrons,
 };
 use jobsight_core::checkin::{
     CheckinEvent, CheckinPolicy, CheckinSink, CheckinStatus, Checkins, RunId, Schedule,
@@ -454,8 +454,9 @@ async fn names_no_service_can_address_are_refused_naming_the_policy() {
     // A monitor without a UUID is left to the other sinks (skipped here).
     let uuids = PingSink::spawn(Healthchecks::uuids(), quick()).unwrap();
     assert!(uuids.check_policy(&CheckinPolicy::job("!!!")).is_ok());
-    // A UUID that is not one fails at start.
-    let bad = PingSink::spawn(Healthchecks::uuids().uuid("n", "not-a-uuid"), quick());
+    // A UUID that is not one fails at start, also behind a `Box<dyn PingFormat>`.
+    let chosen: Box<dyn PingFormat> = Box::new(Healthchecks::uuids().uuid("n", "not-a-uuid"));
+    let bad = PingSink::spawn(chosen, quick());
     assert!(bad.unwrap_err().to_string().contains("Healthchecks::uuid"));
 }
 

@@ -162,6 +162,27 @@ impl JobMonitor {
     }
 }
 
+static DEFAULT_MONITOR: OnceLock<JobMonitor> = OnceLock::new();
+
+/// The process's default monitor: what every layer, producer and task
+/// records through when it is given no monitor and no monitor setting
+/// (jobsight-apalis's `MonitorLayer::new`, `SendLayer::new`, `TracedPush`,
+/// [`task::run`](crate::task::run)). It is [`JobMonitor::new`] — global
+/// providers, default classifier, no observers — unless
+/// [`set_default_monitor`] gave another before its first use. Clones share
+/// everything, so a worker and a producer in one process share its job
+/// kinds and observers.
+pub fn default_monitor() -> &'static JobMonitor {
+    DEFAULT_MONITOR.get_or_init(JobMonitor::new)
+}
+
+/// Makes `monitor` the process's default (to give every layer and task
+/// observers, say). Works once, before the default was first used;
+/// otherwise returns `monitor` back.
+pub fn set_default_monitor(monitor: JobMonitor) -> Result<(), JobMonitor> {
+    DEFAULT_MONITOR.set(monitor)
+}
+
 /// Per job name and per queue propagation modes.
 #[derive(Debug, Default)]
 struct PropagationOverrides {
@@ -278,7 +299,7 @@ impl JobMonitorBuilder {
     /// [`DEFAULT_MAX_KINDS`](crate::kinds::DEFAULT_MAX_KINDS) (500) pairs, used by every monitor built
     /// without this setting. With it, the monitor gets a table of its own;
     /// share the monitor (clones, or jobsight-apalis's
-    /// `MonitorLayer::with_monitor`) to share the limit.
+    /// `MonitorLayerBuilder::monitor`) to share the limit.
     pub fn max_kinds(mut self, max: usize) -> Self {
         self.max_kinds = Some(max.max(2));
         self

@@ -69,6 +69,9 @@ pub const JOB_PROGRESS_RATIO: &str = "job.progress.ratio";
 pub const JOB_PROGRESS_ETA: &str = "job.progress.eta";
 /// `job.progress.element`: the element being processed (exception event).
 pub const JOB_PROGRESS_ELEMENT: &str = "job.progress.element";
+/// `job.logs.dropped`: log records of the attempt refused by the per-job
+/// cap (process span, set only when some were; see [`crate::job_logs`]).
+pub const JOB_LOGS_DROPPED: &str = "job.logs.dropped";
 
 // ---- one-off tasks and commands (jobsight_core::task, jobsight-run) ----
 
@@ -84,9 +87,9 @@ pub const PROCESS_PID: &str = "process.pid";
 pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
 /// `job.signal`: the signal that ended a command, e.g. `SIGKILL`.
 pub const JOB_SIGNAL: &str = "job.signal";
-/// `job.stderr_tail`: the last lines a failed command wrote to stderr,
-/// size-limited.
-pub const JOB_STDERR_TAIL: &str = "job.stderr_tail";
+/// `job.output_tail`: the last bytes a failed command wrote to stdout and
+/// stderr, in the order written, at most 4 KiB.
+pub const JOB_OUTPUT_TAIL: &str = "job.output_tail";
 
 // ---- exception event (OpenTelemetry exception conventions) ----
 

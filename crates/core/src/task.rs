@@ -51,34 +51,18 @@ use std::fmt::{Debug, Display};
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::args::CapturedArgs;
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
-use crate::monitor::JobMonitor;
+use crate::monitor::{JobMonitor, default_monitor};
 use crate::outcome::{ErrorClass, panic_message};
 use crate::semconv;
 use crate::transaction::Transaction;
 
 /// A panic's payload, as `catch_unwind` returns it.
 pub type PanicPayload = Box<dyn Any + Send + 'static>;
-
-static DEFAULT_MONITOR: OnceLock<JobMonitor> = OnceLock::new();
-
-/// The monitor tasks record through unless [`Task::monitor`] gives another:
-/// [`JobMonitor::new`] (global providers, default classifier, no
-/// observers), or the one given to [`set_default_monitor`].
-pub fn default_monitor() -> &'static JobMonitor {
-    DEFAULT_MONITOR.get_or_init(JobMonitor::new)
-}
-
-/// Makes `monitor` the default for tasks (to give them observers, say).
-/// Works once, before the first task used the default; otherwise returns
-/// `monitor` back.
-pub fn set_default_monitor(monitor: JobMonitor) -> Result<(), JobMonitor> {
-    DEFAULT_MONITOR.set(monitor)
-}
 
 /// Runs the future `task` as the monitored task `name` and returns its
 /// output unchanged. See the module docs for what is recorded.
@@ -155,7 +139,7 @@ impl Task {
         self
     }
 
-    /// Records through `monitor` instead of [`default_monitor`].
+    /// Records through `monitor` instead of [`default_monitor`](crate::default_monitor).
     pub fn monitor(mut self, monitor: &JobMonitor) -> Self {
         self.monitor = Some(monitor.clone());
         self
@@ -303,15 +287,14 @@ mod tests {
     use super::*;
     use crate::progress;
     use opentelemetry::trace::{SpanKind, Status};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 
     fn harness() -> (InMemorySpanExporter, JobMonitor) {
-        let spans = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(spans.clone())
+        let telemetry = jobsight_testkit::MemoryTelemetry::new();
+        let monitor = JobMonitor::builder()
+            .tracer_provider(telemetry.tracer_provider())
             .build();
-        let monitor = JobMonitor::builder().tracer_provider(&provider).build();
-        (spans, monitor)
+        (telemetry.span_exporter().clone(), monitor)
     }
 
     fn attr(span: &SpanData, key: &str) -> Option<String> {

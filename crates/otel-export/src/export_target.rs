@@ -23,6 +23,9 @@ pub(crate) struct ExportTarget {
     /// The URL handed to the exporter, which uses it verbatim.
     pub(crate) endpoint: String,
     pub(crate) timeout: Duration,
+    /// Whether failed exports are retried (the exporter's recommended
+    /// policy) or tried once ([`crate::Builder::export_retries`]).
+    pub(crate) retries: bool,
     pub(crate) headers: Headers,
     /// The TLS files for an `https://` endpoint (ignored for `http://`).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
@@ -76,6 +79,7 @@ impl ExportTarget {
                 .timeout
                 .or(env.generic.timeout)
                 .unwrap_or(DEFAULT_EXPORT_TIMEOUT),
+            retries: true,
             headers: env.generic.headers.overridden_by(&specific.headers),
             tls: TlsFiles {
                 certificate: specific

@@ -248,9 +248,17 @@ mod export_failures;
 mod export_runtime;
 mod export_target;
 mod exporter_wrap;
+mod failure_log;
 mod guard;
 mod headers;
 mod kv_list;
+#[cfg(feature = "log")]
+mod log_bridge;
+mod log_filter;
+mod log_limits;
+mod log_queue;
+#[cfg(any(feature = "tracing", feature = "log"))]
+mod log_record_fields;
 mod protocol;
 mod providers;
 mod reports;
@@ -268,18 +276,32 @@ mod task;
 mod tls;
 #[cfg(feature = "tracing")]
 pub mod tracing_bridge;
+#[cfg(feature = "tracing")]
+mod tracing_logs;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use dropped::{DropCounts, DropReason, Dropped};
 pub use error::Error;
 pub use export_failures::ExportFailures;
 pub use guard::Telemetry;
+pub use jobsight_core::job_logs::ExceptionEvents;
+#[cfg(feature = "log")]
+pub use log_bridge::LogBridge;
+pub use log_limits::{
+    DEFAULT_LOG_ATTRIBUTE_COUNT_LIMIT, DEFAULT_LOG_ATTRIBUTE_VALUE_LIMIT, DEFAULT_LOG_BODY_LIMIT,
+};
+pub use log_queue::{
+    DEFAULT_LOG_BATCH_SIZE, DEFAULT_LOG_QUEUE_SIZE, DEFAULT_LOG_SCHEDULE_DELAY,
+    DEFAULT_MAX_LOG_RECORDS_PER_JOB,
+};
 pub use protocol::Protocol;
 pub use providers::{
     DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_SPAN_BATCH_SIZE, DEFAULT_SPAN_QUEUE_SIZE,
     DEFAULT_SPAN_SCHEDULE_DELAY,
 };
 pub use signal::Signal;
+#[cfg(feature = "tracing")]
+pub use tracing_logs::{LOGS_SCOPE_NAME, TracingLogLayer};
 
 /// Installs telemetry configured from the `OTEL_*` environment:
 /// `Builder::default().install()`.

@@ -1,4 +1,5 @@
-//! The span queue, counted exactly: [`CountedBatchProcessor`] wraps the
+//! The span queue (and, with the same counter, the log record queue),
+//! counted exactly: [`CountedBatchProcessor`] wraps the
 //! SDK's `BatchSpanProcessor`, which drops spans when its queue is full but
 //! only logs how many at shutdown.
 //!
@@ -51,7 +52,7 @@ impl SpanQueue {
 
     /// Takes a place in the queue; false when it is full.
     #[inline]
-    fn admit(&self) -> bool {
+    pub(crate) fn admit(&self) -> bool {
         if self.queued.fetch_add(1, Ordering::AcqRel) < self.limit {
             return true;
         }

@@ -1,4 +1,4 @@
-//! Issue #8, item 5, as a user meets it: a real program whose `main`
+//! A wrong setting, as a user meets it: a real program whose `main`
 //! returns `jobsight_otel::init()?`'s error (this test binary, started
 //! again as a child with `JOBSIGHT_CONFIG_CHILD=1`) exits at start with a
 //! message naming the wrong `OTEL_*` variable and the values it accepts;

@@ -1,41 +1,48 @@
-//! `jobsight-run`: runs any command as a monitored one-off task.
+//! `jobsight-run`: runs any command as a monitored one-off task, for cron.
 //!
 //! ```text
-//! jobsight-run --name nightly-report -- ./report.sh --since yesterday
+//! 0 3 * * * jobsight-run --healthchecks-uuid 5bf3a9f2-… -- /opt/jobs/backup.sh
 //! ```
 //!
-//! The command runs with this program's stdin, stdout and environment; its
-//! stderr passes through to this program's stderr while the last lines are
-//! kept. It is recorded as a task (`jobsight_core::task`): a span
+//! The command runs with this program's stdin and environment; its stdout
+//! and stderr pass through unchanged while their last bytes are kept (see
+//! [`output`]). It is recorded as a task (`jobsight_core::task`): a span
 //! `process {name}` with `messaging.system` = `task`, `job.name`,
 //! `process.command` (the program only: arguments may hold secrets),
 //! `process.pid`, `process.exit.code` or `job.signal`, `job.outcome`, and
 //! on failure `error.type` (`exit_<code>`, `SIG<NAME>`, or `spawn_failed`),
-//! the status message and `job.stderr_tail`; plus the jobs' metrics. The
-//! command gets `TRACEPARENT` in its environment, so an instrumented
-//! command can put its own spans in the same trace.
+//! the status message and `job.output_tail`; plus the jobs' metrics. With
+//! `TRACEPARENT` in the environment the span is its child; the command gets
+//! the span's own `TRACEPARENT`, so steps wrapped in their turn make one
+//! trace. Check-ins go to the services configured (see [`pings`]).
 //!
 //! The exit status is the command's: its exit code, 128+N when signal N
 //! ended it, 127 when it was not found and 126 when it could not be started
-//! (the shell's conventions), 2 for a usage error of `jobsight-run` itself.
-//! A telemetry problem (a bad `OTEL_*` variable, a collector that is down)
-//! never stops the command from running and never changes the status; at
-//! exit, telemetry and the check-in ping get at most the shutdown deadline
-//! (`JOBSIGHT_SHUTDOWN_TIMEOUT`, 5 s by default) together.
+//! (the shell's conventions), 2 for a usage error of `jobsight-run` itself
+//! (reported before the command would start). Monitoring never changes the
+//! status. Once the command has ended, telemetry and the outcome ping get
+//! one deadline together (`--shutdown-timeout`, 2 s by default), then the
+//! process exits. Nothing is printed when all is well; see [`notice`].
 //!
-//! Configured from options or, for cron, from the environment alone: see
-//! [`config::USAGE`]. Termination signals are forwarded to the command (see
-//! [`signals`]).
+//! Options and variables: see [`cli`]. Termination signals are forwarded to
+//! the command (see [`signals`]).
 #![warn(missing_docs)]
 
-mod command;
-mod config;
-mod ping;
+mod cli;
+mod notice;
+mod output;
+mod parent;
+mod ping_url;
+mod pings;
+mod side_tail;
 mod signals;
+mod telemetry;
 
-use std::io::IsTerminal;
-use std::process::ExitStatus;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use jobsight_core::semconv;
@@ -44,8 +51,9 @@ use jobsight_core::{ErrorClass, ErrorRecord, Transaction};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
 
-use crate::config::{Config, Parsed, USAGE};
-use crate::ping::Pinger;
+use crate::cli::{Cli, Parsed, UsageError};
+use crate::pings::{PingPlan, Pings};
+use crate::telemetry::RunTelemetry;
 
 /// Exit status for a usage error.
 const USAGE_ERROR: i32 = 2;
@@ -53,127 +61,161 @@ const USAGE_ERROR: i32 = 2;
 const CANNOT_EXECUTE: i32 = 126;
 /// Exit status when the command was not found (shell convention).
 const NOT_FOUND: i32 = 127;
+/// The most output put on a failed span (`job.output_tail`).
+const SPAN_TAIL_MAX: usize = 4096;
 
 fn main() {
-    let parsed = config::parse(
-        std::env::args_os().skip(1),
-        |name| std::env::var(name).ok(),
-        |warning| eprintln!("jobsight-run: {warning}"),
-    );
-    let code = match parsed {
-        Ok(Parsed::Run(config)) => run(&config),
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let code = match cli::parse(args, |name| std::env::var_os(name)) {
+        Ok(Parsed::Print(text)) => {
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             0
         }
-        Ok(Parsed::Version) => {
-            println!("jobsight-run {}", env!("CARGO_PKG_VERSION"));
-            0
-        }
-        Err(error) => {
-            eprintln!("jobsight-run: {error}\n\n{USAGE}");
-            USAGE_ERROR
-        }
+        Ok(Parsed::Run(cli, flags)) => match prepare(&cli, &flags) {
+            Ok((name, pings)) => run(&cli, name, pings),
+            Err(error) => usage(&error),
+        },
+        Err(error) => usage(&error),
     };
     std::process::exit(code);
 }
 
-/// Runs the command, records it, flushes, and returns the exit status.
-fn run(config: &Config) -> i32 {
-    let telemetry = install_telemetry(config);
+fn usage(error: &UsageError) -> i32 {
+    eprintln!("jobsight-run: {error}");
+    USAGE_ERROR
+}
+
+/// Everything that can refuse the command line, before the command runs:
+/// the task name and the started ping senders.
+fn prepare(cli: &Cli, flags: &[String]) -> Result<(String, Option<Pings>), UsageError> {
+    let name = cli
+        .name
+        .clone()
+        .unwrap_or_else(|| cli::default_name(&cli.command));
+    let plan = PingPlan::from_cli(cli, &name, flags)?;
+    let pings = if plan.is_empty() {
+        None
+    } else {
+        Some(plan.start()?)
+    };
+    Ok((name, pings))
+}
+
+/// Runs the command, records it, pings, flushes, and returns the exit
+/// status.
+fn run(cli: &Cli, name: String, mut pings: Option<Pings>) -> i32 {
+    let telemetry = RunTelemetry::install(cli.service_name.as_deref(), cli.shutdown_timeout);
+    let mut problems = Vec::new();
     if let Err(error) = signals::install() {
-        eprintln!("jobsight-run: cannot forward signals to the command: {error}");
+        problems.push(format!("cannot forward signals to the command ({error})"));
     }
-    let mut pinger = config.ping_url.as_deref().and_then(|url| {
-        Pinger::new(url, config.shutdown_timeout)
-            .map_err(|error| eprintln!("jobsight-run: {error}; no check-in pings"))
-            .ok()
-    });
-    if let Some(pinger) = &mut pinger {
-        pinger.start();
+    let _parent = parent::attach_from_env();
+    if let Some(pings) = &mut pings {
+        pings.start();
     }
 
-    let tx = Task::new(config.name.clone()).start();
-    let program = config.program.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let tx = Task::new(name.clone()).start();
+    let program = cli.command[0].to_string_lossy().into_owned();
     let span = tx.context().span();
     span.set_attribute(KeyValue::new(semconv::PROCESS_COMMAND, program.clone()));
-    let mut env = Vec::new();
-    if let Some(traceparent) = traceparent(&tx) {
-        env.push(("TRACEPARENT", traceparent));
+    let mut command = Command::new(&cli.command[0]);
+    command.args(&cli.command[1..]);
+    command.env(cli::NESTED_VAR, &name);
+    if let Some(traceparent) = parent::traceparent(&tx) {
+        command.env("TRACEPARENT", traceparent);
     }
 
-    let (code, report, tail) =
-        match command::spawn(&config.program, &config.args, &env, config.stderr_tail) {
-            Ok(running) => {
-                let pid = running.id();
-                signals::set_child(pid);
-                span.set_attribute(KeyValue::new(semconv::PROCESS_PID, i64::from(pid)));
-                let waited = running.wait();
-                signals::clear_child();
-                match waited {
-                    Ok(finished) => {
-                        record_exit(&tx, &program, finished.status, finished.stderr_tail)
-                    }
-                    Err(error) => {
-                        let message = format!("cannot wait for `{program}`: {error}");
-                        eprintln!("jobsight-run: {message}");
-                        (1, Some(ErrorRecord::new("wait_failed", message)), None)
-                    }
+    let (code, record, output) = match output::spawn(command, cli.output_limit) {
+        Ok(running) => {
+            let pid = running.id();
+            signals::set_child(pid);
+            span.set_attribute(KeyValue::new(semconv::PROCESS_PID, i64::from(pid)));
+            let waited = running.wait();
+            signals::clear_child();
+            match waited {
+                Ok(finished) => {
+                    let (code, record) = record_exit(&tx, &program, finished.status);
+                    (code, record, output::text(&finished.output))
+                }
+                Err(error) => {
+                    let message = format!("cannot wait for `{program}`: {error}");
+                    eprintln!("jobsight-run: {message}");
+                    (1, Some(ErrorRecord::new("wait_failed", message)), None)
                 }
             }
-            Err(error) => {
-                let message = format!("cannot start `{program}`: {error}");
-                eprintln!("jobsight-run: {message}");
-                let code = if error.kind() == std::io::ErrorKind::NotFound {
-                    NOT_FOUND
-                } else {
-                    CANNOT_EXECUTE
-                };
-                (code, Some(ErrorRecord::new("spawn_failed", message)), None)
-            }
-        };
-    // The failure ping's body: what happened, then the stderr tail.
-    let body = match (&report, tail) {
-        (Some(record), Some(tail)) => format!("{}\n\n{tail}", record.message()),
-        (Some(record), None) => record.message().to_owned(),
-        (None, _) => String::new(),
+        }
+        Err(error) => {
+            // What a shell would say: the command's own failure, printed
+            // even with --quiet.
+            let message = format!("cannot start `{program}`: {error}");
+            eprintln!("jobsight-run: {message}");
+            let code = if error.kind() == std::io::ErrorKind::NotFound {
+                NOT_FOUND
+            } else {
+                CANNOT_EXECUTE
+            };
+            (code, Some(ErrorRecord::new("spawn_failed", message)), None)
+        }
     };
-    match report {
+    let ended = Instant::now();
+    let failure_message = record.as_ref().map(|r| r.message().to_owned());
+    match record {
         None => tx.succeed(),
         Some(record) => {
+            if let Some(text) = &output {
+                let tail = output::last_bytes(text, SPAN_TAIL_MAX).to_owned();
+                tx.context()
+                    .span()
+                    .set_attribute(KeyValue::new(semconv::JOB_OUTPUT_TAIL, tail));
+            }
             tx.fail_with(record, ErrorClass::Fail);
         }
     }
 
-    finish(config, telemetry, pinger.map(|p| p.finish(code == 0, body)));
+    // The outcome ping and telemetry's flush run side by side, both
+    // bounded by the deadline from the command's end.
+    let deadline = cli.shutdown_timeout;
+    let until = ended + deadline;
+    let outcome = pings.map(|pings| {
+        let body = if cli.no_output_in_ping {
+            None
+        } else {
+            output.or(failure_message)
+        };
+        pings.finish(code, ended - started, body)
+    });
+    let (flushed, flush) = mpsc::channel();
+    let spawned = thread::Builder::new()
+        .name("telemetry-flush".into())
+        .spawn(move || {
+            let _ = flushed.send(telemetry.finish());
+        });
+    if let Some(outcome) = outcome {
+        problems.extend(outcome.wait(until, deadline));
+    }
+    if spawned.is_ok() {
+        // jobsight-otel bounds its shutdown by the same deadline; the
+        // margin covers the thread's start.
+        let left = until.saturating_duration_since(Instant::now()) + Duration::from_millis(50);
+        match flush.recv_timeout(left) {
+            Ok(Some(problem)) => problems.push(problem),
+            Ok(None) => {}
+            Err(_) => problems.push(format!(
+                "telemetry not flushed within {}",
+                notice::seconds(deadline)
+            )),
+        }
+    }
+    notice::print(cli.quiet, &name, &problems);
     code
 }
 
-/// Installs telemetry from the `OTEL_*` environment; a problem is reported
-/// and the command runs anyway. The local summary is printed only to a
-/// terminal (cron would mail it).
-fn install_telemetry(config: &Config) -> Option<jobsight_otel::Telemetry> {
-    let mut builder = jobsight_otel::Builder::new().shutdown_timeout(config.shutdown_timeout);
-    if !std::io::stderr().is_terminal() {
-        builder = builder.summary(false);
-    }
-    builder
-        .install()
-        .map_err(|error| eprintln!("jobsight-run: telemetry is off: {error}"))
-        .ok()
-}
-
-/// Records how the command ended on the span; returns the exit status,
-/// for a failure the error to finish the transaction with, and the stderr
-/// tail of a failure.
-fn record_exit(
-    tx: &Transaction,
-    program: &str,
-    status: ExitStatus,
-    stderr_tail: Option<String>,
-) -> (i32, Option<ErrorRecord>, Option<String>) {
+/// Records how the command ended on the span; returns the exit status and,
+/// for a failure, the error to finish the transaction with.
+fn record_exit(tx: &Transaction, program: &str, status: ExitStatus) -> (i32, Option<ErrorRecord>) {
     let span = tx.context().span();
-    let (code, record) = match (status.code(), signal_of(status)) {
+    match (status.code(), signal_of(status)) {
         (Some(code), _) => {
             span.set_attribute(KeyValue::new(semconv::PROCESS_EXIT_CODE, i64::from(code)));
             let record = (code != 0).then(|| {
@@ -198,12 +240,7 @@ fn record_exit(
                 format!("`{program}` ended: {status}"),
             )),
         ),
-    };
-    let tail = stderr_tail.filter(|_| record.is_some());
-    if let Some(tail) = &tail {
-        span.set_attribute(KeyValue::new(semconv::JOB_STDERR_TAIL, tail.clone()));
     }
-    (code, record, tail)
 }
 
 #[cfg(unix)]
@@ -215,44 +252,4 @@ fn signal_of(status: ExitStatus) -> Option<(i32, bool)> {
 #[cfg(not(unix))]
 fn signal_of(_status: ExitStatus) -> Option<(i32, bool)> {
     None
-}
-
-/// W3C `traceparent` of the task's span, for the command's environment.
-fn traceparent(tx: &Transaction) -> Option<String> {
-    let cx = tx.context().span().span_context().clone();
-    cx.is_valid().then(|| {
-        format!(
-            "00-{}-{}-{:02x}",
-            cx.trace_id(),
-            cx.span_id(),
-            cx.trace_flags().to_u8()
-        )
-    })
-}
-
-/// Shuts telemetry down and waits for the last ping, both within the
-/// shutdown deadline.
-fn finish(
-    config: &Config,
-    telemetry: Option<jobsight_otel::Telemetry>,
-    ping: Option<mpsc::Receiver<()>>,
-) {
-    let started = Instant::now();
-    if let Some(telemetry) = telemetry
-        && let Err(error) = telemetry.shutdown()
-    {
-        eprintln!("jobsight-run: {error}");
-    }
-    if let Some(ping) = ping {
-        let left = config.shutdown_timeout.saturating_sub(started.elapsed());
-        if ping
-            .recv_timeout(left.max(Duration::from_millis(1)))
-            .is_err()
-        {
-            eprintln!(
-                "jobsight-run: the check-in ping did not finish within {:?}",
-                config.shutdown_timeout
-            );
-        }
-    }
 }

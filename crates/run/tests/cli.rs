@@ -3,7 +3,7 @@
 //! receiver (`jobsight_testkit::otlp`), or to a collector that is down.
 
 use jobsight_testkit::otlp::{Receiver, Span, StatusCode, Transport};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,18 @@ fn jobsight_run() -> Command {
     let mut command = Command::new(BIN);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        if key.starts_with("OTEL_") || key.starts_with("JOBSIGHT_") {
+        if key.starts_with("OTEL_")
+            || key.starts_with("JOBSIGHT_")
+            || [
+                "CHECK_UUID",
+                "CHECK_SLUG",
+                "HC_PING_KEY",
+                "CRONITOR_API_KEY",
+                "SENTRY_DSN",
+                "TRACEPARENT",
+            ]
+            .contains(&&*key)
+        {
             command.env_remove(&*key);
         }
     }
@@ -85,7 +96,7 @@ async fn a_succeeding_command() {
     assert_eq!(int(&span, "process.exit.code"), Some(0));
     assert!(int(&span, "process.pid").is_some_and(|pid| pid > 0));
     assert!(span.attr("error.type").is_none());
-    assert!(span.attr("job.stderr_tail").is_none());
+    assert!(span.attr("job.output_tail").is_none());
     assert_eq!(span.status_code, StatusCode::Unset);
     let points = rx.metric("messaging.process.duration");
     assert!(
@@ -97,17 +108,14 @@ async fn a_succeeding_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_command_reports_the_tail_of_its_stderr() {
+async fn a_failing_command_reports_the_tail_of_its_output() {
     let rx = Receiver::grpc().await;
     let mut command = exporting_to(&rx);
-    command
-        .env("JOBSIGHT_TASK_NAME", "db-backup")
-        .env("JOBSIGHT_STDERR_TAIL", "3")
-        .args([
-            "sh",
-            "-c",
-            "echo to-stdout; for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 3",
-        ]);
+    command.env("JOBSIGHT_TASK_NAME", "db-backup").args([
+        "sh",
+        "-c",
+        "echo to-stdout; for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 3",
+    ]);
     let (output, _) = run(command).await;
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(text(&output.stdout), "to-stdout\n");
@@ -122,11 +130,33 @@ async fn a_failing_command_reports_the_tail_of_its_stderr() {
     assert_eq!(int(&span, "process.exit.code"), Some(3));
     assert_eq!(span.status_code, StatusCode::Error);
     assert_eq!(span.status_message, "`sh` exited with status 3");
-    assert_eq!(
-        span.attr_str("job.stderr_tail"),
-        Some("line 3\nline 4\nline 5")
+    // stdout and stderr (two pipes here: their relative order is the
+    // order of arrival).
+    let tail = span.attr_str("job.output_tail").unwrap_or_default();
+    assert!(tail.contains("to-stdout"), "{tail}");
+    assert!(
+        tail.contains("line 1\nline 2\nline 3\nline 4\nline 5"),
+        "{tail}"
     );
     assert!(span.event("exception").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_on_the_span_is_the_last_bytes() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command
+        .env("JOBSIGHT_OUTPUT_LIMIT", "30")
+        .args(["--name", "tail", "--", "sh", "-c"])
+        .arg("for i in 1 2 3 4 5; do echo \"line $i\" >&2; done; exit 1");
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(1));
+    let span = only_span(&rx, "process tail");
+    // 30 bytes: "1\nline 2\n…line 5\n", the final line break dropped.
+    assert_eq!(
+        span.attr_str("job.output_tail"),
+        Some("1\nline 2\nline 3\nline 4\nline 5")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +178,7 @@ async fn a_signalled_command_exits_with_128_plus_the_signal() {
     assert_eq!(span.attr_str("job.signal"), Some("SIGKILL"));
     assert!(span.attr("process.exit.code").is_none());
     assert_eq!(span.status_message, "`sh` was ended by SIGKILL");
-    assert_eq!(span.attr_str("job.stderr_tail"), Some("dying"));
+    assert_eq!(span.attr_str("job.output_tail"), Some("dying"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +259,7 @@ fn closed_port() -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_collector_down_the_command_runs_and_the_exit_is_prompt() {
+async fn with_the_collector_down_the_command_runs_and_one_plain_line_is_printed() {
     for protocol in ["http/protobuf", "grpc"] {
         let mut command = jobsight_run();
         command
@@ -238,17 +268,52 @@ async fn with_the_collector_down_the_command_runs_and_the_exit_is_prompt() {
                 format!("http://127.0.0.1:{}", closed_port()),
             )
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1500")
-            .args(["sh", "-c", "echo ran; exit 4"]);
+            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "5s")
+            .args(["--name", "nightly", "--", "sh", "-c", "echo ran; exit 4"]);
         let (output, took) = run(command).await;
         assert_eq!(output.status.code(), Some(4), "{protocol}");
         assert_eq!(text(&output.stdout), "ran\n");
-        // The deadline, plus slack for starting processes on a busy machine.
+        // A refused connection fails at once: no retries, no waiting for
+        // the deadline (measured in the note: tens of milliseconds).
+        assert!(took < Duration::from_millis(1500), "{protocol}: {took:?}");
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{protocol}: {stderr}");
         assert!(
-            took < Duration::from_millis(1500 + 1500),
-            "{protocol}: {took:?}"
+            stderr.starts_with(
+                "jobsight-run: nightly: telemetry not delivered to the collector at 127.0.0.1:"
+            ),
+            "{protocol}: {stderr}"
         );
+        assert!(
+            stderr.contains("connection refused") || stderr.contains("cannot connect"),
+            "{protocol}: {stderr}"
+        );
+        for internal in [
+            "Telemetry::",
+            "jobsight-otel",
+            "keeps running",
+            "Error",
+            "::",
+        ] {
+            assert!(
+                !stderr.contains(internal),
+                "{protocol}: {internal} in {stderr}"
+            );
+        }
         eprintln!("collector down ({protocol}): exited after {took:?}");
+
+        // --quiet: not even that line.
+        let mut command = jobsight_run();
+        command
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", closed_port()),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+            .args(["--quiet", "--", "sh", "-c", "exit 4"]);
+        let (output, _) = run(command).await;
+        assert_eq!(output.status.code(), Some(4));
+        assert_eq!(text(&output.stderr), "", "{protocol}");
     }
 }
 
@@ -273,8 +338,8 @@ async fn with_a_collector_that_never_answers_the_exit_waits_only_the_deadline() 
                 format!("http://127.0.0.1:{port}"),
             )
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1000")
-            .args(["sh", "-c", "exit 0"]);
+            .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1s")
+            .args(["--name", "hung", "--", "sh", "-c", "exit 0"]);
         let (output, took) = run(command).await;
         assert_eq!(output.status.code(), Some(0), "{protocol}");
         assert!(took >= Duration::from_millis(1000), "{protocol}: {took:?}");
@@ -282,10 +347,11 @@ async fn with_a_collector_that_never_answers_the_exit_waits_only_the_deadline() 
             took < Duration::from_millis(1000 + 1500),
             "{protocol}: {took:?}"
         );
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{protocol}: {stderr}");
         assert!(
-            text(&output.stderr).contains("did not finish within"),
-            "{protocol}: {}",
-            text(&output.stderr)
+            stderr.contains("no answer within 1s"),
+            "{protocol}: {stderr}"
         );
         eprintln!("collector hung ({protocol}): exited after {took:?}");
     }
@@ -299,122 +365,109 @@ async fn a_bad_otel_variable_does_not_stop_the_command() {
         .args(["sh", "-c", "exit 5"]);
     let (output, _) = run(command).await;
     assert_eq!(output.status.code(), Some(5));
-    assert!(text(&output.stderr).contains("telemetry is off"));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("telemetry is off"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_errors_exit_2_without_running_anything() {
-    let mut command = jobsight_run();
-    command.args(["--nmae", "x", "--", "sh", "-c", "echo should-not-run"]);
-    let (output, _) = run(command).await;
-    assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stdout).is_empty());
-    assert!(text(&output.stderr).contains("unknown option --nmae"));
-}
-
-/// `METHOD path` and body of each request the ping server got.
-type Requests = Arc<Mutex<Vec<(String, String)>>>;
-
-/// A tiny HTTP server that records `METHOD path` and the body of each
-/// request and answers 200.
-fn ping_server() -> (String, Requests) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!(
-        "http://{}/ping/abc-123",
-        listener.local_addr().expect("addr")
-    );
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let mut parts = request_line.split_whitespace();
-            let head = format!(
-                "{} {}",
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or("")
-            );
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((head, String::from_utf8_lossy(&body).into_owned()));
-            let mut stream = reader.into_inner();
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
-        }
-    });
-    (url, seen)
+async fn usage_errors_exit_2_in_one_line_without_running_anything() {
+    /// Arguments, variables, and what the error must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
+        (&["--nmae", "x"], &[], "--nmae"),
+        (&["--name="], &[], "--name"),
+        (&["--shutdown-timeout", "0"], &[], "--shutdown-timeout"),
+        (
+            &[],
+            &[("JOBSIGHT_SHUTDOWN_TIMEOUT", "soon")],
+            "JOBSIGHT_SHUTDOWN_TIMEOUT",
+        ),
+        (
+            &["--ping-url", "hc-ping.com/abc"],
+            &[],
+            "https://hc-ping.com/",
+        ),
+    ];
+    for (args, vars, named) in cases {
+        let mut command = jobsight_run();
+        command.envs(vars.iter().copied()).args(args).args([
+            "--",
+            "sh",
+            "-c",
+            "echo should-not-run",
+        ]);
+        let (output, _) = run(command).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(text(&output.stdout).is_empty(), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(named), "{named} not in {stderr}");
+        assert!(stderr.trim_end().ends_with("see --help"), "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_in_pings_healthchecks_style() {
-    let (url, seen) = ping_server();
+async fn durations_with_units_are_accepted() {
     let mut command = jobsight_run();
     command
         .env("OTEL_SDK_DISABLED", "true")
-        .env("JOBSIGHT_PING_URL", &url)
+        .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "5s")
         .args(["sh", "-c", "exit 0"]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(text(&output.stderr), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_traceparent_makes_one_trace_of_nested_runs() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    let parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_span = "00f067aa0ba902b7";
+    command
+        .env("TRACEPARENT", format!("00-{parent_trace}-{parent_span}-01"))
+        .args([
+            "--name",
+            "nightly",
+            "--",
+            "sh",
+            "-c",
+            &format!("{BIN} --name step1 -- true && {BIN} --name step2 -- true"),
+        ]);
     let (output, _) = run(command).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let requests: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(h, _)| h.clone())
-        .collect();
-    assert_eq!(requests, ["POST /ping/abc-123/start", "POST /ping/abc-123"]);
-
-    seen.lock().unwrap().clear();
-    let mut command = jobsight_run();
-    command.env("OTEL_SDK_DISABLED", "true").args([
-        "--ping-url",
-        &url,
-        "--",
-        "sh",
-        "-c",
-        "echo 'disk full' >&2; exit 1",
-    ]);
-    let (output, _) = run(command).await;
-    assert_eq!(output.status.code(), Some(1));
-    let requests = seen.lock().unwrap().clone();
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    assert_eq!(requests[0].0, "POST /ping/abc-123/start");
-    assert_eq!(requests[1].0, "POST /ping/abc-123/fail");
-    assert_eq!(requests[1].1, "`sh` exited with status 1\n\ndisk full");
+    let outer = only_span(&rx, "process nightly");
+    assert_eq!(outer.trace_id, parent_trace);
+    assert_eq!(outer.parent_span_id.as_deref(), Some(parent_span));
+    for step in ["process step1", "process step2"] {
+        let inner = only_span(&rx, step);
+        assert_eq!(inner.trace_id, parent_trace, "{step}");
+        assert_eq!(
+            inner.parent_span_id.as_deref(),
+            Some(&*outer.span_id),
+            "{step}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ping_server_that_is_down_costs_a_warning_only() {
-    let mut command = jobsight_run();
-    command
-        .env("OTEL_SDK_DISABLED", "true")
-        .env("JOBSIGHT_SHUTDOWN_TIMEOUT", "1000")
-        .env(
-            "JOBSIGHT_PING_URL",
-            format!("http://127.0.0.1:{}/secret-uuid", closed_port()),
-        )
-        .args(["sh", "-c", "exit 0"]);
-    let (output, took) = run(command).await;
-    assert_eq!(output.status.code(), Some(0));
-    assert!(took < Duration::from_millis(1000 + 1500), "{took:?}");
-    let stderr = text(&output.stderr);
-    assert!(stderr.contains("check-in ping"), "{stderr}");
-    assert!(!stderr.contains("secret-uuid"), "{stderr}");
+async fn fleet_defaults_service_and_task_names() {
+    let rx = Receiver::http().await;
+    let mut command = exporting_to(&rx);
+    command.env_remove("OTEL_SERVICE_NAME");
+    let dir = std::env::temp_dir().join(format!("jobsight-run-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = dir.join("backup.sh");
+    std::fs::write(&script, "exit 0\n").expect("script");
+    command.args(["sh", &script.to_string_lossy()]);
+    let (output, _) = run(command).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let span = only_span(&rx, "process backup.sh");
+    assert_eq!(span.attr_str("job.name"), Some("backup.sh"));
+    assert_eq!(
+        span.resource.get("service.name").and_then(|v| v.as_str()),
+        Some("cron")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,9 @@
-//! `jobsight-run` with wrong settings: the command still runs (a cron job
-//! is never skipped because its monitoring is misconfigured), and stderr
-//! names each wrong setting and what it accepts, without ever showing the
-//! secrets of `OTEL_EXPORTER_OTLP_HEADERS` or the key in a ping URL.
+//! `jobsight-run` with wrong settings. Its own settings (options and their
+//! `JOBSIGHT_*`/service variables) are refused before the command runs
+//! (exit status 2, one line naming the setting and what it accepts);
+//! wrong `OTEL_*` telemetry settings only turn telemetry off, and the
+//! command runs. Neither ever shows the secrets of
+//! `OTEL_EXPORTER_OTLP_HEADERS` or the key in a ping URL.
 
 use std::process::{Command, Stdio};
 
@@ -31,19 +33,45 @@ fn jobsight_run(vars: &[(&str, String)]) -> (Option<i32>, String) {
 
 #[test]
 fn wrong_settings_are_named_with_what_they_accept_and_the_command_runs() {
-    let cases: Vec<(&str, String, &[&str])> = vec![
-        ("JOBSIGHT_SHUTDOWN_TIMEOUT", "5s".into(), &["milliseconds"]),
-        ("JOBSIGHT_STDERR_TAIL", "many".into(), &["number of lines"]),
+    let refused: Vec<(&str, String, &[&str])> = vec![
+        (
+            "JOBSIGHT_SHUTDOWN_TIMEOUT",
+            "5 parsecs".into(),
+            &["500ms, 5s"],
+        ),
+        ("JOBSIGHT_OUTPUT_LIMIT", "many".into(), &["10KiB"]),
         (
             "JOBSIGHT_PING_URL",
             format!("hc-ping.com/{SECRET}"),
-            &["absolute http(s) URL", "e.g."],
+            &["no scheme", "https://hc-ping.com/"],
         ),
         (
             "JOBSIGHT_PING_URL",
             format!("ftp://hc-ping.com/{SECRET}"),
-            &["absolute http(s) URL"],
+            &["not http:// or https://"],
         ),
+        ("CHECK_UUID", SECRET.into(), &["UUID such as"]),
+        (
+            "SENTRY_DSN",
+            format!("https://o1.ingest.sentry.io/{SECRET}"),
+            &["DSN"],
+        ),
+    ];
+    for (variable, value, accepted) in &refused {
+        let (code, stderr) =
+            jobsight_run(&[(variable, value.clone()), ("JOBSIGHT_MONITOR", "m".into())]);
+        assert_eq!(code, Some(2), "{variable}: must be refused: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{variable} not named: {stderr}");
+        for part in *accepted {
+            assert!(
+                stderr.contains(part),
+                "{variable}: {part:?} not in {stderr}"
+            );
+        }
+        assert!(!stderr.contains(SECRET), "{variable} leaked: {stderr}");
+    }
+    let cases: Vec<(&str, String, &[&str])> = vec![
         (
             "OTEL_EXPORTER_OTLP_PROTOCOL",
             "carrier-pigeon".into(),

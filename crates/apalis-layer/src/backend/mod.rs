@@ -3,7 +3,7 @@
 //!
 //! A backend answers three questions:
 //! - **on a job's path** ([`Backend`], given to
-//!   [`crate::MonitorLayer::backend`]): where the queue, enqueue time, run-at
+//!   [`crate::MonitorLayerBuilder::backend`]): where the queue, enqueue time, run-at
 //!   and attempt counters of a task come from, and when a failed attempt
 //!   becomes due again (so a retry's queue time is measured from then, or
 //!   left out — never from a stale column);
@@ -42,12 +42,12 @@ pub mod stats;
 
 /// The attribute naming the backend (`redis`, `postgres`, …) on the queue
 /// gauges and on the process spans of a layer given
-/// [`crate::MonitorLayer::backend`].
+/// [`crate::MonitorLayerBuilder::backend`].
 pub const JOB_BACKEND: &str = "job.backend";
 
 /// What differs between apalis backends on a job's path. Implemented by a
 /// unit struct per backend ([`Redis`], [`Postgres`], [`Memory`]); give one
-/// to [`crate::MonitorLayer::backend`].
+/// to [`crate::MonitorLayerBuilder::backend`].
 pub trait Backend: Debug + Send + Sync + 'static {
     /// The `job.backend` attribute on process spans (`redis`, `postgres`…).
     fn name(&self) -> &'static str;

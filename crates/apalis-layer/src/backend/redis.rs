@@ -87,7 +87,7 @@ impl QueueConfig for apalis_redis::Config {
 ///
 /// The queue names are apalis-redis's `Config::queue` (by default the job
 /// type's full path, `std::any::type_name::<Args>()`); give `MonitorLayer`
-/// the same name ([`crate::MonitorLayer::queue`]) so both sets of series
+/// the same name ([`crate::MonitorLayerBuilder::queue`]) so both sets of series
 /// share `messaging.destination.name`.
 #[must_use]
 pub struct RedisQueueStats<C> {

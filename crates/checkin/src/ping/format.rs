@@ -50,6 +50,26 @@ pub trait PingFormat: Send + Sync + 'static {
     }
 }
 
+/// A format chosen at run time (from a command line or a configuration
+/// file): `Box<dyn PingFormat>` is a format too.
+impl<F: PingFormat + ?Sized> PingFormat for Box<F> {
+    fn request(&self, event: &CheckinEvent) -> Option<PingRequest> {
+        (**self).request(event)
+    }
+    fn check_policy(&self, policy: &CheckinPolicy) -> Result<(), String> {
+        (**self).check_policy(policy)
+    }
+    fn check_settings(&self) -> Result<(), String> {
+        (**self).check_settings()
+    }
+    fn answered(&self, event: &CheckinEvent, answer: &PingAnswer) {
+        (**self).answered(event, answer)
+    }
+    fn per_minute_limit(&self) -> Option<u32> {
+        (**self).per_minute_limit()
+    }
+}
+
 /// What became of a request, as a format sees it in
 /// [`PingFormat::answered`].
 #[derive(Clone, Debug, PartialEq, Eq)]

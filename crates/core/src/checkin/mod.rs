@@ -400,7 +400,11 @@ impl Checkins {
     }
 
     /// Records the `job.checkin.last_success` gauge with a meter from
-    /// `provider` instead of the global one.
+    /// `provider`. Defaults to the meter of the monitor whose job starts
+    /// the first run (the provider given to that monitor, else the global
+    /// one); a registry used without a monitor (the watchdog's own runs)
+    /// uses the global provider. Set it here only for a registry whose gauge
+    /// goes elsewhere than its jobs' metrics.
     #[must_use]
     pub fn meter_provider(mut self, provider: &dyn MeterProvider) -> Self {
         Arc::make_mut(&mut self.inner).meter =
@@ -454,7 +458,18 @@ impl Checkins {
     /// with [`CheckinRun::finish`]; a run dropped unfinished ends as `error`
     /// with exit status 130.
     pub fn start_run(&self, check: &Arc<Check>) -> CheckinRun {
-        self.ensure_gauge();
+        self.start_run_metered(check, None)
+    }
+
+    /// [`start_run`](Self::start_run), with the meter the gauge falls back
+    /// to when the registry has none of its own: a job's monitor's, so that
+    /// the meter provider given to the monitor covers its check-ins too.
+    pub(crate) fn start_run_metered(
+        &self,
+        check: &Arc<Check>,
+        meter: Option<&Meter>,
+    ) -> CheckinRun {
+        self.ensure_gauge(meter);
         let run = CheckinRun {
             checkins: self.clone(),
             check: check.clone(),
@@ -475,11 +490,16 @@ impl Checkins {
 
     /// Registers the last-success gauge once. Its callback reads atomics
     /// only: it never blocks the metric reader.
-    fn ensure_gauge(&self) {
+    fn ensure_gauge(&self, fallback: Option<&Meter>) {
         self.inner.gauge.get_or_init(|| {
-            let meter = self.inner.meter.clone().unwrap_or_else(|| {
-                opentelemetry::global::meter_with_scope(crate::instruments::scope())
-            });
+            let meter = self
+                .inner
+                .meter
+                .clone()
+                .or_else(|| fallback.cloned())
+                .unwrap_or_else(|| {
+                    opentelemetry::global::meter_with_scope(crate::instruments::scope())
+                });
             let checks: Vec<(Arc<Check>, [KeyValue; 1])> = self
                 .inner
                 .checks

@@ -5,7 +5,7 @@
 //! with `cargo test --release -p jobsight-core --test cost -- --ignored
 //! --nocapture`), so a monitor records it only when asked:
 //! [`JobMonitorBuilder::progress(true)`](crate::JobMonitorBuilder::progress)
-//! (for apalis: `MonitorLayer::with_monitor(JobMonitor::builder().progress(true).build())`).
+//! (for apalis: `MonitorLayer::builder().progress(true)`).
 //! Tasks ([`crate::task`]) and monitors with observers always have it.
 //! Elsewhere the functions below do nothing; the first such call inside a
 //! traced span prints one line on stderr saying how to turn progress on.

@@ -75,7 +75,12 @@ pub async fn run_jobs(
                 result
             },
         ))
-        .layer(MonitorLayer::with_monitor(monitor.clone()))
+        .layer(
+            MonitorLayer::builder()
+                .monitor(monitor.clone())
+                .build()
+                .unwrap(),
+        )
         .on_event(stop_after(count))
         .build(job);
     let started = Instant::now();
