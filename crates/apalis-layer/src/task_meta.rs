@@ -9,7 +9,7 @@
 //! | attempt | `attempt() + 1` (apalis counts earlier runs when the layer is called) |
 //! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayerBuilder::max_attempts`], or the retry count + 1 given to [`crate::MonitorLayerBuilder::retries`] |
 //! | run-at | `run_at()` (unix seconds), when the backend keeps it and it is this attempt's due time ([`crate::backend::Backend::run_at_is_due`]: the first attempt) |
-//! | enqueued-at | first attempt: the backend's [`crate::backend::Backend::enqueued_at`] (by default metadata `jobsight.enqueued_at`, unix ms, set by [`crate::traced`]; else the timestamp of a ULID task id); a retry: when it became due again, if this process ran the failed attempt on a backend that says when ([`crate::backend::Backend::retry_due_after`]), else none |
+//! | enqueued-at | first attempt: the backend's [`crate::backend::Backend::enqueued_at`] (by default metadata `jobsight.enqueued_at`, unix ms, set by [`crate::stamped`]; else the timestamp of a ULID task id); a retry: when it became due again, if this process ran the failed attempt on a backend that says when ([`crate::backend::Backend::retry_due_after`]), else none |
 //! | priority | `priority()` |
 //! | consumer | the worker's name |
 //! | creation context, baggage | metadata `traceparent` / `tracestate` / `baggage`, read within the limits of [`jobsight_core::propagation`]; every attempt reads the same values, so every attempt links to the same creation context |

@@ -54,13 +54,19 @@
 //! | `OTEL_EXPORTER_OTLP_CERTIFICATE` (and `_TRACES_`, `_METRICS_` variants) | path of a PEM file of CA certificates, trusted *instead of* the built-in roots for `https://` endpoints | Mozilla's roots, built in |
 //! | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (and `_TRACES_`, `_METRICS_` variants) | paths of a PEM certificate chain and its PEM private key (PKCS#8, PKCS#1 or SEC1), for mutual TLS; both or neither | no client certificate |
 //! | `OTEL_SERVICE_NAME` | any string | `service.name` from `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<executable>` |
-//! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`, values percent-encoded | none |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`, values percent-encoded | none; see [Resource](#resource) for what is always set |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` |
 //! | `OTEL_TRACES_SAMPLER_ARG` | probability from 0 to 1, for the ratio samplers | `1.0` |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds > 0 | `60000` ([`Builder::metric_export_interval`]) |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans > 0 | `65536` (see below; [`Builder::span_queue_size`]) |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | spans > 0 | `512` |
 //! | `OTEL_BSP_SCHEDULE_DELAY` | milliseconds > 0 | `5000` ([`Builder::span_schedule_delay`]) |
+//! | `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (and the other `_LOGS_` variants of the rows above) | as for traces; OTLP/HTTP appends `/v1/logs` to a generic endpoint | the generic variables |
+//! | `OTEL_LOGS_EXPORTER` | `otlp`, `none` | `otlp`: logs are exported when an endpoint applies to them |
+//! | `OTEL_BLRP_MAX_QUEUE_SIZE` | records > 0 | `2048` ([`Builder::log_queue_size`]) |
+//! | `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_SCHEDULE_DELAY` | records > 0, milliseconds > 0 | `512`, `1000` |
+//! | `OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT` | whole number > 0 | `32`, `2048` ([`Builder::log_attribute_limits`]) |
+//! | `JOBSIGHT_LOG` | `RUST_LOG`-style directives: `info,my_crate=debug` | `info` ([`Builder::log_filter`]) |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION` (and `_TRACES_`, `_METRICS_` variants) | `none` (built without gzip and zstd) | `none` |
 //! | `OTEL_EXPORTER_OTLP_INSECURE` (and `_TRACES_`, `_METRICS_` variants) | `true`, `false` | `false` |
 //! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative`, `delta`, `lowmemory` | `cumulative` |
@@ -87,6 +93,27 @@
 //! only if the jobs outrun the exporter by more than the queue. The queue is allocated up front when traces are
 //! exported, about 23 MB (360 bytes a span); `OTEL_BSP_MAX_QUEUE_SIZE` (or
 //! [`Builder::span_queue_size`]) still wins, e.g. `8192` for about 3 MB.
+//!
+//! # Resource
+//!
+//! Every span and data point carries the resource: `service.name` (see
+//! [`Builder::service_name`]), `telemetry.sdk.*`, what
+//! `OTEL_RESOURCE_ATTRIBUTES` adds, and this process's identity, so that
+//! the series of N processes of one service stay N series (a backend
+//! computing `rate()` over one series fed by several processes sees
+//! counter resets):
+//!
+//! | Attribute | Default | Overridden by |
+//! | --- | --- | --- |
+//! | `service.instance.id` | a random UUID (v4), one per process ([`service_instance_id`]) | [`Builder::service_instance_id`], then `OTEL_RESOURCE_ATTRIBUTES` |
+//! | `host.name` | the system's host name (`gethostname`): the pod's name in Kubernetes | `OTEL_RESOURCE_ATTRIBUTES` |
+//! | `process.pid` | the process id | `OTEL_RESOURCE_ATTRIBUTES` |
+//!
+//! A restarted process gets a new UUID, so its counters start a new series
+//! instead of looking like a reset of the old one. To use a stable name,
+//! e.g. a Kubernetes pod's (from the downward API), set
+//! `OTEL_RESOURCE_ATTRIBUTES=service.instance.id=$(POD_NAME)`; it must still
+//! be unique among the processes that run at the same time.
 //!
 //! # Lost telemetry
 //!
@@ -232,7 +259,11 @@
 //! - `prometheus` (off): the scrape endpoint; adds `opentelemetry-prometheus`
 //!   and the `prometheus` crate (no HTTP framework: the server is a small
 //!   loop on `std::net`).
-//! - `tracing` (off by default): [`Telemetry::tracing_layer`], a
+//! - `log` (off by default): [`Telemetry::log_bridge`] and
+//!   [`Telemetry::install_log_bridge`]: `log` records become OTLP log
+//!   records (see the README's "Logs").
+//! - `tracing` (off by default): [`Telemetry::tracing_log_layer`] (events
+//!   become OTLP log records) and [`Telemetry::tracing_layer`], a
 //!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
 //!   `tracing` spans a job makes are children of its `process {queue}` span
 //!   (see `tracing_bridge`, which says how the parent is picked).
@@ -299,6 +330,7 @@ pub use providers::{
     DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_SPAN_BATCH_SIZE, DEFAULT_SPAN_QUEUE_SIZE,
     DEFAULT_SPAN_SCHEDULE_DELAY,
 };
+pub use resource::service_instance_id;
 pub use signal::Signal;
 #[cfg(feature = "tracing")]
 pub use tracing_logs::{LOGS_SCOPE_NAME, TracingLogLayer};
