@@ -106,12 +106,21 @@
 //! # Queue gauges (feature `redis`)
 //! `RedisQueueStats` polls apalis-redis for each queue's depth, oldest
 //! waiting job's age, and scheduled, running, done and dead counts, and
-//! reports them as observable gauges (`job.queue.*`). See `redis_stats`
+//! reports them as observable gauges (`job.queue.*`). See `backend::redis`
 //! for the Redis commands it sends and what happens when Redis is down.
+//!
+//! # Backends
+//! What differs per apalis backend lives in [`backend`], one module each:
+//! give the layer its backend with [`MonitorLayerBuilder::backend`]; the
+//! queue gauges of PostgreSQL come from `PostgresQueueStats` (feature
+//! `postgres`).
 //!
 //! # Cargo features
 //! - `redis` (off): the queue gauges poller; adds `redis` (the client
-//!   apalis-redis already uses), `tokio` and `ulid`.
+//!   apalis-redis already uses), apalis-redis, `tokio` and `ulid`.
+//! - `postgres` (off): `push_traced` names apalis-postgres's queue, and
+//!   `PostgresQueueStats`; adds apalis-postgres, `sqlx` (postgres, tokio)
+//!   and `tokio`.
 //!
 //! # Producers
 //! [`TracedPush`] (`storage.push_traced(args)`) and [`SendLayer`] record
@@ -123,6 +132,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod backend;
 pub mod carrier;
 mod errors;
 mod future;
@@ -130,8 +140,6 @@ mod layer;
 mod layer_builder;
 mod monitor_choice;
 pub mod producer;
-#[cfg(feature = "redis")]
-pub mod redis_stats;
 pub mod send;
 mod send_builder;
 mod service;
@@ -140,13 +148,18 @@ mod worker_ext;
 mod worker_name;
 
 pub use args::{ArgsCapture, ArgsOff, CaptureArgs};
+#[cfg(feature = "postgres")]
+pub use backend::postgres::PostgresQueueStats;
+#[cfg(feature = "redis")]
+pub use backend::redis::RedisQueueStats;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub use backend::stats::{PollError, QueueSnapshot, QueueStatsHandle, QueueStatsSource};
+pub use backend::{Backend, QueueConfig};
 pub use errors::{Error, JobPanicked};
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;
 pub use layer_builder::MonitorLayerBuilder;
 pub use producer::{Stamp, stamped, stamped_builder};
-#[cfg(feature = "redis")]
-pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
 pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use send_builder::SendLayerBuilder;
 pub use service::MonitorService;

@@ -263,7 +263,8 @@
 //!   [`Telemetry::install_log_bridge`]: `log` records become OTLP log
 //!   records (see the README's "Logs").
 //! - `tracing` (off by default): [`Telemetry::tracing_log_layer`] (events
-//!   become OTLP log records) and [`Telemetry::tracing_layer`], a
+//!   become OTLP log records), [`tracing_layer`] (usable before [`init`])
+//!   and [`Telemetry::tracing_layer`], a
 //!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
 //!   `tracing` spans a job makes are children of its `process {queue}` span
 //!   (see `tracing_bridge`, which says how the parent is picked).
@@ -332,6 +333,8 @@ pub use providers::{
 };
 pub use resource::service_instance_id;
 pub use signal::Signal;
+#[cfg(feature = "tracing")]
+pub use tracing_bridge::{BridgeTracer, tracing_layer};
 #[cfg(feature = "tracing")]
 pub use tracing_logs::{LOGS_SCOPE_NAME, TracingLogLayer};
 
