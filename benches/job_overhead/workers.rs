@@ -25,7 +25,7 @@ use tracing::Dispatch;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::pipelines::{BenchLogExporter, Collector, Pipeline};
+use crate::pipelines::{BenchLogExporter, Collector, Pipeline, SPAN_QUEUE};
 
 /// The worker's name (`messaging.consumer.group.name`).
 const WORKER: &str = "bench";
@@ -138,7 +138,9 @@ async fn log_one_line(job: u64, worker: WorkerContext) -> Result<(), BoxDynError
 
 /// What the logs rows record into: one pipeline for spans and metrics
 /// (collector up), a logger provider with jobsight-otel's log processor in
-/// front of a counting exporter, and one subscriber for both rows:
+/// front of a counting exporter (a queue as large as the span rows' one,
+/// so that the records are exported rather than dropped at the door), and
+/// one subscriber for both rows:
 /// tracing-opentelemetry (apalis's task span, at DEBUG) and jobsight's
 /// `tracing` log layer (default filter `info`).
 pub struct Logs {
@@ -154,7 +156,7 @@ impl Logs {
         let (pipeline, monitor) = monitored(Collector::Up, true);
         let exporter = BenchLogExporter::default();
         let (log_layer, provider) =
-            jobsight_otel::bench_support::tracing_log_layer(exporter.clone());
+            jobsight_otel::bench_support::tracing_log_layer(exporter.clone(), SPAN_QUEUE);
         let tracer = pipeline.tracer_provider.tracer("apalis-bench");
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(tracer))

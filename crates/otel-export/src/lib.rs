@@ -400,13 +400,15 @@ pub mod bench_support {
     }
 
     /// A logger provider with the log processor `Builder::install` builds
-    /// (default queue, batch settings, per-job cap and limits) in front of
-    /// `exporter`, and a `tracing` log layer on it with the default filter
-    /// (`info`): what `Telemetry::tracing_log_layer` gives, without OTLP.
-    /// Turns on the job scope, as that method does.
+    /// (default batch settings, per-job cap and limits; a queue of
+    /// `queue_size` records) in front of `exporter`, and a `tracing` log
+    /// layer on it with the default filter (`info`): what
+    /// `Telemetry::tracing_log_layer` gives, without OTLP. Turns on the job
+    /// scope, as that method does.
     #[cfg(feature = "tracing")]
     pub fn tracing_log_layer<E: opentelemetry_sdk::logs::LogExporter + 'static>(
         exporter: E,
+        queue_size: usize,
     ) -> (
         crate::TracingLogLayer,
         opentelemetry_sdk::logs::SdkLoggerProvider,
@@ -419,7 +421,7 @@ pub mod bench_support {
         use crate::log_limits::LogLimits;
         use crate::log_queue::JobLogProcessor;
 
-        let queue = Arc::new(SpanQueue::new(crate::DEFAULT_LOG_QUEUE_SIZE));
+        let queue = Arc::new(SpanQueue::new(queue_size));
         let drops = Arc::new(DropCounter::new(crate::reports::Reports::default()));
         let exporter = CountingLogExporter {
             inner: exporter,
@@ -432,7 +434,7 @@ pub mod bench_support {
             queue: Arc::clone(&queue),
         };
         let config = LogBatchConfigBuilder::default()
-            .with_max_queue_size(crate::DEFAULT_LOG_QUEUE_SIZE)
+            .with_max_queue_size(queue_size)
             .with_max_export_batch_size(crate::DEFAULT_LOG_BATCH_SIZE)
             .with_scheduled_delay(crate::DEFAULT_LOG_SCHEDULE_DELAY)
             .build();
