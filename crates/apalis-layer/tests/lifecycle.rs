@@ -8,7 +8,8 @@ use apalis::prelude::*;
 use jobsight_apalis::{
     ArgsPolicy, EventKind, JobEvent, JobMonitor, MonitorLayer, ProgressThrottle, progress,
 };
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use jobsight_testkit::MemoryTelemetry;
+use opentelemetry_sdk::trace::SpanData;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,14 +54,11 @@ fn attr(span: &SpanData, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn args_progress_and_observers_reach_the_job() {
-    let exporter = InMemorySpanExporter::default();
-    let tracer = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
+    let telemetry = MemoryTelemetry::new();
     let seen = Arc::new(Mutex::new(Vec::<JobEvent>::new()));
     let sink = Arc::clone(&seen);
     let monitor = JobMonitor::builder()
-        .tracer_provider(&tracer)
+        .tracer_provider(telemetry.tracer_provider())
         .progress_throttle(ProgressThrottle::default().min_interval(Duration::ZERO))
         .observer(move |e: &JobEvent| sink.lock().unwrap().push(e.clone()))
         .build();
@@ -100,7 +98,7 @@ async fn args_progress_and_observers_reach_the_job() {
     run_to_the_end(worker.run()).await;
     assert!(monitor.observers().flush(Duration::from_secs(5)));
 
-    let spans = exporter.get_finished_spans().unwrap();
+    let spans = telemetry.spans();
     let users = spans
         .iter()
         .find(|s| attr(s, "job.args").unwrap().contains("users"))
@@ -156,11 +154,10 @@ async fn args_progress_and_observers_reach_the_job() {
 
 #[tokio::test]
 async fn args_are_not_recorded_for_other_jobs() {
-    let exporter = InMemorySpanExporter::default();
-    let tracer = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
+    let telemetry = MemoryTelemetry::new();
+    let monitor = JobMonitor::builder()
+        .tracer_provider(telemetry.tracer_provider())
         .build();
-    let monitor = JobMonitor::builder().tracer_provider(&tracer).build();
     let mut storage = MemoryStorage::new();
     storage
         .push(Backfill {
@@ -189,7 +186,7 @@ async fn args_are_not_recorded_for_other_jobs() {
         })
         .build(backfill);
     run_to_the_end(worker.run()).await;
-    let spans = exporter.get_finished_spans().unwrap();
+    let spans = telemetry.spans();
     assert_eq!(spans.len(), 1);
     assert!(attr(&spans[0], "job.args").is_none());
 }

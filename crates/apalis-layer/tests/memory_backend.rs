@@ -8,44 +8,21 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use jobsight_apalis::{JobMonitor, MonitorLayer};
+use jobsight_testkit::MemoryTelemetry;
 use opentelemetry::Value;
 use opentelemetry::trace::Status;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 
-/// The exporter to read spans from; keeps the providers alive (dropping the
-/// last handle of a provider shuts it down).
-struct Spans {
-    exporter: InMemorySpanExporter,
-    _tracer: SdkTracerProvider,
-    _meter: opentelemetry_sdk::metrics::SdkMeterProvider,
-}
-
-impl Spans {
-    fn get_finished_spans(&self) -> Result<Vec<SpanData>, String> {
-        self.exporter
-            .get_finished_spans()
-            .map_err(|e| e.to_string())
-    }
-}
-
-fn monitor() -> (JobMonitor, Spans) {
-    let exporter = InMemorySpanExporter::default();
-    let tracer = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let meter = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+/// A monitor recording to `telemetry`'s in-memory providers (the
+/// telemetry keeps them alive: dropping the last handle of a provider shuts
+/// it down).
+fn monitor() -> (JobMonitor, MemoryTelemetry) {
+    let telemetry = MemoryTelemetry::new();
     let monitor = JobMonitor::builder()
-        .tracer_provider(&tracer)
-        .meter_provider(&meter)
+        .tracer_provider(telemetry.tracer_provider())
+        .meter_provider(telemetry.meter_provider())
         .build();
-    (
-        monitor,
-        Spans {
-            exporter,
-            _tracer: tracer,
-            _meter: meter,
-        },
-    )
+    (monitor, telemetry)
 }
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
@@ -118,7 +95,7 @@ async fn success_records_a_consumer_span_with_apalis_fields() {
         1,
     )
     .await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     assert_eq!(finished.len(), 1);
     let s = &finished[0];
     assert_eq!(s.name, "process numbers");
@@ -144,7 +121,7 @@ async fn a_job_that_fails_then_succeeds_shows_both_attempts() {
         1,
     )
     .await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert_eq!(outcomes, ["retried", "succeeded"]);
     let attempts: Vec<_> = finished
@@ -173,7 +150,7 @@ async fn a_job_that_always_fails_is_an_error_event_on_its_last_attempt() {
         1,
     )
     .await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert_eq!(outcomes, ["retried", "retried", "failed"]);
     let last = &finished[2];
@@ -195,7 +172,7 @@ async fn an_aborted_job_is_final_even_with_attempts_left() {
         1,
     )
     .await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     assert_eq!(finished.len(), 1);
     assert_eq!(outcome(&finished[0]), "failed");
     assert_eq!(
@@ -214,7 +191,7 @@ async fn a_panic_is_recorded_and_the_worker_keeps_running() {
         2,
     )
     .await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert!(outcomes.contains(&"panicked".to_string()), "{outcomes:?}");
     assert!(outcomes.contains(&"succeeded".to_string()), "{outcomes:?}");
@@ -238,7 +215,7 @@ async fn a_job_cut_off_by_an_outer_timeout_is_abandoned() {
         .await
         .unwrap()
         .unwrap();
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     assert_eq!(finished.len(), 1);
     assert_eq!(outcome(&finished[0]), "abandoned");
     assert_eq!(
@@ -271,7 +248,7 @@ async fn a_checkin_policy_pairs_each_attempt_and_others_cost_nothing() {
     assert_eq!(layer.checkins().map(|c| c.checks().len()), Some(1));
     // Job 0 succeeds; job 1 fails once, then succeeds on the retry.
     run_jobs(layer, &[0, 1], 2).await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     assert_eq!(finished.len(), 3);
     let mut runs: Vec<Vec<String>> = finished.iter().map(checkin_statuses).collect();
     runs.sort();
@@ -292,7 +269,7 @@ async fn a_checkin_policy_pairs_each_attempt_and_others_cost_nothing() {
         .build()
         .unwrap();
     run_jobs(layer, &[0], 1).await;
-    let finished = other_spans.get_finished_spans().unwrap();
+    let finished = other_spans.spans();
     assert!(checkin_statuses(&finished[0]).is_empty());
 }
 
@@ -321,7 +298,7 @@ async fn retries_written_once_retry_the_job_and_record_the_attempt_as_retried() 
     let (monitor, spans) = monitor();
     // Job 1 fails on its first attempt and succeeds on its second.
     run_with_retries_written_once(monitor, &[1], 1).await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert_eq!(outcomes, ["retried", "succeeded"]);
     for s in &finished {
@@ -336,7 +313,7 @@ async fn retries_written_once_stop_after_the_limit_and_the_last_attempt_is_faile
     let (monitor, spans) = monitor();
     // Job 2 always fails: apalis runs it twice (retries(1)), no more.
     run_with_retries_written_once(monitor, &[2], 1).await;
-    let finished = spans.get_finished_spans().unwrap();
+    let finished = spans.spans();
     let outcomes: Vec<_> = finished.iter().map(outcome).collect();
     assert_eq!(outcomes, ["retried", "failed"]);
     assert!(finished[1].events.iter().any(|e| e.name == "exception"));

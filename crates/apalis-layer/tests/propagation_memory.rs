@@ -10,19 +10,17 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_core::task::metadata::MetadataStore;
 use jobsight_apalis::{JobMonitor, MonitorLayer, Propagation, SendLayer, TracedPush};
+use jobsight_testkit::MemoryTelemetry;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue, Value};
-use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceExt};
 
 struct Harness {
-    spans: InMemorySpanExporter,
-    tracer_provider: SdkTracerProvider,
-    meter_provider: SdkMeterProvider,
+    telemetry: MemoryTelemetry,
 }
 
 impl Harness {
@@ -31,33 +29,32 @@ impl Harness {
             Box::new(TraceContextPropagator::new()),
             Box::new(BaggagePropagator::new()),
         ]));
-        let spans = InMemorySpanExporter::default();
         Self {
-            tracer_provider: SdkTracerProvider::builder()
-                .with_simple_exporter(spans.clone())
-                .build(),
-            meter_provider: SdkMeterProvider::builder().build(),
-            spans,
+            telemetry: MemoryTelemetry::new(),
         }
     }
 
     fn monitor(&self, propagation: Propagation) -> JobMonitor {
         JobMonitor::builder()
             .propagation(propagation)
-            .tracer_provider(&self.tracer_provider)
-            .meter_provider(&self.meter_provider)
+            .tracer_provider(self.telemetry.tracer_provider())
+            .meter_provider(self.telemetry.meter_provider())
             .build()
     }
 
     fn finished(&self) -> Vec<SpanData> {
-        self.spans.get_finished_spans().unwrap()
+        self.telemetry.spans()
     }
 
     /// Runs `f` inside a `request` span carrying baggage `tenant=acme`, the
     /// way a web handler would enqueue a job.
     async fn in_request<F: Future>(&self, f: F) -> F::Output {
         use opentelemetry::trace::FutureExt as _;
-        let span = self.tracer_provider.tracer("app").start("request");
+        let span = self
+            .telemetry
+            .tracer_provider()
+            .tracer("app")
+            .start("request");
         let cx =
             Context::current_with_span(span).with_baggage(vec![KeyValue::new("tenant", "acme")]);
         let out = f.with_context(cx.clone()).await;
@@ -217,8 +214,8 @@ async fn a_queue_override_wins_over_the_layer_mode() {
     let monitor = JobMonitor::builder()
         .propagation(Propagation::Link)
         .propagation_for_queue("numbers", Propagation::Child)
-        .tracer_provider(&h.tracer_provider)
-        .meter_provider(&h.meter_provider)
+        .tracer_provider(h.telemetry.tracer_provider())
+        .meter_provider(h.telemetry.meter_provider())
         .build();
     run_worker(
         storage,

@@ -260,7 +260,7 @@ mod tests {
     use std::sync::Arc;
 
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, SdkMeterProvider};
 
     use super::OVERFLOW_NAME;
     use crate::{JobMeta, JobMonitor, semconv};
@@ -289,11 +289,11 @@ mod tests {
     }
 
     fn provider() -> (SdkMeterProvider, InMemoryMetricExporter) {
-        let exporter = InMemoryMetricExporter::default();
-        let provider = SdkMeterProvider::builder()
-            .with_reader(PeriodicReader::builder(exporter.clone()).build())
-            .build();
-        (provider, exporter)
+        let telemetry = jobsight_testkit::MemoryTelemetry::new();
+        (
+            telemetry.meter_provider().clone(),
+            telemetry.metric_exporter().clone(),
+        )
     }
 
     fn last(exporter: &InMemoryMetricExporter) -> ResourceMetrics {

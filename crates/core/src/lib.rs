@@ -32,6 +32,8 @@
 //! - [`progress`]: `tick(n)` against a total: throttled span events, a
 //!   gauge, an estimate of the time left.
 //! - [`args`]: opt-in, masked, size-limited recording of job arguments.
+//! - [`job_logs`]: the job's identity for log processors, and where a
+//!   failed attempt's exception goes besides the span.
 //!
 //! # Using it by hand
 //! Any runner can record its jobs: start a transaction, run the job inside
@@ -80,6 +82,7 @@ pub mod checkin;
 pub mod error;
 mod instruments;
 pub mod job;
+pub mod job_logs;
 pub mod kinds;
 pub mod monitor;
 pub mod observer;

@@ -69,6 +69,9 @@ pub const JOB_PROGRESS_RATIO: &str = "job.progress.ratio";
 pub const JOB_PROGRESS_ETA: &str = "job.progress.eta";
 /// `job.progress.element`: the element being processed (exception event).
 pub const JOB_PROGRESS_ELEMENT: &str = "job.progress.element";
+/// `job.logs.dropped`: log records of the attempt refused by the per-job
+/// cap (process span, set only when some were; see [`crate::job_logs`]).
+pub const JOB_LOGS_DROPPED: &str = "job.logs.dropped";
 
 // ---- one-off tasks and commands (jobsight_core::task, jobsight-run) ----
 

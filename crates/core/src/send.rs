@@ -235,8 +235,13 @@ mod tests {
         SdkMeterProvider,
     ) {
         crate::propagation::tests::install();
-        let h = crate::transaction::tests::Harness::new();
-        (h.spans, h.tracer_provider, h.metrics, h.meter_provider)
+        let t = jobsight_testkit::MemoryTelemetry::new();
+        (
+            t.span_exporter().clone(),
+            t.tracer_provider().clone(),
+            t.metric_exporter().clone(),
+            t.meter_provider().clone(),
+        )
     }
 
     fn sent_points(metrics: &InMemoryMetricExporter) -> Vec<Vec<(String, String)>> {

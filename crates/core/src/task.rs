@@ -287,15 +287,14 @@ mod tests {
     use super::*;
     use crate::progress;
     use opentelemetry::trace::{SpanKind, Status};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 
     fn harness() -> (InMemorySpanExporter, JobMonitor) {
-        let spans = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(spans.clone())
+        let telemetry = jobsight_testkit::MemoryTelemetry::new();
+        let monitor = JobMonitor::builder()
+            .tracer_provider(telemetry.tracer_provider())
             .build();
-        let monitor = JobMonitor::builder().tracer_provider(&provider).build();
-        (spans, monitor)
+        (telemetry.span_exporter().clone(), monitor)
     }
 
     fn attr(span: &SpanData, key: &str) -> Option<String> {

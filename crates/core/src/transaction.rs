@@ -41,6 +41,7 @@ use opentelemetry::{Context, ContextGuard, KeyValue};
 use crate::checkin::{Check, CheckinRun, CheckinStatus, Checkins};
 use crate::error::ErrorRecord;
 use crate::job::JobMeta;
+use crate::job_logs::{self, JobLogScope};
 use crate::kinds::JobKind;
 use crate::monitor::JobMonitor;
 use crate::observer::EventKind;
@@ -168,7 +169,7 @@ impl Transaction {
             (without_span(parent), false)
         };
         let started = Instant::now();
-        let cx = match run_state::begin(monitor, &kind, &meta, &cx, started, now) {
+        let mut cx = match run_state::begin(monitor, &kind, &meta, &cx, started, now) {
             Some(with_run) => {
                 own_context = true;
                 if monitor.observers().is_listening()
@@ -180,6 +181,10 @@ impl Transaction {
             }
             None => cx,
         };
+        if job_logs::scope_enabled() {
+            cx = cx.with_value(JobLogScope::new(kind.names, &meta));
+            own_context = true;
+        }
 
         kind.metrics.active(instruments, &kind.base, 1);
         if meta.attempt().is_some_and(|attempt| attempt > 1) {
@@ -376,29 +381,44 @@ impl Transaction {
             if let Some(error_type) = &error_type {
                 span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
             }
+            if let Some(dropped) = job_logs::refused_attribute(&self.s.cx) {
+                span.set_attribute(dropped);
+            }
             if report {
                 match (&self.s.error, outcome) {
                     (_, Outcome::Abandoned) => span.set_status(Status::error(ABANDONED_MESSAGE)),
                     (Some(record), _) => {
                         span.set_status(Status::error(record.message().to_owned()));
-                        let mut event = vec![
-                            KeyValue::new(semconv::EXCEPTION_TYPE, record.error_type_cow().clone()),
-                            KeyValue::new(semconv::EXCEPTION_MESSAGE, record.message().to_owned()),
-                        ];
-                        if let Some(trace) = record.stacktrace() {
-                            event.push(KeyValue::new(
-                                semconv::EXCEPTION_STACKTRACE,
-                                trace.to_owned(),
-                            ));
+                        if job_logs::exception_events().span_event() {
+                            let mut event = vec![
+                                KeyValue::new(
+                                    semconv::EXCEPTION_TYPE,
+                                    record.error_type_cow().clone(),
+                                ),
+                                KeyValue::new(
+                                    semconv::EXCEPTION_MESSAGE,
+                                    record.message().to_owned(),
+                                ),
+                            ];
+                            if let Some(trace) = record.stacktrace() {
+                                event.push(KeyValue::new(
+                                    semconv::EXCEPTION_STACKTRACE,
+                                    trace.to_owned(),
+                                ));
+                            }
+                            if let Some(run) = self.s.cx.get::<RunState>() {
+                                progress::error_attributes(run, &mut event);
+                            }
+                            span.add_event(semconv::EXCEPTION_EVENT, event);
                         }
-                        if let Some(run) = self.s.cx.get::<RunState>() {
-                            progress::error_attributes(run, &mut event);
-                        }
-                        span.add_event(semconv::EXCEPTION_EVENT, event);
                     }
                     (None, _) => span.set_status(Status::error(outcome.as_str())),
                 }
             }
+        }
+        if let (Some(record), Outcome::Failed { .. } | Outcome::Panicked) = (&self.s.error, outcome)
+        {
+            job_logs::failed(&self.s.cx, &self.s.meta, record, report);
         }
         if let Some(run) = self.s.checkin.take() {
             let (status, exit_status) = CheckinStatus::of_outcome(outcome);
@@ -530,49 +550,31 @@ fn unix_seconds(at: SystemTime) -> Option<i64> {
 pub(crate) mod tests {
     use super::*;
     use crate::outcome::DefaultClassifier;
+    use jobsight_testkit::MemoryTelemetry;
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceFlags, TraceId, TraceState, TracerProvider as _,
     };
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use std::time::Duration;
 
-    /// SDK providers with in-memory exporters (also used by `send`'s tests).
-    pub(crate) struct Harness {
-        pub(crate) spans: InMemorySpanExporter,
-        pub(crate) tracer_provider: SdkTracerProvider,
-        pub(crate) metrics: InMemoryMetricExporter,
-        pub(crate) meter_provider: SdkMeterProvider,
-    }
+    /// The test kit's in-memory providers (also used by `send`'s tests).
+    pub(crate) struct Harness(pub(crate) MemoryTelemetry);
 
     impl Harness {
         pub(crate) fn new() -> Self {
-            let spans = InMemorySpanExporter::default();
-            let tracer_provider = SdkTracerProvider::builder()
-                .with_simple_exporter(spans.clone())
-                .build();
-            let metrics = InMemoryMetricExporter::default();
-            let meter_provider = SdkMeterProvider::builder()
-                .with_reader(PeriodicReader::builder(metrics.clone()).build())
-                .build();
-            Self {
-                spans,
-                tracer_provider,
-                metrics,
-                meter_provider,
-            }
+            Self(MemoryTelemetry::new())
         }
 
         fn monitor(&self, classifier: DefaultClassifier) -> JobMonitor {
             JobMonitor::builder()
                 .classifier(classifier)
-                .tracer_provider(&self.tracer_provider)
-                .meter_provider(&self.meter_provider)
+                .tracer_provider(self.0.tracer_provider())
+                .meter_provider(self.0.meter_provider())
                 .build()
         }
 
         fn finished(&self) -> Vec<SpanData> {
-            self.spans.get_finished_spans().unwrap()
+            self.0.spans()
         }
     }
 
@@ -710,7 +712,7 @@ pub(crate) mod tests {
         let h = Harness::new();
         let checkins = Checkins::new()
             .policy(CheckinPolicy::job("welcome"))
-            .meter_provider(&h.meter_provider);
+            .meter_provider(h.0.meter_provider());
         let check = checkins.find("emails", "welcome").unwrap();
         let monitor = h.monitor(DefaultClassifier::new());
         let mut tx = monitor.start(meta(1, 1));
@@ -744,8 +746,7 @@ pub(crate) mod tests {
         assert_eq!(failed[1].0, "error");
         assert_ne!(failed[0].1, ok[0].1);
 
-        h.meter_provider.force_flush().unwrap();
-        let exported = h.metrics.get_finished_metrics().unwrap();
+        let exported = h.0.collect();
         let gauge = exported
             .iter()
             .flat_map(|rm| rm.scope_metrics())
@@ -829,10 +830,10 @@ pub(crate) mod tests {
         let h = Harness::new();
         let monitor = JobMonitor::builder()
             .traces(false)
-            .tracer_provider(&h.tracer_provider)
-            .meter_provider(&h.meter_provider)
+            .tracer_provider(h.0.tracer_provider())
+            .meter_provider(h.0.meter_provider())
             .build();
-        let tracer = h.tracer_provider.tracer("caller");
+        let tracer = h.0.tracer_provider().tracer("caller");
         let caller = tracer.start("caller");
         let caller_cx = Context::current_with_span(caller);
         let tx = {
@@ -860,8 +861,7 @@ pub(crate) mod tests {
         assert!(caller.attributes.is_empty() && caller.events.is_empty());
         assert_eq!(caller.status, Status::Unset);
 
-        h.meter_provider.force_flush().unwrap();
-        let exported = h.metrics.get_finished_metrics().unwrap();
+        let exported = h.0.collect();
         let consumed: u64 = exported
             .iter()
             .flat_map(|rm| rm.scope_metrics())
@@ -907,8 +907,8 @@ pub(crate) mod tests {
             .succeed();
         let child_monitor = JobMonitor::builder()
             .propagation(crate::Propagation::Child)
-            .tracer_provider(&h.tracer_provider)
-            .meter_provider(&h.meter_provider)
+            .tracer_provider(h.0.tracer_provider())
+            .meter_provider(h.0.meter_provider())
             .build();
         child_monitor.start(m).succeed();
         let spans = h.finished();
@@ -929,8 +929,7 @@ pub(crate) mod tests {
         let monitor = h.monitor(DefaultClassifier::new());
         monitor.start(meta(1, 1)).succeed();
         monitor.start(meta(1, 1)).fail(&std::io::Error::other("x"));
-        h.meter_provider.force_flush().unwrap();
-        let exported = h.metrics.get_finished_metrics().unwrap();
+        let exported = h.0.collect();
         let mut saw_error_point = false;
         let mut saw_ok_point = false;
         for rm in &exported {

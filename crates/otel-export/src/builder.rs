@@ -13,11 +13,20 @@ use crate::config::EnvConfig;
 use crate::dropped::DropCounter;
 use crate::export_failures::FailureCounter;
 use crate::export_target::ExportTarget;
+use crate::failure_log::{ExceptionRecords, FailureSinks, LastErrors};
 use crate::guard::Active;
-use crate::providers::{BatchOverrides, Plan};
+use crate::guard::LogBridgeSettings;
+use crate::log_filter::LogFilter;
+use crate::log_limits::{
+    DEFAULT_LOG_ATTRIBUTE_COUNT_LIMIT, DEFAULT_LOG_ATTRIBUTE_VALUE_LIMIT, DEFAULT_LOG_BODY_LIMIT,
+    LogLimits,
+};
+use crate::log_queue::DEFAULT_MAX_LOG_RECORDS_PER_JOB;
+use crate::providers::{BatchOverrides, LogSettings, Plan};
 use crate::reports::Reports;
 use crate::summary::{Summary, SummaryReader};
 use crate::{Error, Protocol, Signal, Telemetry, endpoint, resource};
+use jobsight_core::job_logs::ExceptionEvents;
 
 /// The default [`Builder::shutdown_timeout`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +57,11 @@ pub struct Builder {
     export_retries: bool,
     diagnostics_writer: Option<Box<dyn Write + Send>>,
     overrides: BatchOverrides,
+    log_filter: Option<String>,
+    max_log_records_per_job: Option<u32>,
+    log_body_limit: Option<usize>,
+    log_attribute_limits: Option<(usize, usize)>,
+    exception_events: Option<ExceptionEvents>,
     #[cfg(feature = "prometheus")]
     prometheus_endpoint: Option<String>,
 }
@@ -65,6 +79,11 @@ impl Default for Builder {
             export_retries: true,
             diagnostics_writer: None,
             overrides: BatchOverrides::default(),
+            log_filter: None,
+            max_log_records_per_job: None,
+            log_body_limit: None,
+            log_attribute_limits: None,
+            exception_events: None,
             #[cfg(feature = "prometheus")]
             prometheus_endpoint: None,
         }
@@ -84,6 +103,11 @@ impl fmt::Debug for Builder {
             .field("export_retries", &self.export_retries)
             .field("diagnostics_writer", &self.diagnostics_writer.is_some())
             .field("overrides", &self.overrides)
+            .field("log_filter", &self.log_filter)
+            .field("max_log_records_per_job", &self.max_log_records_per_job)
+            .field("log_body_limit", &self.log_body_limit)
+            .field("log_attribute_limits", &self.log_attribute_limits)
+            .field("exception_events", &self.exception_events)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +226,76 @@ impl Builder {
         self
     }
 
+    /// Which `tracing` events and `log` records the log bridges export, in
+    /// `RUST_LOG` syntax: `info,my_crate=debug,my_crate::noisy=off` (the
+    /// most specific target wins; span filters are not supported).
+    /// Overrides `JOBSIGHT_LOG`. Defaults to that variable, then `info`.
+    /// The crates of the export pipeline (`h2`, `hyper`, `tonic`, `tower`,
+    /// `reqwest`, `rustls`, `opentelemetry*`) are never exported, whatever
+    /// the filter says. A filter that does not parse is an
+    /// [`Error::InvalidSetting`] at install.
+    pub fn log_filter(mut self, directives: impl Into<String>) -> Self {
+        self.log_filter = Some(directives.into());
+        self
+    }
+
+    /// The most log records one attempt of a job exports; the job's
+    /// further records are dropped, counted in
+    /// [`Telemetry::dropped`](crate::Telemetry::dropped) as `job_limit`
+    /// and set on the job's span as `job.logs.dropped`. Defaults to
+    /// [`DEFAULT_MAX_LOG_RECORDS_PER_JOB`](crate::DEFAULT_MAX_LOG_RECORDS_PER_JOB)
+    /// (1000). Records made outside any job are not capped.
+    pub fn max_log_records_per_job(mut self, records: u32) -> Self {
+        self.max_log_records_per_job = Some(records);
+        self
+    }
+
+    /// The longest text body of a log record, in bytes; a longer one is
+    /// cut on a character boundary and ends with `…[cut]`. Defaults to
+    /// [`DEFAULT_LOG_BODY_LIMIT`](crate::DEFAULT_LOG_BODY_LIMIT) (8 KiB).
+    /// Attributes are limited by `OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT`
+    /// and `OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+    pub fn log_body_limit(mut self, bytes: usize) -> Self {
+        self.log_body_limit = Some(bytes.max(16));
+        self
+    }
+
+    /// The most attributes a bridge takes from one event's fields (the
+    /// rest are counted in the record's `jobsight.logs.dropped_attributes`)
+    /// and the longest text value, in bytes (cut like the body). Overrides
+    /// `OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT` and
+    /// `OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT`. Defaults to those
+    /// variables, then [`DEFAULT_LOG_ATTRIBUTE_COUNT_LIMIT`](crate::DEFAULT_LOG_ATTRIBUTE_COUNT_LIMIT)
+    /// (32) and [`DEFAULT_LOG_ATTRIBUTE_VALUE_LIMIT`](crate::DEFAULT_LOG_ATTRIBUTE_VALUE_LIMIT)
+    /// (2 KiB).
+    pub fn log_attribute_limits(mut self, count: usize, value_bytes: usize) -> Self {
+        self.log_attribute_limits = Some((count, value_bytes.max(16)));
+        self
+    }
+
+    /// How many log records may wait for export; a record made while the
+    /// queue is full is dropped (the job never waits) and counted as
+    /// `queue_full`. Overrides `OTEL_BLRP_MAX_QUEUE_SIZE`. Defaults to that
+    /// variable, then [`DEFAULT_LOG_QUEUE_SIZE`](crate::DEFAULT_LOG_QUEUE_SIZE)
+    /// (2048).
+    pub fn log_queue_size(mut self, records: usize) -> Self {
+        self.overrides.log_queue_size = Some(records.max(1));
+        self
+    }
+
+    /// Where a failed attempt's exception is recorded: the `exception`
+    /// event of the process span (the default), an `exception` log record
+    /// (severity ERROR, `exception.type`, `exception.message`,
+    /// `exception.stacktrace` when captured, the job's attributes and the
+    /// span's ids), or both. Only attempts the classifier reports as
+    /// errors get one (final failures and panics, not retries). Without a
+    /// logs pipeline (no endpoint for logs) the span event is kept
+    /// whatever is asked here. Defaults to [`ExceptionEvents::SpanEvent`].
+    pub fn exception_events(mut self, events: ExceptionEvents) -> Self {
+        self.exception_events = Some(events);
+        self
+    }
+
     /// Serves the metrics for Prometheus to scrape at
     /// `http://{address}/metrics`, e.g. `"0.0.0.0:9464"` (port 0 picks a
     /// free port; see [`Telemetry::prometheus_addr`]). Series are named as
@@ -238,7 +332,7 @@ impl Builder {
         if let Some(url) = &self.endpoint {
             endpoint::validate(url).map_err(|reason| Error::InvalidEndpoint { reason })?;
         }
-        let [traces, metrics] = Signal::ALL.map(|signal| {
+        let [traces, metrics, logs] = Signal::ALL.map(|signal| {
             ExportTarget::resolve(env, signal, self.endpoint.as_deref(), self.protocol).map(
                 |target| ExportTarget {
                     retries: self.export_retries,
@@ -246,6 +340,32 @@ impl Builder {
                 },
             )
         });
+        let logs = logs.filter(|_| !env.logs_off);
+        let log_filter = match &self.log_filter {
+            Some(text) => LogFilter::parse(text).map_err(|reason| Error::InvalidSetting {
+                setting: "log_filter",
+                reason,
+            })?,
+            None => env.log_filter.clone().unwrap_or_default(),
+        };
+        let log_settings = LogSettings {
+            per_job: self
+                .max_log_records_per_job
+                .unwrap_or(DEFAULT_MAX_LOG_RECORDS_PER_JOB),
+            limits: LogLimits {
+                body: self.log_body_limit.unwrap_or(DEFAULT_LOG_BODY_LIMIT),
+                attribute_count: self
+                    .log_attribute_limits
+                    .map(|(count, _)| count)
+                    .or(env.log_attribute_count)
+                    .unwrap_or(DEFAULT_LOG_ATTRIBUTE_COUNT_LIMIT),
+                attribute_value: self
+                    .log_attribute_limits
+                    .map(|(_, bytes)| bytes)
+                    .or(env.log_attribute_value_length)
+                    .unwrap_or(DEFAULT_LOG_ATTRIBUTE_VALUE_LIMIT),
+            },
+        };
         let endpoint_configured = self.endpoint.is_some() || env.has_endpoint();
         // The scrape endpoint binds first, so that a taken port fails the
         // install before anything is made global.
@@ -276,6 +396,8 @@ impl Builder {
             resource: resource::build(self.service_name.as_deref(), env),
             traces,
             metrics,
+            logs,
+            log_settings,
             summary: summary_reader.clone(),
             exponential: self.exponential_histograms,
             overrides: self.overrides,
@@ -291,16 +413,42 @@ impl Builder {
             Box::new(BaggagePropagator::new()),
         ]));
 
+        let last_errors = summary_reader
+            .is_some()
+            .then(|| Arc::new(LastErrors::default()));
         let summary = summary_reader.map(|reader| {
             let writer = self
                 .summary_writer
                 .unwrap_or_else(|| Box::new(std::io::stderr()));
-            Summary::new(reader, writer)
+            Summary::new(reader, writer, last_errors.clone())
         });
+        let asked = self.exception_events.unwrap_or_default();
+        let exceptions = providers
+            .logger_provider
+            .as_ref()
+            .filter(|_| asked.log_record())
+            .map(|provider| ExceptionRecords::new(provider, log_settings.limits));
+        let events = if exceptions.is_some() {
+            asked
+        } else {
+            ExceptionEvents::SpanEvent
+        };
+        let sinks = (exceptions.is_some() || last_errors.is_some()).then(|| {
+            Arc::new(FailureSinks {
+                exceptions,
+                last_errors,
+            }) as Arc<dyn jobsight_core::job_logs::FailureLog>
+        });
+        jobsight_core::job_logs::set_failure_log(sinks, events);
         Ok(Telemetry::new(
             Some(Active {
                 tracer_provider: providers.tracer_provider,
                 meter_provider: providers.meter_provider,
+                logger_provider: providers.logger_provider,
+                log_bridge: LogBridgeSettings {
+                    filter: Arc::new(log_filter),
+                    limits: log_settings.limits,
+                },
                 runtime: providers.runtime,
                 summary,
                 shutdown_timeout: self.shutdown_timeout,
@@ -422,7 +570,10 @@ mod tests {
             .shutdown_timeout(Duration::from_secs(3))
             .install_with(&env)
             .unwrap();
-        assert_eq!(telemetry.otlp_signals(), [Signal::Traces, Signal::Metrics]);
+        assert_eq!(
+            telemetry.otlp_signals(),
+            [Signal::Traces, Signal::Metrics, Signal::Logs]
+        );
         assert!(!telemetry.has_export_runtime(), "HTTP needs no runtime");
         drop(telemetry);
         assert_eq!(captured.text(), "");
@@ -434,7 +585,7 @@ mod tests {
             .shutdown_timeout(Duration::from_secs(3))
             .install_with(&env)
             .unwrap();
-        assert_eq!(telemetry.otlp_signals().len(), 2);
+        assert_eq!(telemetry.otlp_signals().len(), 3);
         record_one_job("both");
         let _ = telemetry.shutdown();
         assert!(captured.text().contains("both"), "{}", captured.text());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::headers::Headers;
 use crate::kv_list::{self, Values};
+use crate::log_filter::LogFilter;
 use crate::sampler::{SAMPLER_ARG_VAR, SAMPLER_VAR, SamplerChoice};
 use crate::signal::{GENERIC_VARS, OtlpVars};
 use crate::{Error, Protocol, Signal, endpoint};
@@ -20,6 +21,14 @@ pub(crate) const METRIC_EXPORT_INTERVAL_VAR: &str = "OTEL_METRIC_EXPORT_INTERVAL
 pub(crate) const BSP_MAX_QUEUE_SIZE_VAR: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 pub(crate) const BSP_SCHEDULE_DELAY_VAR: &str = "OTEL_BSP_SCHEDULE_DELAY";
 pub(crate) const BSP_MAX_EXPORT_BATCH_SIZE_VAR: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+pub(crate) const LOGS_EXPORTER_VAR: &str = "OTEL_LOGS_EXPORTER";
+pub(crate) const BLRP_MAX_QUEUE_SIZE_VAR: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
+pub(crate) const BLRP_SCHEDULE_DELAY_VAR: &str = "OTEL_BLRP_SCHEDULE_DELAY";
+pub(crate) const BLRP_MAX_EXPORT_BATCH_SIZE_VAR: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
+pub(crate) const LOG_ATTRIBUTE_COUNT_LIMIT_VAR: &str = "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT";
+pub(crate) const LOG_ATTRIBUTE_VALUE_LENGTH_LIMIT_VAR: &str =
+    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+pub(crate) const LOG_FILTER_VAR: &str = "JOBSIGHT_LOG";
 
 /// Everything this crate reads from the environment.
 #[derive(Debug, Default)]
@@ -35,6 +44,18 @@ pub(crate) struct EnvConfig {
     pub(crate) traces: SignalEnv,
     /// `OTEL_EXPORTER_OTLP_METRICS_*`.
     pub(crate) metrics: SignalEnv,
+    /// `OTEL_EXPORTER_OTLP_LOGS_*`.
+    pub(crate) logs: SignalEnv,
+    /// `OTEL_LOGS_EXPORTER=none`: no logs exported whatever the endpoint.
+    pub(crate) logs_off: bool,
+    /// `OTEL_BLRP_*`, the batch log processor's settings.
+    pub(crate) log_batch: BatchEnv,
+    /// `OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT`.
+    pub(crate) log_attribute_count: Option<usize>,
+    /// `OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+    pub(crate) log_attribute_value_length: Option<usize>,
+    /// `JOBSIGHT_LOG`, parsed.
+    pub(crate) log_filter: Option<LogFilter>,
     pub(crate) sampler: SamplerChoice,
     pub(crate) metric_export_interval: Option<Duration>,
     pub(crate) batch: BatchEnv,
@@ -109,6 +130,24 @@ impl EnvConfig {
             generic: SignalEnv::read(&env, GENERIC_VARS)?,
             traces: SignalEnv::read(&env, Signal::Traces.vars())?,
             metrics: SignalEnv::read(&env, Signal::Metrics.vars())?,
+            logs: SignalEnv::read(&env, Signal::Logs.vars())?,
+            logs_off: match env.get(LOGS_EXPORTER_VAR) {
+                None => false,
+                Some(value) => parse_logs_exporter(&value)?,
+            },
+            log_batch: BatchEnv {
+                max_queue_size: env.count(BLRP_MAX_QUEUE_SIZE_VAR)?,
+                schedule_delay: env.millis(BLRP_SCHEDULE_DELAY_VAR)?,
+                max_export_batch_size: env.count(BLRP_MAX_EXPORT_BATCH_SIZE_VAR)?,
+            },
+            log_attribute_count: env.count(LOG_ATTRIBUTE_COUNT_LIMIT_VAR)?,
+            log_attribute_value_length: env.count(LOG_ATTRIBUTE_VALUE_LENGTH_LIMIT_VAR)?,
+            log_filter: env
+                .get(LOG_FILTER_VAR)
+                .map(|value| {
+                    LogFilter::parse(&value).map_err(|reason| Error::env(LOG_FILTER_VAR, reason))
+                })
+                .transpose()?,
             sampler: SamplerChoice::from_env(
                 env.get(SAMPLER_VAR).as_deref(),
                 env.get(SAMPLER_ARG_VAR).as_deref(),
@@ -127,12 +166,13 @@ impl EnvConfig {
         match signal {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
+            Signal::Logs => &self.logs,
         }
     }
 
     /// True when any OTLP endpoint variable is set.
     pub(crate) fn has_endpoint(&self) -> bool {
-        [&self.generic, &self.traces, &self.metrics]
+        [&self.generic, &self.traces, &self.metrics, &self.logs]
             .iter()
             .any(|env| env.endpoint.is_some())
     }
@@ -206,6 +246,18 @@ impl Lookup<'_> {
                 format!("`{value}` is not valid; expected {expected}"),
             )),
         }
+    }
+}
+
+/// `OTEL_LOGS_EXPORTER`: true for `none`.
+fn parse_logs_exporter(value: &str) -> Result<bool, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "otlp" => Ok(false),
+        "none" => Ok(true),
+        _ => Err(Error::env(
+            LOGS_EXPORTER_VAR,
+            format!("`{value}` is not valid; accepted values: `otlp`, `none`"),
+        )),
     }
 }
 
@@ -359,6 +411,16 @@ mod tests {
             ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "whole number"),
             ("OTEL_RESOURCE_ATTRIBUTES", "team", "key=value"),
             ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),
+            ("OTEL_LOGS_EXPORTER", "console", "`otlp`, `none`"),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "collector:4318",
+                "http://",
+            ),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "0", "whole number"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "1s", "milliseconds"),
+            ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "-3", "whole number"),
+            ("JOBSIGHT_LOG", "my_crate=loud", "`trace`"),
         ];
         for (variable, value, accepted) in cases {
             let message = error(&[(variable, value)]);

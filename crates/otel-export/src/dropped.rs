@@ -26,23 +26,29 @@ pub enum DropReason {
     /// shutdown deadline ([`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout))
     /// passed.
     ShutdownTimeout,
+    /// A log record made inside a job that had already made
+    /// [`Builder::max_log_records_per_job`](crate::Builder::max_log_records_per_job)
+    /// records. Logs only.
+    JobLimit,
 }
 
 impl DropReason {
     /// Every reason, in the order of [`DropCounts`]'s fields.
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::QueueFull,
         DropReason::ExportFailed,
         DropReason::ShutdownTimeout,
+        DropReason::JobLimit,
     ];
 
     /// The value of the `jobsight.drop.reason` attribute: `queue_full`, `export_failed`,
-    /// or `shutdown_timeout`.
+    /// `shutdown_timeout` or `job_limit`.
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::QueueFull => "queue_full",
             DropReason::ExportFailed => "export_failed",
             DropReason::ShutdownTimeout => "shutdown_timeout",
+            DropReason::JobLimit => "job_limit",
         }
     }
 
@@ -51,6 +57,7 @@ impl DropReason {
             DropReason::QueueFull => 0,
             DropReason::ExportFailed => 1,
             DropReason::ShutdownTimeout => 2,
+            DropReason::JobLimit => 3,
         }
     }
 }
@@ -71,6 +78,8 @@ pub struct DropCounts {
     pub export_failed: u64,
     /// See [`DropReason::ShutdownTimeout`].
     pub shutdown_timeout: u64,
+    /// See [`DropReason::JobLimit`].
+    pub job_limit: u64,
 }
 
 impl DropCounts {
@@ -80,6 +89,7 @@ impl DropCounts {
             DropReason::QueueFull => self.queue_full,
             DropReason::ExportFailed => self.export_failed,
             DropReason::ShutdownTimeout => self.shutdown_timeout,
+            DropReason::JobLimit => self.job_limit,
         }
     }
 
@@ -89,8 +99,8 @@ impl DropCounts {
     }
 }
 
-/// Telemetry dropped since [`install`](crate::Builder::install): spans, and
-/// metric data points, by [`DropReason`]. The same numbers are exported as
+/// Telemetry dropped since [`install`](crate::Builder::install): spans,
+/// metric data points and log records, by [`DropReason`]. The same numbers are exported as
 /// the counter `jobsight.telemetry.dropped` (see the README's metrics table).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -101,6 +111,8 @@ pub struct Dropped {
     /// default) the next export that gets through carries the totals again,
     /// so a dropped data point costs resolution, not counts.
     pub metric_points: DropCounts,
+    /// Log records dropped.
+    pub log_records: DropCounts,
     /// Of `spans.queue_full`, the error spans: those of failed, retried,
     /// panicked and abandoned attempts (an Error status or an `error.type`
     /// attribute). The last tenth of the span queue is kept for them, so
@@ -114,23 +126,28 @@ impl Dropped {
         match signal {
             Signal::Traces => self.spans,
             Signal::Metrics => self.metric_points,
+            Signal::Logs => self.log_records,
         }
     }
 
     /// True when nothing was dropped.
     pub fn is_empty(&self) -> bool {
-        self.spans.total() == 0 && self.metric_points.total() == 0
+        Signal::ALL
+            .iter()
+            .all(|signal| self.of(*signal).total() == 0)
     }
 }
 
 impl fmt::Display for Dropped {
-    /// `1200 spans (queue_full 1000, export_failed 200), 0 metric data points`
+    /// `1200 spans (queue_full 1000, export_failed 200), 0 metric data
+    /// points, 0 log records`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (signal, noun) in [
             (Signal::Traces, "spans"),
             (Signal::Metrics, "metric data points"),
+            (Signal::Logs, "log records"),
         ] {
-            if signal == Signal::Metrics {
+            if signal != Signal::Traces {
                 f.write_str(", ")?;
             }
             let counts = self.of(signal);
@@ -154,14 +171,11 @@ impl fmt::Display for Dropped {
     }
 }
 
-const SIGNALS: usize = 2;
+const SIGNALS: usize = Signal::ALL.len();
 const REASONS: usize = DropReason::ALL.len();
 
 fn signal_index(signal: Signal) -> usize {
-    match signal {
-        Signal::Traces => 0,
-        Signal::Metrics => 1,
-    }
+    signal.index()
 }
 
 /// The lock-free counters behind [`Dropped`], the one-line reports, and
@@ -245,11 +259,13 @@ impl DropCounter {
                 queue_full: get(DropReason::QueueFull),
                 export_failed: get(DropReason::ExportFailed),
                 shutdown_timeout: get(DropReason::ShutdownTimeout),
+                job_limit: get(DropReason::JobLimit),
             }
         };
         Dropped {
             spans: counts(Signal::Traces),
             metric_points: counts(Signal::Metrics),
+            log_records: counts(Signal::Logs),
             error_spans_queue_full: self.error_spans.load(Ordering::Relaxed),
         }
     }
@@ -274,7 +290,7 @@ mod tests {
         assert_eq!(dropped.spans.total(), 514);
         assert_eq!(
             dropped.to_string(),
-            "514 spans (queue_full 2, export_failed 512), 10 metric data points (export_failed 10)"
+            "514 spans (queue_full 2, export_failed 512), 10 metric data points (export_failed 10), 0 log records"
         );
         assert!(DropCounter::new(Reports::default()).snapshot().is_empty());
     }
@@ -283,8 +299,8 @@ mod tests {
     fn after_the_seal_failed_exports_are_not_counted_twice() {
         let counter = DropCounter::new(Reports::default());
         assert!(counter.record_failed_export(Signal::Traces, 5, || {}));
-        counter.seal(|| [100, 4]);
-        counter.seal(|| [1000, 1000]);
+        counter.seal(|| [100, 4, 3]);
+        counter.seal(|| [1000, 1000, 1000]);
         let mut settled = false;
         assert!(!counter.record_failed_export(Signal::Traces, 100, || settled = true));
         assert!(settled);
@@ -292,5 +308,6 @@ mod tests {
         assert_eq!(dropped.spans.export_failed, 5);
         assert_eq!(dropped.spans.shutdown_timeout, 100);
         assert_eq!(dropped.metric_points.shutdown_timeout, 4);
+        assert_eq!(dropped.log_records.shutdown_timeout, 3);
     }
 }

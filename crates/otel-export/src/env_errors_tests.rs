@@ -8,8 +8,11 @@
 use std::collections::BTreeSet;
 
 use crate::config::{
+    BLRP_MAX_EXPORT_BATCH_SIZE_VAR, BLRP_MAX_QUEUE_SIZE_VAR, BLRP_SCHEDULE_DELAY_VAR,
     BSP_MAX_EXPORT_BATCH_SIZE_VAR, BSP_MAX_QUEUE_SIZE_VAR, BSP_SCHEDULE_DELAY_VAR, EnvConfig,
-    METRIC_EXPORT_INTERVAL_VAR, RESOURCE_ATTRIBUTES_VAR, SDK_DISABLED_VAR, SERVICE_NAME_VAR,
+    LOG_ATTRIBUTE_COUNT_LIMIT_VAR, LOG_ATTRIBUTE_VALUE_LENGTH_LIMIT_VAR, LOG_FILTER_VAR,
+    LOGS_EXPORTER_VAR, METRIC_EXPORT_INTERVAL_VAR, RESOURCE_ATTRIBUTES_VAR, SDK_DISABLED_VAR,
+    SERVICE_NAME_VAR,
 };
 use crate::sampler::{SAMPLER_ARG_VAR, SAMPLER_VAR};
 use crate::signal::{GENERIC_VARS, OtlpVars};
@@ -43,6 +46,13 @@ fn every_variable() -> BTreeSet<&'static str> {
         BSP_MAX_EXPORT_BATCH_SIZE_VAR,
         SAMPLER_VAR,
         SAMPLER_ARG_VAR,
+        LOGS_EXPORTER_VAR,
+        BLRP_MAX_QUEUE_SIZE_VAR,
+        BLRP_SCHEDULE_DELAY_VAR,
+        BLRP_MAX_EXPORT_BATCH_SIZE_VAR,
+        LOG_ATTRIBUTE_COUNT_LIMIT_VAR,
+        LOG_ATTRIBUTE_VALUE_LENGTH_LIMIT_VAR,
+        LOG_FILTER_VAR,
     ]
     .into_iter()
     .collect();
@@ -105,6 +115,17 @@ fn rows() -> Vec<Row> {
             "sometimes",
             &["accepted values: `always_on`", "`parentbased_traceidratio`"],
         ),
+        row(
+            LOGS_EXPORTER_VAR,
+            "console",
+            &["accepted values: `otlp`, `none`"],
+        ),
+        row(BLRP_MAX_QUEUE_SIZE_VAR, "0", COUNT),
+        row(BLRP_SCHEDULE_DELAY_VAR, "1s", MILLIS),
+        row(BLRP_MAX_EXPORT_BATCH_SIZE_VAR, "half", COUNT),
+        row(LOG_ATTRIBUTE_COUNT_LIMIT_VAR, "-1", COUNT),
+        row(LOG_ATTRIBUTE_VALUE_LENGTH_LIMIT_VAR, "big", COUNT),
+        row(LOG_FILTER_VAR, "app=loud", &["`target=level`", "`trace`"]),
         Row {
             variable: SAMPLER_ARG_VAR,
             value: "1.5".into(),
@@ -151,8 +172,24 @@ fn rows() -> Vec<Row> {
         row("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "0", COUNT),
         row("OTEL_BSP_EXPORT_TIMEOUT", "30s", MILLIS),
         row("OTEL_METRIC_EXPORT_TIMEOUT", "x", MILLIS),
+        row("OTEL_BLRP_EXPORT_TIMEOUT", "5s", MILLIS),
+        row(
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+            "gzip",
+            &["accepted values: `none`"],
+        ),
+        row(
+            "OTEL_EXPORTER_OTLP_LOGS_INSECURE",
+            "no",
+            &["`true`, `false`"],
+        ),
     ]);
-    for vars in [GENERIC_VARS, Signal::Traces.vars(), Signal::Metrics.vars()] {
+    for vars in [
+        GENERIC_VARS,
+        Signal::Traces.vars(),
+        Signal::Metrics.vars(),
+        Signal::Logs.vars(),
+    ] {
         rows.push(row(vars.endpoint, "localhost:4317", URL));
         rows.push(row(vars.protocol, "http/xml", PROTOCOL));
         rows.push(row(

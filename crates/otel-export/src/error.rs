@@ -77,6 +77,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `Telemetry::install_log_bridge` (feature `log`) found a `log`
+    /// logger already set; use `Telemetry::log_bridge` from that logger.
+    #[error("a `log` logger is already set; call Telemetry::log_bridge from it instead")]
+    LoggerAlreadySet,
+    /// A value given to a [`Builder`](crate::Builder) setting is not usable.
+    #[error("Builder::{setting}: {reason}")]
+    InvalidSetting {
+        /// The setting, e.g. `log_filter`.
+        setting: &'static str,
+        /// What is wrong and which values are accepted.
+        reason: String,
+    },
     /// Two settings on the [`Builder`](crate::Builder) cannot be used together.
     #[error("{reason}")]
     Conflict {

@@ -23,12 +23,18 @@ pub struct ExportFailures {
     pub failed_metric_exports: u64,
     /// Metric data points in those calls.
     pub dropped_metric_points: u64,
+    /// Log export calls that failed.
+    pub failed_log_exports: u64,
+    /// Log records in those calls.
+    pub dropped_log_records: u64,
 }
 
 impl ExportFailures {
     /// True when no export has failed.
     pub fn is_empty(&self) -> bool {
-        self.failed_span_exports == 0 && self.failed_metric_exports == 0
+        self.failed_span_exports == 0
+            && self.failed_metric_exports == 0
+            && self.failed_log_exports == 0
     }
 }
 
@@ -36,11 +42,13 @@ impl fmt::Display for ExportFailures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} failed trace exports ({} spans dropped), {} failed metric exports ({} data points dropped)",
+            "{} failed trace exports ({} spans dropped), {} failed metric exports ({} data points dropped), {} failed log exports ({} log records dropped)",
             self.failed_span_exports,
             self.dropped_spans,
             self.failed_metric_exports,
-            self.dropped_metric_points
+            self.dropped_metric_points,
+            self.failed_log_exports,
+            self.dropped_log_records
         )
     }
 }
@@ -52,6 +60,8 @@ pub(crate) struct FailureCounter {
     spans: AtomicU64,
     metric_exports: AtomicU64,
     metric_points: AtomicU64,
+    log_exports: AtomicU64,
+    log_records: AtomicU64,
 }
 
 impl FailureCounter {
@@ -61,6 +71,7 @@ impl FailureCounter {
         let (exports, dropped) = match signal {
             Signal::Traces => (&self.span_exports, &self.spans),
             Signal::Metrics => (&self.metric_exports, &self.metric_points),
+            Signal::Logs => (&self.log_exports, &self.log_records),
         };
         dropped.fetch_add(items, Ordering::Relaxed);
         exports.fetch_add(1, Ordering::Relaxed) == 0
@@ -73,6 +84,8 @@ impl FailureCounter {
             dropped_spans: self.spans.load(Ordering::Relaxed),
             failed_metric_exports: self.metric_exports.load(Ordering::Relaxed),
             dropped_metric_points: self.metric_points.load(Ordering::Relaxed),
+            failed_log_exports: self.log_exports.load(Ordering::Relaxed),
+            dropped_log_records: self.log_records.load(Ordering::Relaxed),
         }
     }
 }
@@ -110,6 +123,7 @@ mod tests {
                 dropped_spans: 513,
                 failed_metric_exports: 2,
                 dropped_metric_points: 15,
+                ..ExportFailures::default()
             }
         );
         assert!(!counter.snapshot().is_empty());

@@ -38,6 +38,11 @@ impl ExportRuntime {
         thread::Builder::new()
             .name("jobsight-otel-export".into())
             .spawn(move || {
+                // Everything polled here is the export itself: what its
+                // crates log or trace must not become telemetry (a log
+                // record about sending log records is a loop). The SDK
+                // drops what is emitted under this flag.
+                let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
                 let runtime = match Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(error) => {

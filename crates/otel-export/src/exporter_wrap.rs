@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
@@ -104,6 +105,38 @@ impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
 
     fn force_flush(&self) -> OTelSdkResult {
         self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// A [`LogExporter`] that counts failed exports and tells the log record
+/// queue what left it.
+#[derive(Debug)]
+pub(crate) struct CountingLogExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) report: FailureReport,
+    pub(crate) queue: Arc<SpanQueue>,
+}
+
+impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let records = batch.iter().count() as u64;
+        self.queue.taken(records);
+        let result = self.inner.export(batch).await;
+        match &result {
+            Ok(()) => self.queue.settled(records),
+            Err(error) => self
+                .report
+                .failed(Signal::Logs, records, error, || self.queue.settled(records)),
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
     }
 
     fn set_resource(&mut self, resource: &Resource) {

@@ -5,6 +5,7 @@ use std::thread;
 use std::time::Duration;
 
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
@@ -37,6 +38,11 @@ pub struct Telemetry {
 pub(crate) struct Active {
     pub(crate) tracer_provider: SdkTracerProvider,
     pub(crate) meter_provider: SdkMeterProvider,
+    /// Present when logs are exported.
+    pub(crate) logger_provider: Option<SdkLoggerProvider>,
+    /// What the log bridges filter and limit.
+    #[cfg_attr(not(any(feature = "tracing", feature = "log")), allow(dead_code))]
+    pub(crate) log_bridge: LogBridgeSettings,
     /// The gRPC exporters' runtime; stopped after shutdown.
     pub(crate) runtime: Option<ExportRuntime>,
     pub(crate) summary: Option<Summary>,
@@ -50,7 +56,23 @@ pub(crate) struct Active {
     pub(crate) scrape: Option<crate::scrape::ScrapeEndpoint>,
 }
 
+/// The filter and limits of the log bridges.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(any(feature = "tracing", feature = "log")), allow(dead_code))]
+pub(crate) struct LogBridgeSettings {
+    pub(crate) filter: Arc<crate::log_filter::LogFilter>,
+    pub(crate) limits: crate::log_limits::LogLimits,
+}
+
 impl Telemetry {
+    /// The logger provider and the bridges' settings, when logs are
+    /// exported.
+    #[cfg_attr(not(any(feature = "tracing", feature = "log")), allow(dead_code))]
+    pub(crate) fn log_pipeline(&self) -> Option<(&SdkLoggerProvider, &LogBridgeSettings)> {
+        let active = self.active.as_ref()?;
+        Some((active.logger_provider.as_ref()?, &active.log_bridge))
+    }
+
     pub(crate) fn new(
         active: Option<Active>,
         failures: Arc<FailureCounter>,
@@ -73,6 +95,15 @@ impl Telemetry {
     /// `OTEL_SDK_DISABLED=true`.
     pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
         self.active.as_ref().map(|active| &active.meter_provider)
+    }
+
+    /// The installed logger provider; `None` when logs are not exported
+    /// (no endpoint applies to them, `OTEL_LOGS_EXPORTER=none`, or
+    /// `OTEL_SDK_DISABLED=true`).
+    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+        self.active
+            .as_ref()
+            .and_then(|active| active.logger_provider.as_ref())
     }
 
     /// The signals exported over OTLP: an OTLP exporter was built for each.
@@ -117,8 +148,8 @@ impl Telemetry {
         self.drops.snapshot()
     }
 
-    /// Exports everything recorded so far: spans, then metrics. Waits at most
-    /// the shutdown timeout.
+    /// Exports everything recorded so far: spans, metrics, then log
+    /// records. Waits at most the shutdown timeout.
     ///
     /// Exports that fail are counted in [`dropped`](Self::dropped) and
     /// reported once (stderr by default), not returned as errors.
@@ -128,15 +159,19 @@ impl Telemetry {
         };
         let tracer_provider = active.tracer_provider.clone();
         let meter_provider = active.meter_provider.clone();
+        let logger_provider = active.logger_provider.clone();
         let failures = Arc::clone(&self.failures);
         run_with_deadline("flush", active.shutdown_timeout, move || {
             let traces = tracer_provider.force_flush();
             let metrics = meter_provider.force_flush();
-            checked(&failures, "flush", traces, metrics)
+            let logs = logger_provider
+                .as_ref()
+                .map_or(Ok(()), SdkLoggerProvider::force_flush);
+            checked(&failures, "flush", [traces, metrics, logs])
         })?
     }
 
-    /// Flushes and shuts down traces, then metrics, within the shutdown
+    /// Flushes and shuts down traces, metrics, then logs, within the shutdown
     /// timeout, then prints the summary if it is on. Past the deadline it
     /// gives up and returns [`Error::Timeout`]; telemetry not exported by
     /// then is lost, and counted as `shutdown_timeout` in
@@ -157,6 +192,7 @@ impl Telemetry {
         let Active {
             tracer_provider,
             meter_provider,
+            logger_provider,
             runtime,
             summary,
             shutdown_timeout,
@@ -168,7 +204,10 @@ impl Telemetry {
             let traces = tracer_provider.shutdown_with_timeout(shutdown_timeout);
             // The meter provider ignores timeouts; the caller's deadline bounds it.
             let metrics = meter_provider.shutdown();
-            checked(&failures, "shutdown", traces, metrics)
+            let logs = logger_provider.as_ref().map_or(Ok(()), |provider| {
+                provider.shutdown_with_timeout(shutdown_timeout)
+            });
+            checked(&failures, "shutdown", [traces, metrics, logs])
         })
         .and_then(|result| result);
         // Whatever is not exported now is lost (nothing at all when the
@@ -239,8 +278,7 @@ fn run_with_deadline<T: Send + 'static>(
 fn checked(
     failures: &FailureCounter,
     operation: &'static str,
-    traces: OTelSdkResult,
-    metrics: OTelSdkResult,
+    [traces, metrics, logs]: [OTelSdkResult; 3],
 ) -> Result<(), Error> {
     let lost = failures.snapshot();
     let check = |signal: Signal, result: OTelSdkResult, exports_failed: bool| match result {
@@ -252,11 +290,13 @@ fn checked(
             source,
         }),
     };
-    check(Signal::Traces, traces, lost.failed_span_exports > 0).and(check(
-        Signal::Metrics,
-        metrics,
-        lost.failed_metric_exports > 0,
-    ))
+    check(Signal::Traces, traces, lost.failed_span_exports > 0)
+        .and(check(
+            Signal::Metrics,
+            metrics,
+            lost.failed_metric_exports > 0,
+        ))
+        .and(check(Signal::Logs, logs, lost.failed_log_exports > 0))
 }
 
 #[cfg(test)]

@@ -61,6 +61,12 @@
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans > 0 | `65536` (see below; [`Builder::span_queue_size`]) |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | spans > 0 | `512` |
 //! | `OTEL_BSP_SCHEDULE_DELAY` | milliseconds > 0 | `5000` ([`Builder::span_schedule_delay`]) |
+//! | `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (and the other `_LOGS_` variants of the rows above) | as for traces; OTLP/HTTP appends `/v1/logs` to a generic endpoint | the generic variables |
+//! | `OTEL_LOGS_EXPORTER` | `otlp`, `none` | `otlp`: logs are exported when an endpoint applies to them |
+//! | `OTEL_BLRP_MAX_QUEUE_SIZE` | records > 0 | `2048` ([`Builder::log_queue_size`]) |
+//! | `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_SCHEDULE_DELAY` | records > 0, milliseconds > 0 | `512`, `1000` |
+//! | `OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT` | whole number > 0 | `32`, `2048` ([`Builder::log_attribute_limits`]) |
+//! | `JOBSIGHT_LOG` | `RUST_LOG`-style directives: `info,my_crate=debug` | `info` ([`Builder::log_filter`]) |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION` (and `_TRACES_`, `_METRICS_` variants) | `none` (built without gzip and zstd) | `none` |
 //! | `OTEL_EXPORTER_OTLP_INSECURE` (and `_TRACES_`, `_METRICS_` variants) | `true`, `false` | `false` |
 //! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative`, `delta`, `lowmemory` | `cumulative` |
@@ -232,7 +238,11 @@
 //! - `prometheus` (off): the scrape endpoint; adds `opentelemetry-prometheus`
 //!   and the `prometheus` crate (no HTTP framework: the server is a small
 //!   loop on `std::net`).
-//! - `tracing` (off by default): [`Telemetry::tracing_layer`], a
+//! - `log` (off by default): [`Telemetry::log_bridge`] and
+//!   [`Telemetry::install_log_bridge`]: `log` records become OTLP log
+//!   records (see the README's "Logs").
+//! - `tracing` (off by default): [`Telemetry::tracing_log_layer`] (events
+//!   become OTLP log records) and [`Telemetry::tracing_layer`], a
 //!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
 //!   `tracing` spans a job makes are children of its `process {queue}` span
 //!   (see `tracing_bridge`, which says how the parent is picked).
@@ -248,9 +258,17 @@ mod export_failures;
 mod export_runtime;
 mod export_target;
 mod exporter_wrap;
+mod failure_log;
 mod guard;
 mod headers;
 mod kv_list;
+#[cfg(feature = "log")]
+mod log_bridge;
+mod log_filter;
+mod log_limits;
+mod log_queue;
+#[cfg(any(feature = "tracing", feature = "log"))]
+mod log_record_fields;
 mod protocol;
 mod providers;
 mod reports;
@@ -268,18 +286,32 @@ mod task;
 mod tls;
 #[cfg(feature = "tracing")]
 pub mod tracing_bridge;
+#[cfg(feature = "tracing")]
+mod tracing_logs;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use dropped::{DropCounts, DropReason, Dropped};
 pub use error::Error;
 pub use export_failures::ExportFailures;
 pub use guard::Telemetry;
+pub use jobsight_core::job_logs::ExceptionEvents;
+#[cfg(feature = "log")]
+pub use log_bridge::LogBridge;
+pub use log_limits::{
+    DEFAULT_LOG_ATTRIBUTE_COUNT_LIMIT, DEFAULT_LOG_ATTRIBUTE_VALUE_LIMIT, DEFAULT_LOG_BODY_LIMIT,
+};
+pub use log_queue::{
+    DEFAULT_LOG_BATCH_SIZE, DEFAULT_LOG_QUEUE_SIZE, DEFAULT_LOG_SCHEDULE_DELAY,
+    DEFAULT_MAX_LOG_RECORDS_PER_JOB,
+};
 pub use protocol::Protocol;
 pub use providers::{
     DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_SPAN_BATCH_SIZE, DEFAULT_SPAN_QUEUE_SIZE,
     DEFAULT_SPAN_SCHEDULE_DELAY,
 };
 pub use signal::Signal;
+#[cfg(feature = "tracing")]
+pub use tracing_logs::{LOGS_SCOPE_NAME, TracingLogLayer};
 
 /// Installs telemetry configured from the `OTEL_*` environment:
 /// `Builder::default().install()`.

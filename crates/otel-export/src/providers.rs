@@ -1,5 +1,5 @@
-//! Building the tracer and meter providers, with an OTLP exporter for each
-//! signal that has a target, and the summary reader when asked for.
+//! Building the tracer, meter and logger providers, with an OTLP exporter
+//! for each signal that has a target, and the summary reader when asked for.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -8,6 +8,9 @@ use std::time::Duration;
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
 use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{
+    BatchConfigBuilder as LogBatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider,
+};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 
@@ -17,7 +20,12 @@ use crate::export_failures::FailureCounter;
 use crate::export_runtime::ExportRuntime;
 use crate::export_target::ExportTarget;
 use crate::exporter_wrap::{
-    CountingMetricExporter, CountingSpanExporter, FailureReport, TransportError,
+    CountingLogExporter, CountingMetricExporter, CountingSpanExporter, FailureReport,
+    TransportError,
+};
+use crate::log_limits::LogLimits;
+use crate::log_queue::{
+    DEFAULT_LOG_BATCH_SIZE, DEFAULT_LOG_QUEUE_SIZE, DEFAULT_LOG_SCHEDULE_DELAY, JobLogProcessor,
 };
 use crate::span_queue::{CountedBatchProcessor, SpanQueue};
 use crate::summary::{SummaryReader, exponential_histogram_view};
@@ -47,6 +55,7 @@ pub(crate) struct BatchOverrides {
     pub(crate) span_queue_size: Option<usize>,
     pub(crate) span_schedule_delay: Option<Duration>,
     pub(crate) metric_export_interval: Option<Duration>,
+    pub(crate) log_queue_size: Option<usize>,
 }
 
 /// What to build.
@@ -55,6 +64,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) resource: Resource,
     pub(crate) traces: Option<ExportTarget>,
     pub(crate) metrics: Option<ExportTarget>,
+    pub(crate) logs: Option<ExportTarget>,
+    /// Per-job cap and size limits of log records.
+    pub(crate) log_settings: LogSettings,
     /// The summary's reader, when the summary is on.
     pub(crate) summary: Option<SummaryReader>,
     /// Exponential histograms for jobsight's histograms, asked for.
@@ -69,6 +81,8 @@ pub(crate) struct Plan<'a> {
 pub(crate) struct Providers {
     pub(crate) tracer_provider: SdkTracerProvider,
     pub(crate) meter_provider: SdkMeterProvider,
+    /// Present when logs are exported.
+    pub(crate) logger_provider: Option<SdkLoggerProvider>,
     /// Present when a gRPC exporter was built.
     pub(crate) runtime: Option<ExportRuntime>,
     /// Signals with an OTLP exporter.
@@ -84,17 +98,27 @@ pub(crate) struct Pending {
     pub(crate) spans: Option<Arc<SpanQueue>>,
     /// Data points in a metric export that has not returned.
     pub(crate) metric_points: Arc<AtomicU64>,
+    /// The log record queue, when logs are exported.
+    pub(crate) log_records: Option<Arc<SpanQueue>>,
 }
 
 impl Pending {
-    /// Spans, then data points, not exported yet.
-    pub(crate) fn now(&self) -> [u64; 2] {
+    /// Spans, data points, then log records not exported yet.
+    pub(crate) fn now(&self) -> [u64; 3] {
         [
             self.spans.as_ref().map_or(0, |queue| queue.pending()),
             self.metric_points
                 .load(std::sync::atomic::Ordering::Acquire),
+            self.log_records.as_ref().map_or(0, |queue| queue.pending()),
         ]
     }
+}
+
+/// How log records are bounded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogSettings {
+    pub(crate) per_job: u32,
+    pub(crate) limits: LogLimits,
 }
 
 impl Plan<'_> {
@@ -105,7 +129,7 @@ impl Plan<'_> {
         failures: &Arc<FailureCounter>,
         drops: &Arc<DropCounter>,
     ) -> Result<Providers, Error> {
-        let needs_runtime = [&self.traces, &self.metrics]
+        let needs_runtime = [&self.traces, &self.metrics, &self.logs]
             .into_iter()
             .flatten()
             .any(needs_export_runtime);
@@ -162,7 +186,7 @@ impl Plan<'_> {
             pending.spans = Some(queue);
         }
 
-        let mut meter_provider = SdkMeterProvider::builder().with_resource(self.resource);
+        let mut meter_provider = SdkMeterProvider::builder().with_resource(self.resource.clone());
         if let Some(target) = &self.metrics {
             let report = report(target);
             let exporter = CountingMetricExporter {
@@ -199,7 +223,53 @@ impl Plan<'_> {
             meter_provider = meter_provider.with_view(exponential_histogram_view);
         }
 
-        let otlp_signals = [&self.traces, &self.metrics]
+        let logger_provider = match &self.logs {
+            Some(target) => {
+                let report = report(target);
+                let batch = &self.env.log_batch;
+                let queue_size = self
+                    .overrides
+                    .log_queue_size
+                    .or(batch.max_queue_size)
+                    .unwrap_or(DEFAULT_LOG_QUEUE_SIZE);
+                let queue = Arc::new(SpanQueue::new(queue_size));
+                let exporter = CountingLogExporter {
+                    inner: log_exporter(target, runtime.as_ref(), &report.transport_error)?,
+                    report,
+                    queue: Arc::clone(&queue),
+                };
+                let config = LogBatchConfigBuilder::default()
+                    .with_max_queue_size(queue_size)
+                    .with_max_export_batch_size(
+                        batch
+                            .max_export_batch_size
+                            .unwrap_or(DEFAULT_LOG_BATCH_SIZE),
+                    )
+                    .with_scheduled_delay(
+                        batch.schedule_delay.unwrap_or(DEFAULT_LOG_SCHEDULE_DELAY),
+                    )
+                    .build();
+                let processor = JobLogProcessor::new(
+                    BatchLogProcessor::builder(exporter)
+                        .with_batch_config(config)
+                        .build(),
+                    Arc::clone(&queue),
+                    Arc::clone(drops),
+                    self.log_settings.per_job,
+                    self.log_settings.limits.body,
+                );
+                pending.log_records = Some(queue);
+                Some(
+                    SdkLoggerProvider::builder()
+                        .with_resource(self.resource.clone())
+                        .with_log_processor(processor)
+                        .build(),
+                )
+            }
+            None => None,
+        };
+
+        let otlp_signals = [&self.traces, &self.metrics, &self.logs]
             .into_iter()
             .flatten()
             .map(|target| target.signal)
@@ -209,6 +279,7 @@ impl Plan<'_> {
         Ok(Providers {
             tracer_provider: tracer_provider.build(),
             meter_provider,
+            logger_provider,
             runtime,
             otlp_signals,
             pending,
@@ -257,6 +328,24 @@ fn metric_exporter(
     }
     .map_err(|source| Error::Exporter {
         signal: Signal::Metrics,
+        source,
+    })
+}
+
+fn log_exporter(
+    target: &ExportTarget,
+    runtime: Option<&ExportRuntime>,
+    transport_error: &Arc<TransportError>,
+) -> Result<opentelemetry_otlp::LogExporter, Error> {
+    let builder = opentelemetry_otlp::LogExporter::builder();
+    match target.protocol {
+        Protocol::Grpc => with_tonic_settings(builder.with_tonic(), target)?.build(),
+        Protocol::HttpProtobuf => {
+            with_http_settings(builder.with_http(), target, runtime, transport_error)?.build()
+        }
+    }
+    .map_err(|source| Error::Exporter {
+        signal: Signal::Logs,
         source,
     })
 }

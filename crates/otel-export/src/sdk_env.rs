@@ -31,6 +31,9 @@ const CHECKS: &[(&str, Accepts)] = &[
     ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", Accepts::Count),
     ("OTEL_BSP_EXPORT_TIMEOUT", Accepts::Millis),
     ("OTEL_METRIC_EXPORT_TIMEOUT", Accepts::Millis),
+    ("OTEL_BLRP_EXPORT_TIMEOUT", Accepts::Millis),
+    ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", Accepts::Compression),
+    ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", Accepts::Bool),
 ];
 
 /// The variables checked here.

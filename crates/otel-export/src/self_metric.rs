@@ -21,13 +21,16 @@ pub(crate) const SCOPE: &str = "jobsight-otel";
 /// can still be exported when they happen. `shutdown_timeout` happens when
 /// the exporters are gone; it is in
 /// [`Telemetry::dropped`](crate::Telemetry::dropped) and the shutdown line.
-const SERIES: [(Signal, DropReason); 3] = [
+const SERIES: [(Signal, DropReason); 6] = [
     (Signal::Traces, DropReason::QueueFull),
     (Signal::Traces, DropReason::ExportFailed),
     (Signal::Metrics, DropReason::ExportFailed),
+    (Signal::Logs, DropReason::QueueFull),
+    (Signal::Logs, DropReason::ExportFailed),
+    (Signal::Logs, DropReason::JobLimit),
 ];
 
-/// Registers the counter on `provider`. Three series: not subject to any
+/// Registers the counter on `provider`. Six series: not subject to any
 /// cardinality limit in practice (the SDK's default is 2000 per metric).
 pub(crate) fn register(provider: &SdkMeterProvider, drops: Arc<DropCounter>) {
     let scope = InstrumentationScope::builder(SCOPE)
@@ -46,8 +49,8 @@ pub(crate) fn register(provider: &SdkMeterProvider, drops: Arc<DropCounter>) {
         .u64_observable_counter(DROPPED_METRIC)
         .with_unit("{item}")
         .with_description(
-            "Telemetry lost by jobsight-otel: spans (jobsight.signal=traces) or metric data points \
-             (jobsight.signal=metrics), by jobsight.drop.reason",
+            "Telemetry lost by jobsight-otel: spans (jobsight.signal=traces), metric data points \
+             (jobsight.signal=metrics) or log records (jobsight.signal=logs), by jobsight.drop.reason",
         )
         .with_callback(move |observer| {
             let dropped = drops.snapshot();
@@ -107,6 +110,9 @@ mod tests {
         assert_eq!(
             points,
             [
+                ("logs".into(), "export_failed".into(), 0),
+                ("logs".into(), "job_limit".into(), 0),
+                ("logs".into(), "queue_full".into(), 0),
                 ("metrics".into(), "export_failed".into(), 3),
                 ("traces".into(), "export_failed".into(), 0),
                 ("traces".into(), "queue_full".into(), 7),

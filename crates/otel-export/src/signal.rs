@@ -1,4 +1,4 @@
-//! The two signals this crate exports, and the environment variables of each.
+//! The three signals this crate exports, and the environment variables of each.
 
 use std::fmt;
 
@@ -10,6 +10,8 @@ pub enum Signal {
     Traces,
     /// Metric data points.
     Metrics,
+    /// Log records.
+    Logs,
 }
 
 /// The names of the `OTEL_EXPORTER_OTLP_*` variables of one signal (or of
@@ -40,14 +42,25 @@ pub(crate) const GENERIC_VARS: OtlpVars = OtlpVars {
 };
 
 impl Signal {
-    /// Both signals, traces first (the order of flush and shutdown).
-    pub(crate) const ALL: [Signal; 2] = [Signal::Traces, Signal::Metrics];
+    /// Every signal, in the order of flush and shutdown: logs last, so that
+    /// what the others' shutdown logs (nothing, normally) still goes out.
+    pub(crate) const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    /// The signal's position in [`Signal::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Signal::Traces => 0,
+            Signal::Metrics => 1,
+            Signal::Logs => 2,
+        }
+    }
 
     /// The path appended to a generic OTLP/HTTP endpoint for this signal.
     pub(crate) fn http_path(self) -> &'static str {
         match self {
             Signal::Traces => "v1/traces",
             Signal::Metrics => "v1/metrics",
+            Signal::Logs => "v1/logs",
         }
     }
 
@@ -72,6 +85,15 @@ impl Signal {
                 client_key: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
                 client_certificate: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
             },
+            Signal::Logs => OtlpVars {
+                endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+                headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+                timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+                certificate: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+                client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+                client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+            },
         }
     }
 }
@@ -81,6 +103,7 @@ impl fmt::Display for Signal {
         f.write_str(match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
         })
     }
 }

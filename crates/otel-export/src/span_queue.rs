@@ -1,4 +1,5 @@
-//! The span queue, counted exactly: [`CountedBatchProcessor`] wraps the
+//! The span queue (and, with the same counter, the log record queue),
+//! counted exactly: [`CountedBatchProcessor`] wraps the
 //! SDK's `BatchSpanProcessor`, which drops spans when its queue is full but
 //! only logs how many at shutdown.
 //!
@@ -75,7 +76,7 @@ impl SpanQueue {
     /// when the queue is past the share of other spans. False when there is
     /// no place for it.
     #[inline]
-    fn admit(&self, is_error: impl FnOnce() -> bool) -> bool {
+    pub(crate) fn admit(&self, is_error: impl FnOnce() -> bool) -> bool {
         let before = self.queued.fetch_add(1, Ordering::AcqRel);
         if before < self.share || (before < self.limit && is_error()) {
             return true;

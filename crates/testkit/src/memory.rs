@@ -69,6 +69,12 @@ impl MemoryTelemetry {
         &self.spans
     }
 
+    /// The metric exporter (filled on each flush of the meter provider), for
+    /// tests that inspect it directly.
+    pub fn metric_exporter(&self) -> &InMemoryMetricExporter {
+        &self.metrics
+    }
+
     /// Every span ended so far, in the order they ended.
     pub fn spans(&self) -> Vec<SpanData> {
         self.spans

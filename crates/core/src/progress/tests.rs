@@ -9,16 +9,16 @@ use super::*;
 use crate::observer::Event;
 use crate::observer::Observer;
 use crate::{JobMeta, JobMonitor};
+use opentelemetry_sdk::metrics::InMemoryMetricExporter;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 
 fn providers() -> (InMemorySpanExporter, SdkTracerProvider) {
-    let spans = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(spans.clone())
-        .build();
-    (spans, provider)
+    let telemetry = jobsight_testkit::MemoryTelemetry::new();
+    (
+        telemetry.span_exporter().clone(),
+        telemetry.tracer_provider().clone(),
+    )
 }
 
 /// A monitor with progress on, recording spans in memory.
@@ -169,10 +169,11 @@ fn observers_get_progress_with_an_eta_and_the_failure_context() {
 
 #[test]
 fn gauge_reports_running_jobs_per_kind_only() {
-    let metrics = InMemoryMetricExporter::default();
-    let meter_provider = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(metrics.clone()).build())
-        .build();
+    let telemetry = jobsight_testkit::MemoryTelemetry::new();
+    let (metrics, meter_provider) = (
+        telemetry.metric_exporter().clone(),
+        telemetry.meter_provider().clone(),
+    );
     let monitor = JobMonitor::builder()
         .meter_provider(&meter_provider)
         .progress(true)

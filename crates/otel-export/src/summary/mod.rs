@@ -27,6 +27,7 @@ use opentelemetry_sdk::metrics::{
 };
 
 use crate::Error;
+use crate::failure_log::LastErrors;
 use distribution::Distribution;
 use jobsight_core::semconv::{
     ERROR_TYPE, MESSAGING_DESTINATION_NAME as DESTINATION_NAME,
@@ -100,6 +101,8 @@ pub(crate) fn exponential_histogram_view(instrument: &Instrument) -> Option<Stre
 /// The summary's reader and where the table goes.
 pub(crate) struct Summary {
     reader: SummaryReader,
+    /// The last error of each queue, shown under the table.
+    last_errors: Option<Arc<LastErrors>>,
     /// In a mutex so that the guard holding the summary is `Sync`.
     writer: Mutex<Box<dyn Write + Send>>,
 }
@@ -111,9 +114,14 @@ impl std::fmt::Debug for Summary {
 }
 
 impl Summary {
-    pub(crate) fn new(reader: SummaryReader, writer: Box<dyn Write + Send>) -> Self {
+    pub(crate) fn new(
+        reader: SummaryReader,
+        writer: Box<dyn Write + Send>,
+        last_errors: Option<Arc<LastErrors>>,
+    ) -> Self {
         Summary {
             reader,
+            last_errors,
             writer: Mutex::new(writer),
         }
     }
@@ -121,10 +129,16 @@ impl Summary {
     /// Collects the job metrics now, per queue.
     pub(crate) fn collect(&self) -> Vec<QueueSummary> {
         let mut metrics = ResourceMetrics::default();
-        match self.reader.collect(&mut metrics) {
+        let mut queues = match self.reader.collect(&mut metrics) {
             Ok(()) => summarize(&metrics),
             Err(_) => Vec::new(),
+        };
+        if let Some(last_errors) = &self.last_errors {
+            for queue in &mut queues {
+                queue.last_error = last_errors.of(&queue.queue);
+            }
         }
+        queues
     }
 
     /// Writes the table for `queues`.
@@ -164,6 +178,7 @@ fn summarize(metrics: &ResourceMetrics) -> Vec<QueueSummary> {
                     failures: 0,
                     queue_time: None,
                     duration: None,
+                    last_error: None,
                 });
             let slot = if is_duration {
                 let jobs = point.distribution.count();
@@ -266,7 +281,7 @@ mod tests {
             builder = builder.with_view(exponential_histogram_view);
         }
         let captured = LogCapture::default();
-        let summary = Summary::new(reader, Box::new(captured.clone()));
+        let summary = Summary::new(reader, Box::new(captured.clone()), None);
         (builder.build(), summary, captured)
     }
 

@@ -12,6 +12,9 @@ pub(crate) struct QueueSummary {
     pub(crate) failures: u64,
     pub(crate) queue_time: Option<Distribution>,
     pub(crate) duration: Option<Distribution>,
+    /// The message of the queue's last failed attempt (one line, at most
+    /// 200 bytes), when the summary saw one.
+    pub(crate) last_error: Option<String>,
 }
 
 const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
@@ -59,6 +62,18 @@ pub(crate) fn render(queues: &[QueueSummary]) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    let errors: Vec<_> = queues
+        .iter()
+        .filter_map(|queue| Some((&queue.queue, queue.last_error.as_ref()?)))
+        .collect();
+    if !errors.is_empty() {
+        out.push_str(
+            "jobsight: last error per queue (export logs and traces to an OTLP endpoint for every error with its job's logs)\n",
+        );
+        for (queue, message) in errors {
+            out.push_str(&format!("  {queue}: {message}\n"));
+        }
     }
     out
 }
@@ -141,6 +156,7 @@ mod tests {
                 failures: 2,
                 queue_time: None,
                 duration: Some(duration),
+                last_error: None,
             },
             QueueSummary {
                 queue: "reports-nightly".into(),
@@ -148,6 +164,7 @@ mod tests {
                 failures: 0,
                 queue_time: None,
                 duration: None,
+                last_error: None,
             },
         ]);
         let lines: Vec<&str> = table.lines().collect();

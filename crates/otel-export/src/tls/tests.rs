@@ -281,7 +281,7 @@ fn http_endpoints_never_read_the_certificate_files() {
             ("OTEL_EXPORTER_OTLP_CLIENT_KEY".to_owned(), missing.clone()),
         ])
         .unwrap();
-        assert_eq!(telemetry.otlp_signals().len(), 2);
+        assert_eq!(telemetry.otlp_signals().len(), 3);
         drop(telemetry);
     }
 }

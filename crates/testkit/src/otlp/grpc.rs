@@ -1,8 +1,15 @@
-//! OTLP/gRPC front end: a tonic server with `TraceService` and `MetricsService`.
+//! OTLP/gRPC front end: a tonic server with `TraceService`, `MetricsService`
+//! and `LogsService`.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -70,6 +77,17 @@ impl MetricsService for Svc {
     }
 }
 
+#[tonic::async_trait]
+impl LogsService for Svc {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let mode = self.state.on_logs(request.into_inner());
+        answer(&self.state, Signal::Logs, mode).await
+    }
+}
+
 /// Serves until `signal` resolves. Compressed (grpc-encoding: gzip) requests are
 /// refused by tonic with UNIMPLEMENTED: no compression feature is enabled.
 pub(crate) async fn serve(
@@ -90,7 +108,8 @@ pub(crate) async fn serve(
     let _ = tls;
     let result = server
         .add_service(TraceServiceServer::new(svc.clone()))
-        .add_service(MetricsServiceServer::new(svc))
+        .add_service(MetricsServiceServer::new(svc.clone()))
+        .add_service(LogsServiceServer::new(svc))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
         .await;
     if let Err(e) = result {

@@ -1,5 +1,6 @@
 //! OTLP/HTTP front end (binary protobuf only): a hyper HTTP/1.1 server with
-//! `POST /v1/traces` and `POST /v1/metrics`, plain or behind TLS.
+//! `POST /v1/traces`, `POST /v1/metrics` and `POST /v1/logs`, plain or
+//! behind TLS.
 //!
 //! Refused with 415 Unsupported Media Type: a `Content-Type` other than
 //! `application/x-protobuf` (OTLP/JSON is not supported) and any `Content-Encoding`
@@ -18,6 +19,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -107,6 +111,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Answer,
     let signal = match request.uri().path() {
         "/v1/traces" => Signal::Traces,
         "/v1/metrics" => Signal::Metrics,
+        "/v1/logs" => Signal::Logs,
         other => return Ok(plain(StatusCode::NOT_FOUND, format!("no route {other}"))),
     };
     if request.method() != Method::POST {
@@ -138,6 +143,16 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Answer,
             Ok(req) => {
                 let mode = state.on_metrics(req);
                 answer::<ExportMetricsServiceResponse>(&state, signal, mode).await
+            }
+            Err((status, msg)) => {
+                state.count_undecodable(signal);
+                plain(status, msg)
+            }
+        },
+        Signal::Logs => match decode::<ExportLogsServiceRequest>(&parts.headers, body) {
+            Ok(req) => {
+                let mode = state.on_logs(req);
+                answer::<ExportLogsServiceResponse>(&state, signal, mode).await
             }
             Err((status, msg)) => {
                 state.count_undecodable(signal);

@@ -26,8 +26,8 @@ mod query;
 mod receiver;
 
 pub use model::{
-    Attributes, Event, Link, MetricKind, MetricPoint, Span, SpanKind, StatusCode, Temporality,
-    Value, attributes, flatten_metrics, flatten_spans, hex,
+    Attributes, Event, Link, LogRecord, MetricKind, MetricPoint, Span, SpanKind, StatusCode,
+    Temporality, Value, attributes, flatten_logs, flatten_metrics, flatten_spans, hex,
 };
 pub use query::{
     Series, attr_f64, attr_i64, brief, expected_totals, jobs_by_id, outcome, outcomes, series,

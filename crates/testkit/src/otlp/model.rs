@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -195,6 +196,80 @@ impl Span {
         self.end_time_unix_nano
             .saturating_sub(self.start_time_unix_nano)
     }
+}
+
+/// One log record with its resource and scope (a record's `target` is
+/// exported as its scope's name).
+#[derive(Clone, Debug)]
+pub struct LogRecord {
+    /// The body when it is text (other bodies: `None`).
+    pub body: Option<String>,
+    /// OTLP severity number (9 = INFO, 13 = WARN, 17 = ERROR).
+    pub severity_number: i32,
+    /// `INFO`, `WARN`, ….
+    pub severity_text: String,
+    /// The event name (`exception` for jobsight's exception records).
+    pub event_name: String,
+    /// Lowercase hex; all zeros or empty when the record has no trace context.
+    pub trace_id: String,
+    /// Lowercase hex; empty when the record has no trace context.
+    pub span_id: String,
+    /// W3C trace flags (bit 0: sampled).
+    pub flags: u32,
+    /// The record's attributes.
+    pub attributes: Attributes,
+    /// The scope's name: the record's target when it has one.
+    pub scope_name: String,
+    /// The resource's attributes.
+    pub resource: Attributes,
+}
+
+impl LogRecord {
+    /// One attribute.
+    pub fn attr(&self, key: &str) -> Option<&Value> {
+        self.attributes.get(key)
+    }
+
+    /// One text attribute.
+    pub fn str_attr(&self, key: &str) -> Option<&str> {
+        self.attr(key).and_then(Value::as_str)
+    }
+}
+
+/// Every log record of the requests, in arrival order.
+pub fn flatten_logs(requests: &[ExportLogsServiceRequest]) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for req in requests {
+        for rl in &req.resource_logs {
+            let resource = resource_attributes(rl.resource.as_ref());
+            for sl in &rl.scope_logs {
+                let scope_name = sl
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                for r in &sl.log_records {
+                    let body = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                        Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    };
+                    out.push(LogRecord {
+                        body,
+                        severity_number: r.severity_number,
+                        severity_text: r.severity_text.clone(),
+                        event_name: r.event_name.clone(),
+                        trace_id: hex(&r.trace_id),
+                        span_id: hex(&r.span_id),
+                        flags: r.flags,
+                        attributes: attributes(&r.attributes),
+                        scope_name: scope_name.clone(),
+                        resource: resource.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Every span of the requests, in arrival order.

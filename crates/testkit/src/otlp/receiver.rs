@@ -4,13 +4,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::model::{MetricPoint, Span, flatten_metrics, flatten_spans};
+use super::model::{LogRecord, MetricPoint, Span, flatten_logs, flatten_metrics, flatten_spans};
 
 /// Poll interval of the `wait_for_*` helpers.
 const POLL: Duration = Duration::from_millis(20);
@@ -34,6 +35,8 @@ pub enum Signal {
     Traces,
     /// Metrics.
     Metrics,
+    /// Log records.
+    Logs,
 }
 
 /// How the receiver answers an export request of one signal.
@@ -92,12 +95,16 @@ impl<T, F: Fn(&[T]) -> bool> Until<T> for F {
 struct Inner {
     traces: Vec<ExportTraceServiceRequest>,
     metrics: Vec<ExportMetricsServiceRequest>,
+    logs: Vec<ExportLogsServiceRequest>,
     trace_requests: usize,
     metric_requests: usize,
+    log_requests: usize,
     trace_mode: Mode,
     metric_mode: Mode,
+    log_mode: Mode,
     trace_answered: usize,
     metric_answered: usize,
+    log_answered: usize,
     /// Count accepted spans but do not keep the requests (long runs).
     discard_traces: bool,
     /// Spans in every accepted trace request, kept or not.
@@ -150,12 +157,23 @@ impl State {
         mode
     }
 
+    pub(crate) fn on_logs(&self, req: ExportLogsServiceRequest) -> Mode {
+        let mut g = self.lock();
+        g.log_requests += 1;
+        let mode = g.log_mode;
+        if keeps(mode) {
+            g.logs.push(req);
+        }
+        mode
+    }
+
     /// Counts a success answer about to be sent (after any delay).
     pub(crate) fn count_answered(&self, signal: Signal) {
         let mut g = self.lock();
         match signal {
             Signal::Traces => g.trace_answered += 1,
             Signal::Metrics => g.metric_answered += 1,
+            Signal::Logs => g.log_answered += 1,
         }
     }
 
@@ -165,6 +183,7 @@ impl State {
         match signal {
             Signal::Traces => g.trace_requests += 1,
             Signal::Metrics => g.metric_requests += 1,
+            Signal::Logs => g.log_requests += 1,
         }
     }
 }
@@ -351,6 +370,7 @@ impl Receiver {
         match signal {
             Signal::Traces => g.trace_answered,
             Signal::Metrics => g.metric_answered,
+            Signal::Logs => g.log_answered,
         }
     }
 
@@ -390,12 +410,21 @@ impl Receiver {
         }
     }
 
+    /// Like `traces_endpoint`, for logs (`{endpoint}/v1/logs` for HTTP).
+    pub fn logs_endpoint(&self) -> String {
+        match self.transport {
+            Transport::Grpc => self.endpoint(),
+            Transport::Http => format!("{}/v1/logs", self.endpoint()),
+        }
+    }
+
     /// How requests of `signal` are answered from now on.
     pub fn set_mode(&self, signal: Signal, mode: Mode) {
         let mut g = self.state.lock();
         match signal {
             Signal::Traces => g.trace_mode = mode,
             Signal::Metrics => g.metric_mode = mode,
+            Signal::Logs => g.log_mode = mode,
         }
     }
 
@@ -405,6 +434,7 @@ impl Receiver {
         match signal {
             Signal::Traces => g.trace_mode,
             Signal::Metrics => g.metric_mode,
+            Signal::Logs => g.log_mode,
         }
     }
 
@@ -425,6 +455,7 @@ impl Receiver {
         match signal {
             Signal::Traces => g.trace_requests,
             Signal::Metrics => g.metric_requests,
+            Signal::Logs => g.log_requests,
         }
     }
 
@@ -486,8 +517,10 @@ impl Receiver {
         let mut g = self.state.lock();
         g.traces.clear();
         g.metrics.clear();
+        g.logs.clear();
         g.trace_requests = 0;
         g.metric_requests = 0;
+        g.log_requests = 0;
         g.accepted_spans = 0;
     }
 
@@ -555,6 +588,26 @@ impl Receiver {
             until.done(&points).then_some(points)
         })
         .unwrap_or_else(|| self.metrics())
+    }
+
+    /// Every log record kept so far, flattened, in arrival order.
+    pub fn logs(&self) -> Vec<LogRecord> {
+        flatten_logs(&self.state.lock().logs)
+    }
+
+    /// Polls until `until` holds for all log records seen so far or
+    /// `timeout` passes; returns the records either way.
+    pub async fn wait_for_logs(
+        &self,
+        until: impl Until<LogRecord>,
+        timeout: Duration,
+    ) -> Vec<LogRecord> {
+        poll(timeout, || {
+            let logs = self.logs();
+            until.done(&logs).then_some(logs)
+        })
+        .await
+        .unwrap_or_else(|| self.logs())
     }
 
     /// Stops the server and waits for it to finish (the listening port is closed on return).
