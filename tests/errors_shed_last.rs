@@ -55,7 +55,11 @@ async fn failed_jobs_keep_their_spans_when_the_queue_is_full() {
     let mut storage = MemoryStorage::new();
     for n in 0..JOBS {
         storage
-            .push_task(TaskBuilder::new(n).queue(Queue::from(queue.as_str())).build())
+            .push_task(
+                TaskBuilder::new(n)
+                    .queue(Queue::from(queue.as_str()))
+                    .build(),
+            )
             .await
             .expect("push");
     }

@@ -393,7 +393,8 @@ pub fn run(bench: &Bench, p: Params) -> String {
         overhead(Config::ApalisMetrics, 4),
     ];
     let sampled = [overhead(Config::Sampled1, 1), overhead(Config::Sampled1, 4)];
-    let vs_apalis_metrics = |mine: [f64; 2]| [mine[0] / apalis_metrics[0], mine[1] / apalis_metrics[1]];
+    let vs_apalis_metrics =
+        |mine: [f64; 2]| [mine[0] / apalis_metrics[0], mine[1] / apalis_metrics[1]];
     let no_traces_vs_metrics = vs_apalis_metrics(no_traces);
     let sampled_vs_metrics = vs_apalis_metrics(sampled);
     let refusing = [

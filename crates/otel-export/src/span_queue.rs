@@ -132,9 +132,10 @@ impl CountedBatchProcessor {
             self.drops.record_error_span();
         }
         if self.drops.record(Signal::Traces, DropReason::QueueFull, 1) {
-            self.drops
-                .reports()
-                .line(&queue_full_warning(self.queue.limit(), self.queue.reserve()));
+            self.drops.reports().line(&queue_full_warning(
+                self.queue.limit(),
+                self.queue.reserve(),
+            ));
         }
     }
 }
@@ -345,9 +346,6 @@ mod tests {
             .iter()
             .map(|span| (span.name.as_ref(), is_error_span(span)))
             .collect();
-        assert_eq!(
-            errors,
-            [("ok", false), ("failed", true), ("retried", true)]
-        );
+        assert_eq!(errors, [("ok", false), ("failed", true), ("retried", true)]);
     }
 }
