@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Healthchecks::slugs("my-ping-key").base_url(&ping_receiver().await?),
         PingOptions::default(),
     )?;
-    // Names unique to this run: the queue, the worker, the watchdog's keys.
+    // Names unique to this run: the queue and the watchdog's keys.
     let run = format!("jobsight-example-{}", std::process::id());
     let watchdog = Watchdog::builder("redis://127.0.0.1:6379/")
         .prefix(format!("{run}:checkin"))
@@ -118,7 +118,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("scheduler: stopped (the next run will be missed)");
     });
 
-    WorkerBuilder::new(format!("{run}-worker"))
+    // Unique per process (host name and pid): apalis-redis keys heartbeats
+    // and jobs in flight by worker name.
+    WorkerBuilder::new(jobsight_apalis::worker_name("heartbeat"))
         .backend(
             RedisStorage::<Heartbeat>::new(conn.clone())
                 .with_config(config)

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
-use jobsight_apalis::{MonitorLayer, traced_builder};
+use jobsight_apalis::{MonitorLayer, stamped_builder};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -92,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => SendEmail::Welcome(format!("user{i}@example.com")),
         };
         // Two attempts per email: apalis's RetryPolicy::retries(1) below.
-        let task = traced_builder(
+        let task = stamped_builder(
             TaskBuilder::new(job)
                 .queue(Queue::from("emails"))
                 .max_attempts(2),
@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             BuildReport::Monthly(i)
         };
         reports
-            .push_task(traced_builder(TaskBuilder::new(job).queue(Queue::from("reports"))).build())
+            .push_task(stamped_builder(TaskBuilder::new(job).queue(Queue::from("reports"))).build())
             .await?;
         jobs += 1;
     }
@@ -129,7 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .register(move |_| {
-            WorkerBuilder::new("email-sender")
+            WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
                 .backend(
                     emails
                         .lock()
@@ -142,7 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build(send_email)
         })
         .register(move |_| {
-            WorkerBuilder::new("report-builder")
+            WorkerBuilder::new(jobsight_apalis::worker_name("report-builder"))
                 .backend(
                     reports
                         .lock()

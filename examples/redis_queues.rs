@@ -17,6 +17,11 @@
 //! after this long; default: run until Ctrl-C or SIGTERM), plus the usual
 //! `OTEL_*` variables to export over OTLP too. On exit the demo's Redis
 //! keys are deleted.
+//!
+//! Several copies may run at once on the same queues (the dashboards check
+//! runs two): worker names carry the host name and process id
+//! ([`jobsight_apalis::worker_name`]), and each process exports its own
+//! series (`service.instance.id`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -163,21 +168,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let monitor = Monitor::new()
         .register(move |_| {
-            WorkerBuilder::new("email-sender")
+            WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
                 .backend(e.clone())
                 .layer(me.clone())
                 .concurrency(8)
                 .build(send_email)
         })
         .register(move |_| {
-            WorkerBuilder::new("report-builder")
+            WorkerBuilder::new(jobsight_apalis::worker_name("report-builder"))
                 .backend(r.clone())
                 .layer(mr.clone())
                 .concurrency(4)
                 .build(build_report)
         })
         .register(move |_| {
-            WorkerBuilder::new("ledger-sync")
+            WorkerBuilder::new(jobsight_apalis::worker_name("ledger-sync"))
                 .backend(l.clone())
                 .layer(ml.clone())
                 .concurrency(1)

@@ -14,8 +14,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, UNIX_EPOCH};
 
-use jobsight_core::observer::{Event, ObserveError, Observer, ObserverOptions};
-use jobsight_core::task::Task;
+use jobsight_core::observer::{JobEvent, ObserveError, Observer, ObserverOptions};
+use jobsight_core::task::OneOffTask;
 use jobsight_core::{JobMonitor, progress};
 use serde_json::json;
 
@@ -27,7 +27,7 @@ struct Webhook {
 }
 
 impl Observer for Webhook {
-    fn observe(&mut self, event: &Event) -> Result<(), ObserveError> {
+    fn observe(&mut self, event: &JobEvent) -> Result<(), ObserveError> {
         let body = payload(event).to_string();
         let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
         stream.set_read_timeout(Some(self.timeout))?;
@@ -50,7 +50,7 @@ impl Observer for Webhook {
 }
 
 /// The JSON a webhook gets: the event's fields, with times as unix seconds.
-fn payload(event: &Event) -> serde_json::Value {
+fn payload(event: &JobEvent) -> serde_json::Value {
     let secs = |t: std::time::SystemTime| {
         t.duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -128,17 +128,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .build();
 
-    Task::new("import_orders").monitor(&monitor).run_blocking(
-        || -> Result<(), std::io::Error> {
+    OneOffTask::new("import_orders")
+        .monitor(&monitor)
+        .run_blocking(|| -> Result<(), std::io::Error> {
             progress::set_total(3);
             for order in 1..=3 {
                 progress::set_element(format_args!("order {order}"));
                 progress::tick(1);
             }
             Ok(())
-        },
-    )?;
-    let _ = Task::new("refund_orders")
+        })?;
+    let _ = OneOffTask::new("refund_orders")
         .monitor(&monitor)
         .run_blocking(|| {
             progress::set_total(10);

@@ -16,7 +16,7 @@
 //! | `--queue` | `JOBSIGHT_QUEUE` | `reports` | apalis-redis queue (namespace) |
 //! | `--runs` | `JOBSIGHT_RUNS` | `3` | attempts to run before exiting (a retried job counts once per attempt); `0`: run until stopped |
 //! | `--propagation` | `JOBSIGHT_PROPAGATION` | `link` | `link`, `child` or `none` |
-//! | `--worker` | `JOBSIGHT_WORKER` | `{queue}-worker-{pid}` | worker name (unique per run: apalis-redis refuses a name seen in the last heartbeat interval) |
+//! | `--worker` | `JOBSIGHT_WORKER` | `{queue}@{host}/{pid}` ([`jobsight_apalis::worker_name`]) | worker name, unique per process: apalis-redis keys heartbeats and jobs in flight by name, and refuses a name seen in the last heartbeat interval |
 //! | `--job-ms` | `JOBSIGHT_JOB_MS` | `5` | how long each job works, in ms |
 //! | `--concurrency` | `JOBSIGHT_CONCURRENCY` | `4` | jobs run at the same time |
 //! | `--grace-ms` | `JOBSIGHT_GRACE_MS` | `5000` | after SIGTERM or Ctrl-C, how long jobs in flight may take to finish before they are cut off (recorded as `abandoned`) |
@@ -95,7 +95,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = options.parsed("runs", "JOBSIGHT_RUNS", "3")?;
     let propagation =
         demo::propagation(&options.text("propagation", "JOBSIGHT_PROPAGATION", "link"))?;
-    let default_name = format!("{queue}-worker-{}", std::process::id());
+    // Host name and process id: unique per process, also in containers
+    // where every process is pid 1.
+    let default_name = jobsight_apalis::worker_name(&queue);
     let worker_name = options.text("worker", "JOBSIGHT_WORKER", &default_name);
     let job_ms: u64 = options.parsed("job-ms", "JOBSIGHT_JOB_MS", "5")?;
     let concurrency: usize = options.parsed("concurrency", "JOBSIGHT_CONCURRENCY", "4")?;

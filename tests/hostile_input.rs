@@ -540,7 +540,7 @@ async fn install_observed(
 ) -> (Telemetry, JobMonitor) {
     let telemetry = telemetry_to(rx, &unique("hostile"));
     let monitor = monitor_builder_of(&telemetry)
-        .observer(move |event: &jobsight_core::Event| {
+        .observer(move |event: &jobsight_core::JobEvent| {
             let mut o = observed.lock().unwrap_or_else(|e| e.into_inner());
             o.events += 1;
             for (k, v) in event.job.metadata() {

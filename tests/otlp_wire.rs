@@ -8,7 +8,7 @@
 //! - emails (`.retry(RetryPolicy::retries(1))` before `MonitorLayer`, tasks
 //!   with `max_attempts(2)`): a success, a job that fails once then succeeds,
 //!   a job that always fails, and a success that was *not* stamped with
-//!   `traced_builder` (so it has no queue time);
+//!   `stamped_builder` (so it has no queue time);
 //! - reports (`.concurrency(1)`, then a 500 ms `TimeoutLayer`, both before
 //!   `MonitorLayer`): a success, an error the classifier ignores, a panic, a
 //!   job pushed after the panic (the worker must survive to run it), and a
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_core::backend::queue::Queue;
-use jobsight_apalis::{MonitorLayer, traced_builder};
+use jobsight_apalis::{MonitorLayer, stamped_builder};
 use jobsight_core::{DefaultClassifier, JobMonitor};
 use jobsight_otel::{Builder, Protocol};
 
@@ -90,7 +90,7 @@ fn email_task(job: Email, queue: &str, stamped: bool, id: Option<&str>) -> Task<
         builder = builder.task_id(TaskId::from_string(id));
     }
     if stamped {
-        builder = traced_builder(builder);
+        builder = stamped_builder(builder);
     }
     builder.build()
 }
@@ -100,7 +100,7 @@ fn report_task(job: Report, queue: &str, id: Option<&str>) -> Task<Report> {
     if let Some(id) = id {
         builder = builder.task_id(TaskId::from_string(id));
     }
-    traced_builder(builder).build()
+    stamped_builder(builder).build()
 }
 
 struct Names {
@@ -325,7 +325,7 @@ fn check_email_spans(spans: &[Span], names: &Names) {
         if s.attr_str("messaging.message.id") == Some(names.unstamped_id.as_str()) {
             assert!(
                 queue_time(s).is_none(),
-                "a task not stamped with traced_builder has no queue time on the memory backend:\n{all}"
+                "a task not stamped with stamped_builder has no queue time on the memory backend:\n{all}"
             );
         } else {
             assert_queue_time(s);

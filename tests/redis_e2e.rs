@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
 use apalis_redis::{Config, RedisStorage};
-use jobsight_apalis::{MonitorLayer, traced_builder};
+use jobsight_apalis::{MonitorLayer, stamped_builder};
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanKind as ApiSpanKind, TraceContextExt, Tracer, TracerProvider};
 use serde::{Deserialize, Serialize};
@@ -110,12 +110,12 @@ async fn redis_jobs_carry_queue_ulid_queue_time_retries_and_producer_links() {
     let (linked, flaky) = {
         let _attached = producer_cx.clone().attach();
         (
-            traced_builder(TaskBuilder::new(Invoice {
+            stamped_builder(TaskBuilder::new(Invoice {
                 number: 1,
                 flaky: false,
             }))
             .build(),
-            traced_builder(
+            stamped_builder(
                 TaskBuilder::new(Invoice {
                     number: 2,
                     flaky: true,
@@ -125,7 +125,7 @@ async fn redis_jobs_carry_queue_ulid_queue_time_retries_and_producer_links() {
             .build(),
         )
     };
-    let unlinked = traced_builder(TaskBuilder::new(Invoice {
+    let unlinked = stamped_builder(TaskBuilder::new(Invoice {
         number: 3,
         flaky: false,
     }))

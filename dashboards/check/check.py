@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Evaluates the dashboard's and the alert rules' PromQL on a real Prometheus.
 
-Started by run.sh. Standard library only. Starts the redis_queues example
-(three queues on Redis: `emails`, `reports` with aborted jobs, `ledger` which
-stalls on purpose) with its scrape endpoint, and a Prometheus (1 s scrape and
-evaluation) that scrapes it and loads three variants of the rules: as written,
-"fast" and "open" (thresholds removed or always
-true; see alerts.yml). Then it asserts:
+Started by run.sh. Standard library only. Starts two processes of the
+redis_queues example on the same three queues (Redis: `emails`, `reports`
+with aborted jobs, `ledger` which stalls on purpose), each with its own
+scrape endpoint, and a Prometheus (1 s scrape and evaluation) that scrapes
+both and loads three variants of the rules: as written, "fast" and "open"
+(thresholds removed or always true; see alerts.yml). Then it asserts:
 
-- every target of every dashboard panel returns a series for each queue;
+- every queue's metrics come from both processes (two `instance`s), so that
+  every expression below is evaluated across instances;
+- every target of every dashboard panel returns a series for each queue,
+  aggregated across the processes (no `instance` label left);
+- at one instant, the throughput panel is the sum of the processes' rates and
+  the depth panel the highest of the pollers' readings (not their sum);
 - the queue variable's label_values query lists each queue;
 - every rule as written evaluates without error;
-- every rule of the "open" variant returns a series for each queue;
+- every rule of the "open" variant returns one series for each queue, with
+  no `instance` label;
 - in the "fast" variant, JobQueueFallingBehind and JobQueueNotProcessing fire
   for the stalled `ledger` queue only, JobFailureRateHigh for `reports` only.
 
@@ -38,17 +44,19 @@ QUEUE_LABEL = "messaging_destination_name"
 # Text substitutions that derive the variants from alerts.yml; each `old`
 # must occur exactly `count` times (None: at least once, regex).
 FAST = [
-    ("(job_queue_oldest_age_seconds) > 300", "(job_queue_oldest_age_seconds) > 10", 1),
+    ("(job_queue_oldest_age_seconds)\n          ) > 300",
+     "(job_queue_oldest_age_seconds)\n          ) > 10", 1),
     ("rate(messaging_client_consumed_messages_total[15m])",
      "rate(messaging_client_consumed_messages_total[10s])", 1),
     (re.compile(r"for: \d+m"), "for: 1s", None),
 ]
 OPEN = [
-    ("(job_queue_oldest_age_seconds) > 300", "(job_queue_oldest_age_seconds) >= 0", 1),
+    ("(job_queue_oldest_age_seconds)\n          ) > 300",
+     "(job_queue_oldest_age_seconds)\n          ) >= 0", 1),
     # No threshold at all: a queue with no finished attempt in the window
     # has a NaN ratio, which no comparison lets through.
     ("\n          > 0.05\n", "\n", 1),
-    ("(job_queue_depth) > 0", "(job_queue_depth) >= 0", 1),
+    ("(job_queue_depth)\n          ) > 0", "(job_queue_depth)\n          ) >= 0", 1),
     ("[15m])) > 0", "[15m])) > 1e300", 1),
 ]
 # Which queues each "fast" alert must fire for (the others must not).
@@ -58,6 +66,10 @@ FIRES = {
     "JobFailureRateHigh": {"reports"},
 }
 QUEUES = ("emails", "reports", "ledger")
+# Processes of the example running at once, on the same queues.
+PROCESSES = 2
+# Labels that identify a process; no panel or rule may leave them in its result.
+PROCESS_LABELS = ("instance",)
 # Grafana variables, as Grafana would expand them with "All" selected.
 GRAFANA_VARS = {"$queue": ".*", "$__rate_interval": "30s"}
 
@@ -206,7 +218,7 @@ def main():
     variants = {"fast": derive(rules, FAST), "open": derive(rules, OPEN)}
     work = tempfile.mkdtemp(prefix="jobsight-dashboards-")
     prefix = f"ci{os.getpid()}-"
-    worker_port, prom_port = free_port(), free_port()
+    worker_ports, prom_port = [free_port() for _ in range(PROCESSES)], free_port()
     files = {
         "as-written": args.rules,
         "fast": os.path.join(work, "alerts-fast.yml"),
@@ -220,22 +232,24 @@ def main():
         "rule_files": [os.path.abspath(f) for f in files.values()],
         "scrape_configs": [{
             "job_name": "jobsight-demo",
-            "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}],
+            "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in worker_ports]}],
         }],
     }))
 
-    example = prometheus = None
+    examples, prometheus = [], None
+    logs = [f"example-{n}.log" for n in range(1, PROCESSES + 1)] + ["prometheus.log"]
     check = Check()
     try:
-        env = dict(os.environ,
-                   JOBSIGHT_METRICS_ADDR=f"127.0.0.1:{worker_port}",
-                   JOBSIGHT_DEMO_PREFIX=prefix,
-                   JOBSIGHT_POLL_MS="500",
-                   JOBSIGHT_DEMO_SECONDS=str(int(args.deadline) + 10))
-        for var in [v for v in env if v.startswith("OTEL_EXPORTER_OTLP")]:
-            del env[var]
-        example = subprocess.Popen([args.example], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=open(os.path.join(work, "example.log"), "w"))
+        for port, log in zip(worker_ports, logs):
+            env = dict(os.environ,
+                       JOBSIGHT_METRICS_ADDR=f"127.0.0.1:{port}",
+                       JOBSIGHT_DEMO_PREFIX=prefix,
+                       JOBSIGHT_POLL_MS="500",
+                       JOBSIGHT_DEMO_SECONDS=str(int(args.deadline) + 10))
+            for var in [v for v in env if v.startswith("OTEL_")]:
+                del env[var]
+            examples.append(subprocess.Popen([args.example], env=env, stdout=subprocess.DEVNULL,
+                                             stderr=open(os.path.join(work, log), "w")))
         prometheus = subprocess.Popen(
             ["prometheus", f"--config.file={config}",
              f"--storage.tsdb.path={os.path.join(work, 'tsdb')}",
@@ -260,21 +274,26 @@ def main():
 
         # Wait until every queue has data and the "fast" alerts have had
         # time to fire (the ledger queue stalls after its first jobs).
-        print(f"dashboards: Prometheus on 127.0.0.1:{prom_port} scraping the example on "
-              f"127.0.0.1:{worker_port}; queues {', '.join(sorted(queues))}")
+        print(f"dashboards: Prometheus on 127.0.0.1:{prom_port} scraping {PROCESSES} example "
+              f"processes on {', '.join(f'127.0.0.1:{p}' for p in worker_ports)}; "
+              f"queues {', '.join(sorted(queues))}")
         ready_at = None
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError("the queues did not reach the expected state in time")
-            for process, name in ((example, "the example"), (prometheus, "prometheus")):
+            for process, name in ([(e, f"example {n}") for n, e in enumerate(examples, 1)]
+                                  + [(prometheus, "prometheus")]):
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited early with {process.returncode}; "
                                        f"logs in {work}")
             time.sleep(1)
             try:
-                seen = {r["metric"].get(QUEUE_LABEL) for r in get(
-                    f"{api}/query", {"query": "messaging_process_duration_seconds_count"}
-                )["data"]["result"]}
+                # Queues with data from every process (and every poller).
+                seen = set.intersection(*(
+                    {r["metric"].get(QUEUE_LABEL) for r in get(f"{api}/query", {
+                        "query": f"count by ({QUEUE_LABEL}) (count by ({QUEUE_LABEL}, instance) "
+                                 f"({metric})) >= {PROCESSES}"})["data"]["result"]}
+                    for metric in ("messaging_process_duration_seconds_count", "job_queue_depth")))
                 by_file = rules_by_file()
             except OSError:
                 continue
@@ -288,6 +307,51 @@ def main():
                 break
         print(f"dashboards: ready after {time.monotonic() - started:.0f} s")
 
+        # One instant for the comparisons below: every query sees the same data.
+        at = time.time() - 1
+
+        def query(expr):
+            return get(f"{api}/query", {"query": expr, "time": f"{at:.3f}"})["data"]["result"]
+
+        print(f"across instances ({PROCESSES} processes)")
+        for metric in ("messaging_client_consumed_messages_total", "job_queue_depth"):
+            per_queue = {}
+            for s in query(metric):
+                per_queue.setdefault(s["metric"].get(QUEUE_LABEL), set()).add(
+                    s["metric"].get("instance"))
+            check.ok(all(len(per_queue.get(q, ())) == PROCESSES for q in queues),
+                     f"{metric}: series from {PROCESSES} instances for each queue",
+                     f"{ {short(q, prefix): sorted(i) for q, i in per_queue.items()} }")
+
+        def by_queue(series):
+            return {s["metric"].get(QUEUE_LABEL): float(s["value"][1]) for s in series}
+
+        def panel_expr(title):
+            return next(expand(e) for t, _, e in dashboard_queries(dashboard) if t == title)
+
+        per_instance = {}
+        for s in query("rate(messaging_client_consumed_messages_total[30s])"):
+            q = s["metric"].get(QUEUE_LABEL)
+            per_instance[q] = per_instance.get(q, 0.0) + float(s["value"][1])
+        panel = by_queue(query(panel_expr("Throughput")))
+        check.ok(all(q in panel and abs(panel[q] - per_instance.get(q, -1)) < 1e-9 for q in queues),
+                 "Throughput: the sum of the processes' rates: "
+                 + " ".join(f"{short(q, prefix)}={fmt(panel.get(q))}" for q in sorted(queues)),
+                 f"per instance summed: {per_instance}")
+        readings = {}
+        for s in query("job_queue_depth"):
+            readings.setdefault(s["metric"].get(QUEUE_LABEL), []).append(float(s["value"][1]))
+        panel = by_queue(query(panel_expr("Depth")))
+        check.ok(all(q in panel and panel[q] == max(readings.get(q, [-1])) for q in queues),
+                 "Depth: the highest poller reading, not a sum: "
+                 + " ".join(f"{short(q, prefix)}={fmt(panel.get(q))} of "
+                            f"{'/'.join(fmt(v) for v in readings.get(q, []))}"
+                            for q in sorted(queues)),
+                 f"panel {panel}")
+
+        def leftover(series):
+            return sorted({label for s in series for label in PROCESS_LABELS if label in s["metric"]})
+
         print("dashboard panels (Grafana variables: "
               + ", ".join(f"{k} -> {v}" for k, v in GRAFANA_VARS.items()) + ")")
         for title, legend, expr in dashboard_queries(dashboard):
@@ -297,10 +361,12 @@ def main():
             for s in series:
                 got.setdefault(short(s["metric"].get(QUEUE_LABEL, "?"), prefix), []).append(
                     fmt(s["value"][1]))
-            check.ok(queues <= {s["metric"].get(QUEUE_LABEL) for s in series},
+            check.ok(queues <= {s["metric"].get(QUEUE_LABEL) for s in series}
+                     and not leftover(series),
                      f"{title} [{legend}]: {len(series)} series "
                      + " ".join(f"{q}={'/'.join(v)}" for q, v in sorted(got.items())),
-                     f"expected a series per queue; query: {expand(expr)}")
+                     f"expected one series per queue, none with {PROCESS_LABELS} "
+                     f"(left: {leftover(series)}); query: {expand(expr)}")
 
         for variable in dashboard["templating"]["list"]:
             query = variable.get("query")
@@ -332,8 +398,9 @@ def main():
             result = get(f"{api}/query", {"query": opened["query"]})["data"]["result"]
             got = {short(s["metric"].get(QUEUE_LABEL, "?"), prefix): fmt(s["value"][1])
                    for s in result}
-            check.ok(queues <= {s["metric"].get(QUEUE_LABEL) for s in result},
-                     f"{name} (open thresholds): a series per queue: "
+            check.ok(queues <= {s["metric"].get(QUEUE_LABEL) for s in result}
+                     and not leftover(result) and len(result) == len(got),
+                     f"{name} (open thresholds): one series per queue: "
                      + " ".join(f"{q}={v}" for q, v in sorted(got.items())),
                      f"query: {opened['query']}")
             fast = by_file.get(("fast", name))
@@ -348,14 +415,15 @@ def main():
                  f"{sorted(set(FIRES) - set(names))} missing")
     except Exception as error:  # noqa: BLE001 - report, clean up, fail
         check.ok(False, "the check ran to the end", f"{type(error).__name__}: {error}")
-        for log in ("example.log", "prometheus.log"):
+        for log in logs:
             path = os.path.join(work, log)
             if os.path.exists(path):
                 print(f"--- last lines of {log}")
                 print("".join(open(path).readlines()[-15:]))
     finally:
         stop(prometheus, "prometheus")
-        stop(example, "the example")
+        for n, example in enumerate(examples, 1):
+            stop(example, f"example {n}")
         shutil.rmtree(work, ignore_errors=True)
         try:
             left = delete_demo_keys(prefix)

@@ -13,6 +13,7 @@ use jobsight_core::outcome::panic_message;
 use jobsight_core::{ErrorClass, ErrorRecord, Transaction};
 use pin_project_lite::pin_project;
 
+use crate::backend::retry_clock::RetryMark;
 use crate::errors::{JobPanicked, unwrap};
 
 pin_project! {
@@ -32,6 +33,7 @@ pin_project! {
 
 struct State {
     tx: Transaction,
+    retry: Option<RetryMark>,
     ctx: Arc<ExecutionContext>,
     catch_panics: bool,
 }
@@ -42,11 +44,13 @@ impl<F> MonitorFuture<F> {
         tx: Transaction,
         ctx: Arc<ExecutionContext>,
         catch_panics: bool,
+        retry: Option<RetryMark>,
     ) -> Self {
         Self {
             inner,
             state: Some(State {
                 tx,
+                retry,
                 ctx,
                 catch_panics,
             }),
@@ -76,7 +80,12 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => {
                 let result = result.map_err(Into::into);
-                if let Some(state) = this.state.take() {
+                if let Some(mut state) = this.state.take() {
+                    if result.is_err()
+                        && let Some(retry) = state.retry.take()
+                    {
+                        retry.failed();
+                    }
                     match &result {
                         Ok(_) => state.tx.succeed(),
                         Err(error) => record_failure(state, error.as_ref()),

@@ -7,6 +7,8 @@ use jobsight_core::checkin::Checkins;
 use tower_layer::Layer;
 
 use crate::args::ArgsOff;
+use crate::backend::Backend;
+use crate::backend::retry_clock::RetryClock;
 use crate::layer_builder::MonitorLayerBuilder;
 use crate::service::MonitorService;
 
@@ -56,6 +58,10 @@ pub(crate) struct Settings {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) catch_panics: bool,
     pub(crate) checkins: Option<Checkins>,
+    /// Set by [`MonitorLayerBuilder::backend`].
+    pub(crate) backend: Option<Arc<dyn Backend>>,
+    /// Present when the backend re-fetches failed tasks on its own delay.
+    pub(crate) retry_clock: Option<Arc<RetryClock>>,
 }
 
 impl Default for MonitorLayer {
@@ -77,6 +83,8 @@ impl MonitorLayer {
                 max_attempts: None,
                 catch_panics: true,
                 checkins: None,
+                backend: None,
+                retry_clock: None,
             }),
             args: ArgsOff,
         }

@@ -12,6 +12,8 @@ use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::TracerProvider;
 
 use crate::args::{ArgsCapture, ArgsOff};
+use crate::backend::Backend;
+use crate::backend::retry_clock::RetryClock;
 use crate::errors::Error;
 use crate::layer::{MonitorLayer, Settings};
 use crate::monitor_choice::{MonitorChoice, non_empty, static_name};
@@ -65,6 +67,7 @@ pub struct MonitorLayerBuilder<A = ArgsOff> {
     catch_panics: bool,
     checkin_policies: Vec<CheckinPolicy>,
     checkins: Option<Checkins>,
+    backend: Option<Arc<dyn Backend>>,
     args: A,
 }
 
@@ -79,6 +82,7 @@ impl MonitorLayerBuilder {
             catch_panics: true,
             checkin_policies: Vec::new(),
             checkins: None,
+            backend: None,
             args: ArgsOff,
         }
     }
@@ -98,6 +102,7 @@ impl<A> MonitorLayerBuilder<A> {
             catch_panics: self.catch_panics,
             checkin_policies: self.checkin_policies,
             checkins: self.checkins,
+            backend: self.backend,
             args: ArgsCapture::new(policy),
         }
     }
@@ -257,6 +262,22 @@ impl<A> MonitorLayerBuilder<A> {
         self
     }
 
+    /// The apalis backend the worker reads from ([`crate::backend`]):
+    /// where queue time, run-at and attempts come from on that backend, and
+    /// `job.backend` on the process spans. Defaults to none: the fields
+    /// every backend fills the same way, queue time from the producer's
+    /// stamp or a ULID id on first attempts only, and no `job.backend`.
+    /// A second call replaces the backend.
+    ///
+    /// ```
+    /// use jobsight_apalis::{MonitorLayer, backend::Postgres};
+    /// let layer = MonitorLayer::builder().backend(Postgres).build();
+    /// ```
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        self.backend = Some(Arc::new(backend));
+        self
+    }
+
     /// The `job.name` of this worker's jobs. Defaults to the `Args` type's
     /// short name (`SendEmail` for `my_app::jobs::SendEmail`).
     pub fn job_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
@@ -359,6 +380,12 @@ impl<A> MonitorLayerBuilder<A> {
                 max_attempts,
                 catch_panics: self.catch_panics,
                 checkins,
+                retry_clock: self
+                    .backend
+                    .as_ref()
+                    .and_then(|b| b.retry_due_after(1))
+                    .map(|_| Arc::new(RetryClock::default())),
+                backend: self.backend,
             }),
             args: self.args,
         };

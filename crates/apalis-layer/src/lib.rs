@@ -10,7 +10,8 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let _telemetry = jobsight_otel::init()?; // OTLP from OTEL_* variables
-//! WorkerBuilder::new("email-sender")
+//! // "email-sender@{host}/{pid}": unique per process (see below).
+//! WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
 //!     .backend(MemoryStorage::<String>::new())
 //!     .layer(MonitorLayer::new())
 //!     .build(send_email)
@@ -18,6 +19,13 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Worker names
+//! Give every process's worker a name of its own: [`worker_name`] appends
+//! the host name and the process id. apalis-redis keys a worker's heartbeat
+//! and its jobs in flight by name, so two processes with one name are
+//! refused or share one in-flight set. Their telemetry is told apart by
+//! the resource (`service.instance.id`, set by `jobsight-otel`).
 //!
 //! # Customization
 //! [`MonitorLayer::builder`] takes every setting of the layer and of the
@@ -39,7 +47,7 @@
 //! async fn send_email(to: String) -> Result<(), BoxDynError> { Ok(()) }
 //!
 //! # fn main() -> Result<(), jobsight_apalis::Error> {
-//! let worker = WorkerBuilder::new("email-sender")
+//! let worker = WorkerBuilder::new(jobsight_apalis::worker_name("email-sender"))
 //!     .backend(MemoryStorage::<String>::new())
 //!     .monitor(
 //!         MonitorLayer::builder()
@@ -87,7 +95,7 @@
 //! - apalis-redis keeps neither the queue nor the run-at on the task; the
 //!   queue defaults to the `Args` type's path (apalis-redis's default queue
 //!   name) unless set with [`MonitorLayerBuilder::queue`], and queue time
-//!   comes from the ULID task id or from a [`traced`] task's stamp.
+//!   comes from the ULID task id or from a [`stamped`] task's stamp.
 //! - apalis's `RetryPolicy` does not write its limit on the task: the layer
 //!   learns it from [`MonitorLayerBuilder::retries`] (or
 //!   [`max_attempts`](MonitorLayerBuilder::max_attempts)).
@@ -98,23 +106,33 @@
 //! # Queue gauges (feature `redis`)
 //! `RedisQueueStats` polls apalis-redis for each queue's depth, oldest
 //! waiting job's age, and scheduled, running, done and dead counts, and
-//! reports them as observable gauges (`job.queue.*`). See `redis_stats`
+//! reports them as observable gauges (`job.queue.*`). See `backend::redis`
 //! for the Redis commands it sends and what happens when Redis is down.
+//!
+//! # Backends
+//! What differs per apalis backend lives in [`backend`], one module each:
+//! give the layer its backend with [`MonitorLayerBuilder::backend`]; the
+//! queue gauges of PostgreSQL come from `PostgresQueueStats` (feature
+//! `postgres`).
 //!
 //! # Cargo features
 //! - `redis` (off): the queue gauges poller; adds `redis` (the client
-//!   apalis-redis already uses), `tokio` and `ulid`.
+//!   apalis-redis already uses), apalis-redis, `tokio` and `ulid`.
+//! - `postgres` (off): `push_traced` names apalis-postgres's queue, and
+//!   `PostgresQueueStats`; adds apalis-postgres, `sqlx` (postgres, tokio)
+//!   and `tokio`.
 //!
 //! # Producers
 //! [`TracedPush`] (`storage.push_traced(args)`) and [`SendLayer`] record
 //! each push as a PRODUCER span `send {queue}` and stamp the task with its
 //! context and enqueue time, so the job's `process {queue}` span links back
-//! to it (see [`send`]). [`traced`] only stamps the task with the current
+//! to it (see [`send`]). [`stamped`] only stamps the task with the current
 //! context, without a send span: it is for producers that record no send
 //! span of their own, where `push_traced` both records and stamps.
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod backend;
 pub mod carrier;
 mod errors;
 mod future;
@@ -122,26 +140,31 @@ mod layer;
 mod layer_builder;
 mod monitor_choice;
 pub mod producer;
-#[cfg(feature = "redis")]
-pub mod redis_stats;
 pub mod send;
 mod send_builder;
 mod service;
 pub mod task_meta;
 mod worker_ext;
+mod worker_name;
 
 pub use args::{ArgsCapture, ArgsOff, CaptureArgs};
+#[cfg(feature = "postgres")]
+pub use backend::postgres::PostgresQueueStats;
+#[cfg(feature = "redis")]
+pub use backend::redis::RedisQueueStats;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub use backend::stats::{PollError, QueueSnapshot, QueueStatsHandle, QueueStatsSource};
+pub use backend::{Backend, QueueConfig};
 pub use errors::{Error, JobPanicked};
 pub use future::MonitorFuture;
 pub use layer::MonitorLayer;
 pub use layer_builder::MonitorLayerBuilder;
-pub use producer::{Stamp, traced, traced_builder};
-#[cfg(feature = "redis")]
-pub use redis_stats::{QueueSnapshot, QueueStatsHandle, RedisQueueStats};
+pub use producer::{Stamp, stamped, stamped_builder};
 pub use send::{SendFuture, SendLayer, SendService, SinkService, TracedPush};
 pub use send_builder::SendLayerBuilder;
 pub use service::MonitorService;
 pub use worker_ext::{MonitorLayers, MonitorWorkerExt};
+pub use worker_name::worker_name;
 
 // What the builders take, so that a worker imports this crate (and
 // jobsight-otel) only. None of these names is in apalis's prelude.
@@ -149,7 +172,7 @@ pub use jobsight_core::checkin::{
     CheckinEvent, CheckinPolicy, CheckinSink, CheckinStatus, Checkins, Schedule,
 };
 pub use jobsight_core::observer::{
-    Event as JobEvent, EventKind, ObserveError, Observer, ObserverOptions, ObserverStats, Observers,
+    EventKind, JobEvent, ObserveError, Observer, ObserverOptions, ObserverStats, Observers,
 };
 pub use jobsight_core::progress::ProgressThrottle;
 pub use jobsight_core::{

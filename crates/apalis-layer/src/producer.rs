@@ -13,22 +13,25 @@ use crate::carrier::{MetadataExtractor, MetadataInjector};
 use crate::task_meta::ENQUEUED_AT_KEY;
 
 /// Builds a task for `args` stamped with the enqueue time and the current
-/// trace context (see [`Stamp`]). Push it with apalis's `push_task`:
+/// trace context (see [`Stamp`]), without recording a send span: for
+/// producers whose own span is enough. [`TracedPush::push_traced`](crate::TracedPush::push_traced)
+/// records a `send {queue}` span and stamps the task with it. Push it with
+/// apalis's `push_task`:
 ///
 /// ```
 /// # use apalis::prelude::*;
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut storage = MemoryStorage::<String>::new();
-/// storage.push_task(jobsight_apalis::traced("ada@example.com".to_string())).await?;
+/// storage.push_task(jobsight_apalis::stamped("ada@example.com".to_string())).await?;
 /// # Ok(()) }
 /// ```
-pub fn traced<Args>(args: Args) -> Task<Args> {
-    traced_builder(TaskBuilder::new(args)).build()
+pub fn stamped<Args>(args: Args) -> Task<Args> {
+    stamped_builder(TaskBuilder::new(args)).build()
 }
 
-/// Like [`traced`], for a [`TaskBuilder`] you configure further (queue,
+/// Like [`stamped`], for a [`TaskBuilder`] you configure further (queue,
 /// run-at, max attempts…). Metadata set on the builder is kept.
-pub fn traced_builder<Args>(builder: TaskBuilder<Args>) -> TaskBuilder<Args> {
+pub fn stamped_builder<Args>(builder: TaskBuilder<Args>) -> TaskBuilder<Args> {
     builder.metadata(&Stamp::now())
 }
 

@@ -52,6 +52,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::backend::QueueConfig;
 use crate::producer::Stamp;
 use crate::send_builder::SendLayerBuilder;
 use crate::task_meta::SYSTEM;
@@ -130,8 +131,21 @@ impl SendLayer {
     /// finish the transaction with the result.
     pub fn begin<Args>(
         &self,
+        task: Task<Args>,
+        fallback_id: Option<fn() -> TaskId>,
+    ) -> (Task<Args>, SendTransaction) {
+        self.begin_in(task, fallback_id, None)
+    }
+
+    /// Like [`begin`](Self::begin), for a push into a storage whose
+    /// configuration names the queue (`storage_queue`, see
+    /// [`QueueConfig`]): that queue is where the task goes, so it wins over
+    /// the task's and the layer's.
+    pub fn begin_in<Args>(
+        &self,
         mut task: Task<Args>,
         fallback_id: Option<fn() -> TaskId>,
+        storage_queue: Option<&str>,
     ) -> (Task<Args>, SendTransaction) {
         let settings = &*self.settings;
         if task.task_id().is_none()
@@ -140,10 +154,11 @@ impl SendLayer {
             task = task.into_builder().task_id(generate()).build();
         }
         let full_name = std::any::type_name::<Args>();
-        let queue: &str = match (task.queue(), &settings.queue) {
-            (Some(q), _) => q.as_ref(),
-            (None, Some(q)) => q,
-            (None, None) => full_name,
+        let queue: &str = match (storage_queue, task.queue(), &settings.queue) {
+            (Some(q), _, _) => q,
+            (None, Some(q), _) => q.as_ref(),
+            (None, None, Some(q)) => q,
+            (None, None, None) => full_name,
         };
         let mut meta = JobMeta::builder(SYSTEM, queue).name(
             settings
@@ -308,6 +323,7 @@ impl<S, Args, Kind> TracedPush<Args, Kind> for S
 where
     S: TaskSink<Args, Kind> + BackendConfig + Send,
     <S as BackendConfig>::Id: GenerateId,
+    <S as BackendConfig>::Config: QueueConfig,
     Args: Send,
 {
     fn push_traced(
@@ -331,7 +347,12 @@ where
         layer: &SendLayer,
         task: Task<Args>,
     ) -> Result<(), TaskSinkError<Self::Error>> {
-        let (task, send) = layer.begin(task, Some(<S as BackendConfig>::Id::generate));
+        let storage_queue = BackendConfig::config(self).queue_name();
+        let (task, send) = layer.begin_in(
+            task,
+            Some(<S as BackendConfig>::Id::generate),
+            storage_queue,
+        );
         let cx = send.context().clone();
         let result = self.push_task(task).with_context(cx).await;
         finish(send, &result);

@@ -9,9 +9,13 @@ use apalis_core::worker::context::WorkerContext;
 use jobsight_core::checkin::Check;
 use jobsight_core::error::short_type_name;
 use jobsight_core::{JobKind, JobMonitor};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt as _;
 use tower_service::Service;
 
 use crate::args::{ArgsOff, CaptureArgs};
+use crate::backend::retry_clock::RetryMark;
+use crate::backend::{Backend, JOB_BACKEND, Memory};
 use crate::future::MonitorFuture;
 use crate::layer::Settings;
 use crate::task_meta::{SYSTEM, job_meta};
@@ -138,12 +142,23 @@ where
                     check
                 }
             });
+        let backend: &dyn Backend = self.settings.backend.as_deref().unwrap_or(&Memory);
+        let retry = self.settings.retry_clock.as_ref().and_then(|clock| {
+            let id = ctx.task_id()?;
+            Some((clock, Arc::<str>::from(id.to_string())))
+        });
+        let retry_due = match &retry {
+            Some((clock, id)) if ctx.attempt() > 0 => clock.take(id),
+            _ => None,
+        };
         let mut meta = job_meta(
             &ctx,
             queue,
             name,
             self.consumer.clone(),
             self.settings.max_attempts,
+            backend,
+            retry_due,
         );
         if let Some(args) = self.args.capture(name, &task.args) {
             meta.set_args(Some(args));
@@ -152,6 +167,16 @@ where
             meta.set_metadata(crate::args::observed_metadata(&ctx, self.args.policy()));
         }
         let mut tx = self.monitor.start_with_kind(kind, meta);
+        if let Some(backend) = &self.settings.backend {
+            tx.context()
+                .span()
+                .set_attribute(KeyValue::new(JOB_BACKEND, backend.name()));
+        }
+        let retry = retry.map(|(clock, id)| RetryMark {
+            clock: Arc::clone(clock),
+            id,
+            after: backend.retry_due_after(u32::try_from(ctx.attempt() + 1).unwrap_or(u32::MAX)),
+        });
         if let (Some(check), Some(checkins)) = (&check, &self.settings.checkins) {
             tx.checkin(checkins, check);
         }
@@ -159,6 +184,6 @@ where
             let _attached = tx.attach();
             self.inner.call(task)
         };
-        MonitorFuture::new(fut, tx, ctx, catch_panics)
+        MonitorFuture::new(fut, tx, ctx, catch_panics, retry)
     }
 }

@@ -8,8 +8,8 @@
 //! | id | `task_id()` |
 //! | attempt | `attempt() + 1` (apalis counts earlier runs when the layer is called) |
 //! | max attempts | `max_attempts()`; else the value given to [`crate::MonitorLayerBuilder::max_attempts`], or the retry count + 1 given to [`crate::MonitorLayerBuilder::retries`] |
-//! | run-at | `run_at()` (unix seconds), when the backend keeps it |
-//! | enqueued-at | metadata `jobsight.enqueued_at` (unix ms, set by [`crate::traced`]); else the timestamp of a ULID task id (apalis-redis); first attempt only |
+//! | run-at | `run_at()` (unix seconds), when the backend keeps it and it is this attempt's due time ([`crate::backend::Backend::run_at_is_due`]: the first attempt) |
+//! | enqueued-at | first attempt: the backend's [`crate::backend::Backend::enqueued_at`] (by default metadata `jobsight.enqueued_at`, unix ms, set by [`crate::stamped`]; else the timestamp of a ULID task id); a retry: when it became due again, if this process ran the failed attempt on a backend that says when ([`crate::backend::Backend::retry_due_after`]), else none |
 //! | priority | `priority()` |
 //! | consumer | the worker's name |
 //! | creation context, baggage | metadata `traceparent` / `tracestate` / `baggage`, read within the limits of [`jobsight_core::propagation`]; every attempt reads the same values, so every attempt links to the same creation context |
@@ -21,6 +21,7 @@ use apalis_core::task::ExecutionContext;
 use jobsight_core::JobMeta;
 use jobsight_core::propagation::extract_propagated;
 
+use crate::backend::Backend;
 use crate::carrier::MetadataExtractor;
 
 /// The `messaging.system` value for apalis jobs.
@@ -35,13 +36,18 @@ pub(crate) fn job_meta(
     name: &'static str,
     consumer: Option<Arc<str>>,
     default_max_attempts: Option<u32>,
+    backend: &dyn Backend,
+    retry_due: Option<SystemTime>,
 ) -> JobMeta {
     let attempt = u32::try_from(ctx.attempt().saturating_add(1)).unwrap_or(u32::MAX);
     let max_attempts = ctx
         .max_attempts()
         .map(|m| u32::try_from(m).unwrap_or(u32::MAX))
         .or(default_max_attempts);
-    let scheduled_at = ctx.run_at().map(|s| UNIX_EPOCH + Duration::from_secs(s));
+    let scheduled_at = ctx
+        .run_at()
+        .filter(|_| backend.run_at_is_due(attempt))
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s));
     let priority = ctx.priority().map(|p| i64::try_from(p).unwrap_or(i64::MAX));
     // A string id (the memory backend's) is copied once, not formatted;
     // the span attribute shares that copy.
@@ -49,7 +55,11 @@ pub(crate) fn job_meta(
         Some(id) => Arc::from(id),
         None => Arc::from(id.to_string()),
     });
-    let enqueued_at = if attempt == 1 { enqueued_at(ctx) } else { None };
+    let enqueued_at = if attempt == 1 {
+        backend.enqueued_at(ctx)
+    } else {
+        retry_due
+    };
     let propagated = extract_propagated(&MetadataExtractor(ctx.metadata()));
     // Every value first, then one chain of setters with no call in between:
     // inlined, the chain writes the fields in place instead of copying the
@@ -67,21 +77,10 @@ pub(crate) fn job_meta(
         .build()
 }
 
-fn enqueued_at(ctx: &ExecutionContext) -> Option<SystemTime> {
-    if let Some(ms) = ctx
-        .metadata()
-        .get(ENQUEUED_AT_KEY)
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        return Some(UNIX_EPOCH + Duration::from_millis(ms));
-    }
-    let ulid = ctx.task_id()?.as_ulid()?;
-    Some(UNIX_EPOCH + Duration::from_millis(ulid.timestamp_ms()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Memory;
     use apalis_core::task::builder::TaskBuilder;
     use apalis_core::task::metadata::MetadataStore;
     use apalis_core::task::task_id::TaskId;
@@ -97,7 +96,15 @@ mod tests {
             .run_at_timestamp(1_700_000_060)
             .with_metadata(md)
             .build();
-        let meta = job_meta(task.ctx(), Arc::from("emails"), "Email", None, None);
+        let meta = job_meta(
+            task.ctx(),
+            Arc::from("emails"),
+            "Email",
+            None,
+            None,
+            &Memory,
+            None,
+        );
         assert_eq!(meta.id(), Some("42"));
         assert_eq!(meta.attempt(), Some(1));
         assert_eq!(meta.max_attempts(), Some(5));
@@ -117,7 +124,7 @@ mod tests {
     fn ulid_ids_give_the_enqueue_time() {
         let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let task = TaskBuilder::new(()).task_id(ulid).build();
-        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None);
+        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None, &Memory, None);
         let at = meta.enqueued_at().expect("enqueue time from ULID");
         assert_eq!(
             at.duration_since(UNIX_EPOCH).unwrap().as_millis(),
@@ -129,7 +136,7 @@ mod tests {
     fn retries_do_not_claim_the_original_enqueue_time() {
         let ulid: TaskId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let task = TaskBuilder::new(()).task_id(ulid).attempt(1).build();
-        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None);
+        let meta = job_meta(task.ctx(), Arc::from("q"), "J", None, None, &Memory, None);
         assert_eq!(meta.attempt(), Some(2));
         assert!(meta.enqueued_at().is_none());
     }

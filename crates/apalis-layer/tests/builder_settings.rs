@@ -307,7 +307,7 @@ async fn push_tasks(storage: &mut MemoryStorage<u32>) -> Producers {
         let cx = Context::current_with_span(span);
         let task = {
             let _attached = cx.clone().attach();
-            let mut builder = jobsight_apalis::traced_builder(TaskBuilder::new(n));
+            let mut builder = jobsight_apalis::stamped_builder(TaskBuilder::new(n));
             if let Some(queue) = queue {
                 builder = builder.queue(queue.into());
             }

@@ -412,7 +412,7 @@ async fn a_killed_worker_process_is_found_stuck() {
 /// `Stuck` events naming the check-in monitor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_reach_lifecycle_observers() {
-    use jobsight_core::observer::{Event, EventKind};
+    use jobsight_core::observer::{EventKind, JobEvent};
 
     let prefix = unique_prefix();
     let clock = ManualClock::now();
@@ -421,7 +421,7 @@ async fn incidents_reach_lifecycle_observers() {
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let log = seen.clone();
     let observing = JobMonitor::builder()
-        .observer(move |event: &Event| {
+        .observer(move |event: &JobEvent| {
             log.lock().unwrap().push((
                 event.kind,
                 event.job.name().to_owned(),

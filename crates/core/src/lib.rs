@@ -32,6 +32,7 @@
 //! - [`progress`]: `tick(n)` against a total: throttled span events, a
 //!   gauge, an estimate of the time left.
 //! - [`args`]: opt-in, masked, size-limited recording of job arguments.
+//! - [`host`]: the host name, for resources and worker names.
 //! - [`job_logs`]: the job's identity for log processors, and where a
 //!   failed attempt's exception goes besides the span.
 //!
@@ -80,6 +81,7 @@ pub mod args;
 mod bound;
 pub mod checkin;
 pub mod error;
+pub mod host;
 mod instruments;
 pub mod job;
 pub mod job_logs;
@@ -105,5 +107,5 @@ pub use send::SendTransaction;
 pub use transaction::Transaction;
 
 pub use args::{ArgsPolicy, CapturedArgs};
-pub use observer::{Event, EventKind, Observer, ObserverOptions, ObserverStats, Observers};
+pub use observer::{EventKind, JobEvent, Observer, ObserverOptions, ObserverStats, Observers};
 pub use progress::Progress;

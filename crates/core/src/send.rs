@@ -323,12 +323,12 @@ mod tests {
 
     #[test]
     fn a_successful_send_is_the_observers_enqueued_event() {
-        use crate::observer::{Event, EventKind};
+        use crate::observer::{EventKind, JobEvent};
         use std::sync::{Arc, Mutex};
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         let monitor = JobMonitor::builder()
-            .observer(move |e: &Event| {
+            .observer(move |e: &JobEvent| {
                 sink.lock()
                     .unwrap()
                     .push((e.kind, e.job.id().map(str::to_owned)))

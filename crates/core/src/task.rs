@@ -11,7 +11,7 @@
 //! # What is recorded
 //! A task is a [`Transaction`] with `messaging.system` = `task`, the task's
 //! name as both `job.name` and queue (`messaging.destination.name`, unless
-//! [`Task::queue`] gives another), so the span is `process {name}` (kind
+//! [`OneOffTask::queue`] gives another), so the span is `process {name}` (kind
 //! CONSUMER, like a job: backends show it as an entry point) and the
 //! metrics are the jobs' own — `messaging.process.duration`,
 //! `messaging.client.consumed.messages`, `job.outcomes`, `job.active` —
@@ -71,7 +71,7 @@ where
     F: Future,
     F::Output: TaskOutput,
 {
-    Task::new(name).run(task).await
+    OneOffTask::new(name).run(task).await
 }
 
 /// Runs `task` on this thread as the monitored task `name` and returns its
@@ -80,14 +80,14 @@ pub fn run_blocking<T: TaskOutput>(
     name: impl Into<Cow<'static, str>>,
     task: impl FnOnce() -> T,
 ) -> T {
-    Task::new(name).run_blocking(task)
+    OneOffTask::new(name).run_blocking(task)
 }
 
 /// A task to run: its name and, optionally, queue, id, arguments and
 /// monitor.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct Task {
+pub struct OneOffTask {
     name: Cow<'static, str>,
     queue: Option<Arc<str>>,
     id: Option<String>,
@@ -95,22 +95,22 @@ pub struct Task {
     monitor: Option<JobMonitor>,
 }
 
-impl From<&'static str> for Task {
+impl From<&'static str> for OneOffTask {
     fn from(name: &'static str) -> Self {
-        Task::new(name)
+        OneOffTask::new(name)
     }
 }
 
-impl From<String> for Task {
+impl From<String> for OneOffTask {
     fn from(name: String) -> Self {
-        Task::new(name)
+        OneOffTask::new(name)
     }
 }
 
-impl Task {
+impl OneOffTask {
     /// A task named `name` (`job.name`).
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
-        Task {
+        OneOffTask {
             name: name.into(),
             queue: None,
             id: None,
@@ -139,7 +139,7 @@ impl Task {
         self
     }
 
-    /// Records through `monitor` instead of [`default_monitor`](crate::default_monitor).
+    /// Records through `monitor` instead of [`default_monitor`].
     pub fn monitor(mut self, monitor: &JobMonitor) -> Self {
         self.monitor = Some(monitor.clone());
         self
@@ -327,7 +327,7 @@ mod tests {
     fn a_task_that_succeeds() {
         let (spans, monitor) = harness();
         let out = block_on(
-            Task::new("backfill_users")
+            OneOffTask::new("backfill_users")
                 .monitor(&monitor)
                 .run(async { Ok::<_, BackfillError>(42) }),
         );
@@ -348,7 +348,7 @@ mod tests {
     #[test]
     fn a_task_that_errors_returns_its_error_unchanged() {
         let (spans, monitor) = harness();
-        let out = Task::new("fix_data")
+        let out = OneOffTask::new("fix_data")
             .monitor(&monitor)
             .run_blocking(|| Err::<(), _>(BackfillError::Locked(7)));
         assert!(matches!(out, Err(BackfillError::Locked(7))));
@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn boxed_io_and_string_errors() {
         let (spans, monitor) = harness();
-        let task = || Task::new("t").monitor(&monitor);
+        let task = || OneOffTask::new("t").monitor(&monitor);
         let _ = task().run_blocking(|| Err::<(), _>(std::io::Error::other("disk")));
         let _ = task().run_blocking(|| -> Result<(), Box<dyn StdError + Send + Sync>> {
             Err(Box::new(BackfillError::Locked(1)))
@@ -380,7 +380,7 @@ mod tests {
     fn a_task_that_panics_is_recorded_and_the_panic_continues() {
         let (spans, monitor) = harness();
         let caught = catch_unwind(AssertUnwindSafe(|| {
-            Task::new("report")
+            OneOffTask::new("report")
                 .monitor(&monitor)
                 .run_blocking(|| -> Result<(), String> { panic!("division by zero") })
         }));
@@ -395,7 +395,7 @@ mod tests {
     fn an_async_task_that_panics_can_return_the_panic() {
         let (spans, monitor) = harness();
         let result = block_on(
-            Task::new("report")
+            OneOffTask::new("report")
                 .monitor(&monitor)
                 .run_catch_unwind(async {
                     if true {
@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn a_dropped_task_is_abandoned() {
         let (spans, monitor) = harness();
-        let fut = Task::new("slow")
+        let fut = OneOffTask::new("slow")
             .monitor(&monitor)
             .run(std::future::pending::<()>());
         let waker = std::task::Waker::noop();
@@ -426,7 +426,7 @@ mod tests {
     #[test]
     fn the_task_context_is_attached_for_progress_and_child_spans() {
         let (spans, monitor) = harness();
-        block_on(Task::new("sync").monitor(&monitor).run(async {
+        block_on(OneOffTask::new("sync").monitor(&monitor).run(async {
             progress::set_total(2);
             progress::tick(2);
             assert_eq!(progress::Progress::current().unwrap().ticks(), 2);
@@ -441,7 +441,7 @@ mod tests {
         let args = crate::args::ArgsPolicy::new().all_jobs().capture_always(
             &std::collections::BTreeMap::from([("since", "2024-01-01"), ("token", "t0k3n")]),
         );
-        Task::new("backfill")
+        OneOffTask::new("backfill")
             .queue("maintenance")
             .id("run-9")
             .args(args)

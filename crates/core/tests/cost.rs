@@ -43,7 +43,7 @@ fn transaction_cost() {
         per_job(&noop_progress)
     );
     let observed = JobMonitor::builder()
-        .observer(|e: &jobsight_core::Event| {
+        .observer(|e: &jobsight_core::JobEvent| {
             std::hint::black_box(e);
         })
         .build();

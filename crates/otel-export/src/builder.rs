@@ -48,6 +48,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 #[must_use]
 pub struct Builder {
     service_name: Option<String>,
+    service_instance_id: Option<String>,
     endpoint: Option<String>,
     protocol: Option<Protocol>,
     shutdown_timeout: Duration,
@@ -70,6 +71,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             service_name: None,
+            service_instance_id: None,
             endpoint: None,
             protocol: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -94,6 +96,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("service_name", &self.service_name)
+            .field("service_instance_id", &self.service_instance_id)
             .field("endpoint", &self.endpoint.as_deref().map(endpoint::redact))
             .field("protocol", &self.protocol)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -123,6 +126,18 @@ impl Builder {
     /// `unknown_service:<executable>`.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = Some(name.into());
+        self
+    }
+
+    /// The `service.instance.id` resource attribute: what tells this process's
+    /// series apart from those of other processes with the same
+    /// `service.name`. Must be unique among them (e.g. the pod's name).
+    /// Defaults to `service.instance.id` in `OTEL_RESOURCE_ATTRIBUTES`, then
+    /// a random UUID generated once per process
+    /// ([`service_instance_id`](crate::service_instance_id)). An empty id
+    /// counts as unset.
+    pub fn service_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.service_instance_id = Some(id.into());
         self
     }
 
@@ -393,7 +408,13 @@ impl Builder {
             .then(SummaryReader::new);
         let providers = Plan {
             env,
-            resource: resource::build(self.service_name.as_deref(), env),
+            resource: resource::build(
+                resource::Given {
+                    service_name: self.service_name.as_deref(),
+                    service_instance_id: self.service_instance_id.as_deref(),
+                },
+                env,
+            ),
             traces,
             metrics,
             logs,

@@ -19,6 +19,29 @@ use tokio::sync::oneshot;
 
 use crate::Error;
 
+thread_local! {
+    /// Set on the export runtime's threads.
+    static EXPORT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread exports telemetry: the export runtime's threads and
+/// the SDK's batch and periodic-reader threads (named `OpenTelemetry.…`).
+/// The `tracing` bridge records nothing there: tracing-opentelemetry's
+/// context activation replaces the thread's context with one that no
+/// longer carries the SDK's suppression flag, so nested spans would escape
+/// it.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn is_export_thread() -> bool {
+    EXPORT_THREAD.with(std::cell::Cell::get)
+        || std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with("OpenTelemetry."))
+}
+
+fn mark_export_thread() {
+    EXPORT_THREAD.with(|flag| flag.set(true));
+}
+
 /// How long the runtime thread waits for blocking tasks when it stops.
 const STOP_GRACE: Duration = Duration::from_millis(500);
 
@@ -43,7 +66,18 @@ impl ExportRuntime {
                 // record about sending log records is a loop). The SDK
                 // drops what is emitted under this flag.
                 let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
-                let runtime = match Builder::new_current_thread().enable_all().build() {
+                mark_export_thread();
+                let runtime = match Builder::new_current_thread()
+                    .enable_all()
+                    // The runtime's blocking threads (name resolution) are
+                    // part of the export too; the flag stays set for the
+                    // thread's life.
+                    .on_thread_start(|| {
+                        mark_export_thread();
+                        std::mem::forget(opentelemetry::Context::enter_telemetry_suppressed_scope())
+                    })
+                    .build()
+                {
                     Ok(runtime) => runtime,
                     Err(error) => {
                         let _ = ready_tx.send(Err(error));
@@ -108,6 +142,31 @@ mod tests {
         let name = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(name.as_deref(), Some("jobsight-otel-export"));
         drop(runtime);
+    }
+
+    /// Spans started on the runtime thread and on its blocking threads
+    /// (what the exporters' transports run there) are not recorded.
+    #[test]
+    fn telemetry_is_suppressed_on_the_runtime_and_its_blocking_threads() {
+        use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+
+        let telemetry = jobsight_testkit::MemoryTelemetry::new();
+        let tracer = telemetry.tracer_provider().tracer("export");
+        let runtime = ExportRuntime::start().unwrap();
+        let (tx, rx) = mpsc::channel();
+        runtime.handle().spawn(async move {
+            tracer.start("on the runtime").end();
+            let tracer = tracer.clone();
+            let blocking = tokio::task::spawn_blocking(move || {
+                tracer.start("on a blocking thread").end();
+            });
+            let _ = blocking.await;
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        drop(runtime);
+        let _ = telemetry.tracer_provider().force_flush();
+        assert!(telemetry.spans().is_empty(), "{:#?}", telemetry.spans());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -54,7 +54,7 @@
 //! | `OTEL_EXPORTER_OTLP_CERTIFICATE` (and `_TRACES_`, `_METRICS_` variants) | path of a PEM file of CA certificates, trusted *instead of* the built-in roots for `https://` endpoints | Mozilla's roots, built in |
 //! | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (and `_TRACES_`, `_METRICS_` variants) | paths of a PEM certificate chain and its PEM private key (PKCS#8, PKCS#1 or SEC1), for mutual TLS; both or neither | no client certificate |
 //! | `OTEL_SERVICE_NAME` | any string | `service.name` from `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<executable>` |
-//! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`, values percent-encoded | none |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`, values percent-encoded | none; see [Resource](#resource) for what is always set |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` |
 //! | `OTEL_TRACES_SAMPLER_ARG` | probability from 0 to 1, for the ratio samplers | `1.0` |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds > 0 | `60000` ([`Builder::metric_export_interval`]) |
@@ -93,6 +93,27 @@
 //! only if the jobs outrun the exporter by more than the queue. The queue is allocated up front when traces are
 //! exported, about 23 MB (360 bytes a span); `OTEL_BSP_MAX_QUEUE_SIZE` (or
 //! [`Builder::span_queue_size`]) still wins, e.g. `8192` for about 3 MB.
+//!
+//! # Resource
+//!
+//! Every span and data point carries the resource: `service.name` (see
+//! [`Builder::service_name`]), `telemetry.sdk.*`, what
+//! `OTEL_RESOURCE_ATTRIBUTES` adds, and this process's identity, so that
+//! the series of N processes of one service stay N series (a backend
+//! computing `rate()` over one series fed by several processes sees
+//! counter resets):
+//!
+//! | Attribute | Default | Overridden by |
+//! | --- | --- | --- |
+//! | `service.instance.id` | a random UUID (v4), one per process ([`service_instance_id`]) | [`Builder::service_instance_id`], then `OTEL_RESOURCE_ATTRIBUTES` |
+//! | `host.name` | the system's host name (`gethostname`): the pod's name in Kubernetes | `OTEL_RESOURCE_ATTRIBUTES` |
+//! | `process.pid` | the process id | `OTEL_RESOURCE_ATTRIBUTES` |
+//!
+//! A restarted process gets a new UUID, so its counters start a new series
+//! instead of looking like a reset of the old one. To use a stable name,
+//! e.g. a Kubernetes pod's (from the downward API), set
+//! `OTEL_RESOURCE_ATTRIBUTES=service.instance.id=$(POD_NAME)`; it must still
+//! be unique among the processes that run at the same time.
 //!
 //! # Lost telemetry
 //!
@@ -242,7 +263,8 @@
 //!   [`Telemetry::install_log_bridge`]: `log` records become OTLP log
 //!   records (see the README's "Logs").
 //! - `tracing` (off by default): [`Telemetry::tracing_log_layer`] (events
-//!   become OTLP log records) and [`Telemetry::tracing_layer`], a
+//!   become OTLP log records), [`tracing_layer`] (usable before [`init`])
+//!   and [`Telemetry::tracing_layer`], a
 //!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
 //!   `tracing` spans a job makes are children of its `process {queue}` span
 //!   (see `tracing_bridge`, which says how the parent is picked).
@@ -309,7 +331,10 @@ pub use providers::{
     DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_SPAN_BATCH_SIZE, DEFAULT_SPAN_QUEUE_SIZE,
     DEFAULT_SPAN_SCHEDULE_DELAY,
 };
+pub use resource::service_instance_id;
 pub use signal::Signal;
+#[cfg(feature = "tracing")]
+pub use tracing_bridge::{BridgeTracer, tracing_layer};
 #[cfg(feature = "tracing")]
 pub use tracing_logs::{LOGS_SCOPE_NAME, TracingLogLayer};
 

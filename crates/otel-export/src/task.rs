@@ -8,13 +8,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jobsight_core::JobMonitor;
-use jobsight_core::task::{Task, TaskOutput};
+use jobsight_core::task::{OneOffTask, TaskOutput};
 
 use crate::Telemetry;
 
 impl Telemetry {
     /// Runs `work` on this thread as the monitored task `task` (a name, or a
-    /// [`Task`]), then shuts telemetry down, and returns `work`'s output
+    /// [`OneOffTask`]), then shuts telemetry down, and returns `work`'s output
     /// unchanged. When this returns, everything the task recorded has been
     /// exported, or the shutdown deadline ([`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout),
     /// 5 s by default) has passed and what was not exported by then is lost;
@@ -36,7 +36,11 @@ impl Telemetry {
     ///     Ok(())
     /// }
     /// ```
-    pub fn run_task<T: TaskOutput>(self, task: impl Into<Task>, work: impl FnOnce() -> T) -> T {
+    pub fn run_task<T: TaskOutput>(
+        self,
+        task: impl Into<OneOffTask>,
+        work: impl FnOnce() -> T,
+    ) -> T {
         let task = task.into();
         let monitor = task.job_monitor().clone();
         let ran = task.run_blocking_catch_unwind(work);
@@ -66,7 +70,7 @@ impl Telemetry {
     ///     }
     /// }
     /// ```
-    pub async fn run_task_async<F>(self, task: impl Into<Task>, work: F) -> F::Output
+    pub async fn run_task_async<F>(self, task: impl Into<OneOffTask>, work: F) -> F::Output
     where
         F: Future,
         F::Output: TaskOutput,
@@ -117,7 +121,7 @@ impl Telemetry {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use jobsight_core::observer::{Event, EventKind};
+    use jobsight_core::observer::{EventKind, JobEvent};
 
     use super::*;
     use crate::Builder;
@@ -141,12 +145,12 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         let monitor = JobMonitor::builder()
-            .observer(move |e: &Event| {
+            .observer(move |e: &JobEvent| {
                 std::thread::sleep(Duration::from_millis(50));
                 sink.lock().unwrap().push(e.kind);
             })
             .build();
-        let out = telemetry.run_task(Task::new("nightly").monitor(&monitor), || {
+        let out = telemetry.run_task(OneOffTask::new("nightly").monitor(&monitor), || {
             Err::<(), _>(std::io::Error::other("no data"))
         });
         assert_eq!(out.unwrap_err().to_string(), "no data");

@@ -46,7 +46,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jobsight_core::semconv;
-use jobsight_core::task::Task;
+use jobsight_core::task::OneOffTask;
 use jobsight_core::{ErrorClass, ErrorRecord, Transaction};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
@@ -115,7 +115,7 @@ fn run(cli: &Cli, name: String, mut pings: Option<Pings>) -> i32 {
     }
 
     let started = Instant::now();
-    let tx = Task::new(name.clone()).start();
+    let tx = OneOffTask::new(name.clone()).start();
     let program = cli.command[0].to_string_lossy().into_owned();
     let span = tx.context().span();
     span.set_attribute(KeyValue::new(semconv::PROCESS_COMMAND, program.clone()));

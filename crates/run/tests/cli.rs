@@ -105,6 +105,30 @@ async fn a_succeeding_command() {
             .any(|p| p.attr("messaging.system").and_then(|v| v.as_str()) == Some("task")),
         "{points:#?}"
     );
+    // The process's own identity, the same on spans and metrics.
+    let instance = span.resource.get("service.instance.id");
+    assert!(
+        instance
+            .and_then(|v| v.as_str())
+            .is_some_and(|id| id.len() == 36),
+        "a UUID: {:?}",
+        span.resource
+    );
+    assert!(
+        span.resource.contains_key("host.name"),
+        "{:?}",
+        span.resource
+    );
+    assert!(
+        span.resource.contains_key("process.pid"),
+        "{:?}",
+        span.resource
+    );
+    assert!(
+        points
+            .iter()
+            .all(|p| p.resource.get("service.instance.id") == instance)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,7 +35,7 @@
 //! # Where it goes
 //! The captured text is carried by [`JobMeta::args`](crate::JobMeta::args):
 //! the span gets it as the `job.args` string attribute, set at start, and
-//! observers get it in every [`Event`](crate::observer::Event). It is never
+//! observers get it in every [`JobEvent`](crate::observer::JobEvent). It is never
 //! a metric attribute.
 //!
 //! ```

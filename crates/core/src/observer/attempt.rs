@@ -6,15 +6,15 @@
 
 use std::sync::Arc;
 
-use super::event::{Event, EventKind};
+use super::event::{EventKind, JobEvent};
 use crate::error::ErrorRecord;
 use crate::outcome::Outcome;
 use crate::run_state::RunState;
 
 /// An event about the attempt of `run`, when observers listen.
-fn event(run: &RunState, kind: EventKind) -> Option<Event> {
+fn event(run: &RunState, kind: EventKind) -> Option<JobEvent> {
     let notify = run.notify.as_ref()?;
-    let mut event = Event::new(kind, Arc::clone(&notify.job));
+    let mut event = JobEvent::new(kind, Arc::clone(&notify.job));
     event.run_id = Some(Arc::clone(&notify.run_id));
     event.trace_id = notify.trace_id.clone();
     event.started_at = Some(run.started_at);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::event::Event;
+use super::event::JobEvent;
 
 /// Default capacity of each observer's queue, in events.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -21,18 +21,18 @@ pub type ObserveError = Box<dyn std::error::Error + Send + Sync>;
 /// docs); it may block, but while it does, its own queue fills up and its
 /// later events are dropped.
 ///
-/// Any `FnMut(&Event) + Send + 'static` closure is an observer.
+/// Any `FnMut(&JobEvent) + Send + 'static` closure is an observer.
 pub trait Observer: Send + 'static {
     /// Handles one event. An error is counted in [`ObserverStats::failed`]
     /// and otherwise ignored.
-    fn observe(&mut self, event: &Event) -> Result<(), ObserveError>;
+    fn observe(&mut self, event: &JobEvent) -> Result<(), ObserveError>;
 }
 
 impl<F> Observer for F
 where
-    F: FnMut(&Event) + Send + 'static,
+    F: FnMut(&JobEvent) + Send + 'static,
 {
-    fn observe(&mut self, event: &Event) -> Result<(), ObserveError> {
+    fn observe(&mut self, event: &JobEvent) -> Result<(), ObserveError> {
         self(event);
         Ok(())
     }
@@ -107,7 +107,7 @@ struct Counters {
 
 struct Slot {
     name: Arc<str>,
-    tx: SyncSender<Arc<Event>>,
+    tx: SyncSender<Arc<JobEvent>>,
     counters: Arc<Counters>,
 }
 
@@ -151,7 +151,7 @@ impl Delivery {
     }
 
     /// Offers `event` to every observer without blocking.
-    pub(crate) fn dispatch(&self, event: Event) {
+    pub(crate) fn dispatch(&self, event: JobEvent) {
         let event = Arc::new(event);
         for slot in &self.slots {
             match slot.tx.try_send(Arc::clone(&event)) {
@@ -208,7 +208,7 @@ impl Delivery {
 }
 
 /// The observer thread: handles events until every sender is gone.
-fn drain(mut observer: Box<dyn Observer>, rx: Receiver<Arc<Event>>, counters: &Counters) {
+fn drain(mut observer: Box<dyn Observer>, rx: Receiver<Arc<JobEvent>>, counters: &Counters) {
     while let Ok(event) = rx.recv() {
         let counter = match catch_unwind(AssertUnwindSafe(|| observer.observe(&event))) {
             Ok(Ok(())) => &counters.delivered,

@@ -1,4 +1,4 @@
-//! [`Event`]: what observers are told, and [`EventKind`]: what happened.
+//! [`JobEvent`]: what observers are told, and [`EventKind`]: what happened.
 
 use std::fmt;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ pub struct ProgressSnapshot {
 /// One lifecycle event, shared by every observer.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Event {
+pub struct JobEvent {
     /// What happened.
     pub kind: EventKind,
     /// When it happened.
@@ -123,10 +123,10 @@ pub struct Event {
     pub error: Option<ErrorRecord>,
 }
 
-impl Event {
+impl JobEvent {
     /// An event about `job` with only the kind and time set.
     pub(crate) fn new(kind: EventKind, job: Arc<JobMeta>) -> Self {
-        Event {
+        JobEvent {
             kind,
             at: SystemTime::now(),
             job,

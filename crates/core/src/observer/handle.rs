@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::delivery::{Delivery, Observer, ObserverOptions, ObserverStats};
-use super::event::{Event, EventKind};
+use super::event::{EventKind, JobEvent};
 use crate::job::JobMeta;
 
 /// The observers of one [`JobMonitor`](crate::JobMonitor), from
@@ -49,7 +49,7 @@ impl Observers {
     }
 
     /// Offers `event` to every observer without blocking.
-    pub(crate) fn dispatch(&self, event: Event) {
+    pub(crate) fn dispatch(&self, event: JobEvent) {
         if let Some(delivery) = &self.delivery {
             delivery.dispatch(event);
         }
@@ -59,7 +59,7 @@ impl Observers {
     /// is recorded on any span or metric).
     pub fn enqueued(&self, meta: &JobMeta) {
         if let Some(delivery) = &self.delivery {
-            delivery.dispatch(Event::new(EventKind::Enqueued, Arc::new(meta.clone())));
+            delivery.dispatch(JobEvent::new(EventKind::Enqueued, Arc::new(meta.clone())));
         }
     }
 
@@ -77,7 +77,7 @@ impl Observers {
         started_at: Option<SystemTime>,
     ) {
         if let Some(delivery) = &self.delivery {
-            let mut event = Event::new(kind, Arc::new(job.clone()));
+            let mut event = JobEvent::new(kind, Arc::new(job.clone()));
             event.run_id = run_id.map(Arc::from);
             event.started_at = started_at;
             event.running_for = started_at.and_then(|at| event.at.duration_since(at).ok());

@@ -16,7 +16,7 @@
 //! | `Cancelled` | [`Transaction::cancelled`](crate::Transaction::cancelled), for runners that cancel jobs (recorded as `abandoned` on the span) |
 //! | `Missed`, `Stuck` | [`Observers::checkin_incident`], called by the check-in watchdog (`jobsight-checkin`) once per incident across a fleet; `job` names the check-in monitor, `run_id` and `started_at` are the stuck run's |
 //!
-//! Each [`Event`] carries the job's [`JobMeta`](crate::JobMeta) (system, queue, name, id,
+//! Each [`JobEvent`] carries the job's [`JobMeta`](crate::JobMeta) (system, queue, name, id,
 //! attempt, max attempts, masked arguments and metadata when captured,
 //! enqueue and run-at times), a run id, the start and end times, the time
 //! running, the outcome, the progress (ticks, total, estimated time to
@@ -45,11 +45,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use jobsight_core::observer::{Event, EventKind};
+//! use jobsight_core::observer::{JobEvent, EventKind};
 //! use jobsight_core::{JobMeta, JobMonitor};
 //!
 //! let monitor = JobMonitor::builder()
-//!     .observer(|event: &Event| {
+//!     .observer(|event: &JobEvent| {
 //!         if event.kind == EventKind::Failed {
 //!             eprintln!("{} failed: {:?}", event.job.name(), event.error);
 //!         }
@@ -60,7 +60,7 @@
 //! ```
 
 //! # Layout
-//! - `event.rs`: [`Event`], [`EventKind`], [`ProgressSnapshot`].
+//! - `event.rs`: [`JobEvent`], [`EventKind`], [`ProgressSnapshot`].
 //! - `delivery.rs`: the [`Observer`] trait, [`ObserverOptions`], and the
 //!   queues and threads that deliver events, with their [`ObserverStats`].
 //! - `handle.rs`: [`Observers`], a monitor's observers as its users see
@@ -80,5 +80,5 @@ mod tests;
 pub use delivery::{
     DEFAULT_QUEUE_CAPACITY, ObserveError, Observer, ObserverOptions, ObserverStats,
 };
-pub use event::{Event, EventKind, ProgressSnapshot};
+pub use event::{EventKind, JobEvent, ProgressSnapshot};
 pub use handle::Observers;

@@ -11,10 +11,12 @@ fn meta() -> JobMeta {
     JobMeta::builder("test", "q").name("job").id("7").build()
 }
 
-fn collector() -> (Arc<Mutex<Vec<Event>>>, impl Observer) {
+fn collector() -> (Arc<Mutex<Vec<JobEvent>>>, impl Observer) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
-    (seen, move |e: &Event| sink.lock().unwrap().push(e.clone()))
+    (seen, move |e: &JobEvent| {
+        sink.lock().unwrap().push(e.clone())
+    })
 }
 
 #[test]
@@ -101,7 +103,7 @@ fn a_panicking_observer_is_counted_and_the_others_still_hear_everything() {
     let (seen, good) = collector();
     let monitor = JobMonitor::builder()
         .observer_with(
-            |_: &Event| panic!("observer exploded"),
+            |_: &JobEvent| panic!("observer exploded"),
             ObserverOptions::new().name("bad"),
         )
         .observer_with(good, ObserverOptions::new().name("good"))
@@ -121,7 +123,7 @@ fn a_panicking_observer_is_counted_and_the_others_still_hear_everything() {
 fn a_hanging_observer_blocks_neither_jobs_nor_other_observers() {
     let release = Arc::new((Mutex::new(false), Condvar::new()));
     let gate = Arc::clone(&release);
-    let hanging = move |_: &Event| {
+    let hanging = move |_: &JobEvent| {
         let (lock, cond) = &*gate;
         let mut open = lock.lock().unwrap();
         while !*open {
@@ -168,7 +170,7 @@ fn a_hanging_observer_blocks_neither_jobs_nor_other_observers() {
 fn failing_observers_are_counted() {
     struct Refuses;
     impl Observer for Refuses {
-        fn observe(&mut self, _: &Event) -> Result<(), ObserveError> {
+        fn observe(&mut self, _: &JobEvent) -> Result<(), ObserveError> {
             Err("webhook answered 500".into())
         }
     }

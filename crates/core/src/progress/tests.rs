@@ -6,7 +6,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 
 use super::*;
-use crate::observer::Event;
+use crate::observer::JobEvent;
 use crate::observer::Observer;
 use crate::{JobMeta, JobMonitor};
 use opentelemetry_sdk::metrics::InMemoryMetricExporter;
@@ -136,9 +136,9 @@ fn errors_carry_the_tick_count_and_element() {
 
 #[test]
 fn observers_get_progress_with_an_eta_and_the_failure_context() {
-    let seen = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let seen = Arc::new(Mutex::new(Vec::<JobEvent>::new()));
     let sink = Arc::clone(&seen);
-    let observer = move |e: &Event| sink.lock().unwrap().push(e.clone());
+    let observer = move |e: &JobEvent| sink.lock().unwrap().push(e.clone());
     let monitor = JobMonitor::builder()
         .observer(observer)
         .progress_throttle(fast_throttle())
@@ -214,7 +214,7 @@ fn gauge_reports_running_jobs_per_kind_only() {
 fn progress_is_off_by_default_except_for_tasks_and_observers() {
     struct Nothing;
     impl Observer for Nothing {
-        fn observe(&mut self, _: &Event) -> Result<(), crate::observer::ObserveError> {
+        fn observe(&mut self, _: &JobEvent) -> Result<(), crate::observer::ObserveError> {
             Ok(())
         }
     }

@@ -20,6 +20,8 @@
 mod dropped_metric;
 mod examples;
 pub mod numbered;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod redis_keys;
 mod telemetry;
 mod workers;
