@@ -6,7 +6,8 @@ redis_queues example on the same three queues (Redis: `emails`, `reports`
 with aborted jobs, `ledger` which stalls on purpose), each with its own
 scrape endpoint, and a Prometheus (1 s scrape and evaluation) that scrapes
 both and loads three variants of the rules: as written, "fast" and "open"
-(thresholds removed or always true; see alerts.yml). Then it asserts:
+(thresholds removed or always true; see alerts.yml), and the SLO rules
+(slo-alerts.yml) as written. Then it asserts:
 
 - every queue's metrics come from both processes (two `instance`s), so that
   every expression below is evaluated across instances;
@@ -19,7 +20,10 @@ both and loads three variants of the rules: as written, "fast" and "open"
 - every rule of the "open" variant returns one series for each queue, with
   no `instance` label;
 - in the "fast" variant, JobQueueFallingBehind and JobQueueNotProcessing fire
-  for the stalled `ledger` queue only, JobFailureRateHigh for `reports` only.
+  for the stalled `ledger` queue only, JobFailureRateHigh for `reports` only;
+- every SLO rule is healthy; each recording rule has a series per queue and
+  each SLO alert evaluates (its firing and resolving is unit-tested by
+  `promtool test rules dashboards/slo-alerts.test.yml`).
 
 Processes are stopped (SIGTERM, then SIGKILL) however the check ends. It gives
 up after --deadline seconds. Prints `N passed, N failed` at the end.
@@ -207,6 +211,7 @@ def main():
     parser.add_argument("--example", required=True)
     parser.add_argument("--dashboard", required=True)
     parser.add_argument("--rules", required=True)
+    parser.add_argument("--slo-rules", required=True)
     parser.add_argument("--deadline", type=float,
                         default=float(os.environ.get("JOBSIGHT_CHECK_DEADLINE", "180")))
     args = parser.parse_args()
@@ -223,6 +228,7 @@ def main():
         "as-written": args.rules,
         "fast": os.path.join(work, "alerts-fast.yml"),
         "open": os.path.join(work, "alerts-open.yml"),
+        "slo": args.slo_rules,
     }
     for name, text in variants.items():
         open(files[name], "w").write(text)
@@ -384,7 +390,7 @@ def main():
 
         print("alert rules")
         by_file = rules_by_file()
-        names = sorted({name for (_, name) in by_file})
+        names = sorted({name for (file, name) in by_file if file != "slo"})
         for name in names:
             written = by_file.get(("as-written", name))
             if check.ok(written is not None, f"{name}: loaded as written"):
@@ -413,6 +419,28 @@ def main():
                          f"expected {sorted(FIRES[name])}; query: {fast['query']}")
         check.ok(set(FIRES) <= set(names), "every expected alert is in the rules file",
                  f"{sorted(set(FIRES) - set(names))} missing")
+
+        print("SLO rules (slo-alerts.yml)")
+        slo = {name: rule for (file, name), rule in by_file.items() if file == "slo"}
+        check.ok(len(slo) >= 2, f"SLO rules loaded: {len(slo)} names", "none loaded")
+        for name, rule in sorted(slo.items()):
+            check.ok(rule.get("health") == "ok", f"{name}: healthy",
+                     f"{rule.get('health')}: {rule.get('lastError')}")
+            result = get(f"{api}/query", {"query": rule["query"]})
+            series = result["data"]["result"]
+            if rule.get("type") == "recording":
+                got = {short(s["metric"].get(QUEUE_LABEL, "?"), prefix): fmt(s["value"][1])
+                       for s in series}
+                check.ok(queues <= {s["metric"].get(QUEUE_LABEL) for s in series},
+                         f"{name}: a series per queue: "
+                         + " ".join(f"{q}={v}" for q, v in sorted(got.items())),
+                         f"query: {rule['query']}")
+            else:
+                check.ok(result["status"] == "success",
+                         f"{name} evaluates; over threshold now: "
+                         + (", ".join(sorted(short(s["metric"].get(QUEUE_LABEL, "?"), prefix)
+                                             for s in series)) or "none"),
+                         json.dumps(result)[:300])
     except Exception as error:  # noqa: BLE001 - report, clean up, fail
         check.ok(False, "the check ran to the end", f"{type(error).__name__}: {error}")
         for log in logs:

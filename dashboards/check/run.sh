@@ -16,11 +16,12 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-promtool check rules dashboards/alerts.yml dashboards/checkin-alerts.yml
-promtool test rules dashboards/alerts.test.yml dashboards/checkin-alerts.test.yml
+promtool check rules dashboards/alerts.yml dashboards/checkin-alerts.yml dashboards/slo-alerts.yml
+promtool test rules dashboards/alerts.test.yml dashboards/checkin-alerts.test.yml dashboards/slo-alerts.test.yml
 
 cargo build --locked --quiet --example redis_queues
 exec python3 dashboards/check/check.py \
   --example target/debug/examples/redis_queues \
   --dashboard dashboards/jobsight-queues.json \
-  --rules dashboards/alerts.yml
+  --rules dashboards/alerts.yml \
+  --slo-rules dashboards/slo-alerts.yml
