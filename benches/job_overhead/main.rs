@@ -19,7 +19,8 @@
 //! `--bench` argument) both parts run once with tiny sizes, as a smoke test.
 //!
 //! `JOBSIGHT_BENCH=one JOBSIGHT_BENCH_CONFIG=<name> JOBSIGHT_BENCH_JOBS=<n>`
-//! runs one configuration once (`bare`, `full`, `metrics_only`, `no_traces`, `apalis`,
+//! runs one configuration once (`bare`, `full`, `metrics_only`, `no_traces`,
+//! `sampled_1pct`, `apalis`, `apalis_metrics`,
 //! `refusing`, `hanging`, `logs`, `apalis_logs`, `floor`, `floor_bound`) at concurrency 1: for counting
 //! instructions under callgrind (`scripts/bench-instructions`).
 //! `JOBSIGHT_BENCH_ISOLATE=0` runs the table's rounds in this process

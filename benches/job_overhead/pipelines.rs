@@ -127,6 +127,16 @@ impl PushMetricExporter for BenchMetricExporter {
     }
 }
 
+/// How often the periodic reader collects: `JOBSIGHT_BENCH_READER_MS`, or
+/// 60 s.
+fn reader_interval() -> Duration {
+    let ms = std::env::var("JOBSIGHT_BENCH_READER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60_000);
+    Duration::from_millis(ms)
+}
+
 /// A tracer provider and a meter provider in front of one stand-in collector.
 pub struct Pipeline {
     pub tracer_provider: SdkTracerProvider,
@@ -135,10 +145,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Spans sampled in (`sampled` = true) or out, exported in batches through
-    /// a queue as large as jobsight-otel's default; metrics read every 60 s
-    /// (the SDK's and jobsight-otel's default interval).
-    pub fn new(collector: Collector, sampled: bool) -> Self {
+    /// Spans sampled by `sampler`, exported in batches through a queue as
+    /// large as jobsight-otel's default; metrics read every 60 s (the SDK's
+    /// and jobsight-otel's default interval), or every
+    /// `JOBSIGHT_BENCH_READER_MS` milliseconds.
+    pub fn new(collector: Collector, sampler: Sampler) -> Self {
         let stats = Arc::new(ExportStats::default());
         let spans = BenchSpanExporter {
             collector,
@@ -153,18 +164,18 @@ impl Pipeline {
             .build();
         let tracer_provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_sampler(if sampled {
-                Sampler::AlwaysOn
-            } else {
-                Sampler::AlwaysOff
-            })
+            .with_sampler(sampler)
             .build();
         let metrics = BenchMetricExporter {
             collector,
             stats: stats.clone(),
         };
         let meter_provider = SdkMeterProvider::builder()
-            .with_reader(PeriodicReader::builder(metrics).build())
+            .with_reader(
+                PeriodicReader::builder(metrics)
+                    .with_interval(reader_interval())
+                    .build(),
+            )
             .build();
         Self {
             tracer_provider,

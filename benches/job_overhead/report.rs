@@ -390,6 +390,15 @@ pub fn run(bench: &Bench, p: Params) -> String {
     let vs_floor = [full[0] / floor, full[1] / floor];
     let vs_floor_bound = [full[0] / floor_bound, full[1] / floor_bound];
     let vs_apalis = [full[0] / apalis[0], full[1] / apalis[1]];
+    let apalis_metrics = [
+        overhead(Config::ApalisMetrics, 1),
+        overhead(Config::ApalisMetrics, 4),
+    ];
+    let sampled = [overhead(Config::Sampled1, 1), overhead(Config::Sampled1, 4)];
+    let vs_apalis_metrics =
+        |mine: [f64; 2]| [mine[0] / apalis_metrics[0], mine[1] / apalis_metrics[1]];
+    let no_traces_vs_metrics = vs_apalis_metrics(no_traces);
+    let sampled_vs_metrics = vs_apalis_metrics(sampled);
     let refusing = [
         throughput_vs_up(Config::FullRefusing, 1),
         throughput_vs_up(Config::FullRefusing, 4),
@@ -403,7 +412,25 @@ pub fn run(bench: &Bench, p: Params) -> String {
     let ratio = |v: f64| format!("{v:.2}×");
     let nanos = |v: f64| format!("{v:.0} ns");
     let percent = |v: f64| format!("{:.0}%", v * 100.0);
-    let targets: [TargetRow; 9] = [
+    let targets: [TargetRow; 12] = [
+        (
+            "traces(false) overhead ≤ 0.5× apalis's metrics-only layer's overhead",
+            no_traces_vs_metrics,
+            &ratio,
+            &|r| r <= 0.5,
+        ),
+        (
+            "1%-sampled overhead ≤ 0.5× apalis's metrics-only layer's overhead",
+            sampled_vs_metrics,
+            &ratio,
+            &|r| r <= 0.5,
+        ),
+        (
+            "full monitoring overhead ≤ 0.2× apalis's tracing + metrics layers' overhead",
+            vs_apalis,
+            &ratio,
+            &|r| r <= 0.2,
+        ),
         (
             "full monitoring overhead ≤ 1.5× the SDK floor",
             vs_floor,

@@ -19,7 +19,7 @@ use opentelemetry::metrics::{
 use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Tracer as _, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry_sdk::trace::{Sampler, SdkTracer};
 use tokio::runtime::Runtime;
 use tracing::Dispatch;
 use tracing_subscriber::filter::LevelFilter;
@@ -45,6 +45,12 @@ pub enum Config {
     /// apalis's `TraceLayer` through tracing-opentelemetry plus apalis's
     /// `OpenTelemetryMetricsLayer`, collector up.
     Apalis,
+    /// `MonitorLayer` under a `ParentBased(TraceIdRatioBased(0.01))`
+    /// sampler: 1% of jobs traced, metrics for all.
+    Sampled1,
+    /// apalis's `OpenTelemetryMetricsLayer` alone (two instruments, no span):
+    /// the metrics-only peer.
+    ApalisMetrics,
     /// `MonitorLayer` as `Full`, collector refusing every export.
     FullRefusing,
     /// `MonitorLayer` as `Full`, collector hanging on every export.
@@ -59,12 +65,14 @@ pub enum Config {
 
 impl Config {
     /// Every worker configuration, in table order.
-    pub const ALL: [Config; 9] = [
+    pub const ALL: [Config; 11] = [
         Config::Bare,
         Config::Full,
         Config::MetricsOnly,
         Config::NoTraces,
+        Config::Sampled1,
         Config::Apalis,
+        Config::ApalisMetrics,
         Config::FullRefusing,
         Config::FullHanging,
         Config::Logs,
@@ -79,6 +87,8 @@ impl Config {
             Config::MetricsOnly => "metrics_only",
             Config::NoTraces => "no_traces",
             Config::Apalis => "apalis",
+            Config::Sampled1 => "sampled_1pct",
+            Config::ApalisMetrics => "apalis_metrics",
             Config::FullRefusing => "refusing",
             Config::FullHanging => "hanging",
             Config::Logs => "logs",
@@ -101,6 +111,8 @@ impl Config {
             Config::Apalis => {
                 "apalis TraceLayer + tracing-opentelemetry + OpenTelemetryMetricsLayer"
             }
+            Config::Sampled1 => "MonitorLayer, ParentBased(TraceIdRatioBased(0.01)) sampler",
+            Config::ApalisMetrics => "apalis OpenTelemetryMetricsLayer alone (metrics only)",
             Config::FullRefusing => "MonitorLayer, traces + metrics, collector refusing",
             Config::FullHanging => "MonitorLayer, traces + metrics, collector hanging",
             Config::Logs => {
@@ -185,6 +197,7 @@ pub struct Bench {
     full: (Pipeline, JobMonitor),
     metrics_only: (Pipeline, JobMonitor),
     no_traces: (Pipeline, JobMonitor),
+    sampled_1pct: (Pipeline, JobMonitor),
     refusing: (Pipeline, JobMonitor),
     hanging: (Pipeline, JobMonitor),
     apalis: (Pipeline, Dispatch),
@@ -199,7 +212,15 @@ fn monitored(collector: Collector, sampled: bool) -> (Pipeline, JobMonitor) {
 }
 
 fn monitored_with(collector: Collector, sampled: bool, traces: bool) -> (Pipeline, JobMonitor) {
-    let pipeline = Pipeline::new(collector, sampled);
+    let sampler = if sampled {
+        Sampler::AlwaysOn
+    } else {
+        Sampler::AlwaysOff
+    };
+    monitored_by(Pipeline::new(collector, sampler), traces)
+}
+
+fn monitored_by(pipeline: Pipeline, traces: bool) -> (Pipeline, JobMonitor) {
     let monitor = JobMonitor::builder()
         .tracer_provider(&pipeline.tracer_provider)
         .meter_provider(&pipeline.meter_provider)
@@ -221,7 +242,7 @@ impl Bench {
             Ok(rt) => rt,
             Err(e) => panic!("tokio runtime: {e}"),
         };
-        let apalis_pipeline = Pipeline::new(Collector::Up, true);
+        let apalis_pipeline = Pipeline::new(Collector::Up, Sampler::AlwaysOn);
         // apalis's metrics layer records with the global meter.
         global::set_meter_provider(apalis_pipeline.meter_provider.clone());
         let tracer = apalis_pipeline.tracer_provider.tracer("apalis-bench");
@@ -230,13 +251,18 @@ impl Bench {
             .with(tracing_opentelemetry::layer().with_tracer(tracer))
             .with(LevelFilter::DEBUG);
         let dispatch = Dispatch::new(subscriber);
-        let floor_pipeline = Pipeline::new(Collector::Up, true);
+        let floor_pipeline = Pipeline::new(Collector::Up, Sampler::AlwaysOn);
+        let one_percent = Pipeline::new(
+            Collector::Up,
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.01))),
+        );
         let floor = Floor::new(&floor_pipeline);
         Self {
             runtime,
             full: monitored(Collector::Up, true),
             metrics_only: monitored(Collector::Up, false),
             no_traces: monitored_with(Collector::Up, false, false),
+            sampled_1pct: monitored_by(one_percent, true),
             refusing: monitored(Collector::Refusing, true),
             hanging: monitored(Collector::Hanging, true),
             apalis: (apalis_pipeline, dispatch),
@@ -262,7 +288,8 @@ impl Bench {
             Config::Full => Some(&self.full.0),
             Config::MetricsOnly => Some(&self.metrics_only.0),
             Config::NoTraces => Some(&self.no_traces.0),
-            Config::Apalis => Some(&self.apalis.0),
+            Config::Sampled1 => Some(&self.sampled_1pct.0),
+            Config::Apalis | Config::ApalisMetrics => Some(&self.apalis.0),
             Config::FullRefusing => Some(&self.refusing.0),
             Config::FullHanging => Some(&self.hanging.0),
             Config::Logs | Config::ApalisLogs => Some(&self.logs().pipeline),
@@ -313,12 +340,14 @@ impl Bench {
             Config::Full
             | Config::MetricsOnly
             | Config::NoTraces
+            | Config::Sampled1
             | Config::FullRefusing
             | Config::FullHanging => {
                 let monitor = match config {
                     Config::Full => &self.full.1,
                     Config::MetricsOnly => &self.metrics_only.1,
                     Config::NoTraces => &self.no_traces.1,
+                    Config::Sampled1 => &self.sampled_1pct.1,
                     Config::FullRefusing => &self.refusing.1,
                     _ => &self.hanging.1,
                 };
@@ -338,6 +367,12 @@ impl Bench {
                         .run(),
                 )
             }),
+            Config::ApalisMetrics => self.runtime.block_on(
+                builder
+                    .layer(OpenTelemetryMetricsLayer::default())
+                    .build(noop)
+                    .run(),
+            ),
             Config::Logs | Config::ApalisLogs => {
                 let logs = self.logs();
                 tracing::dispatcher::with_default(&logs.dispatch, || {

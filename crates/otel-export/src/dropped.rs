@@ -113,6 +113,11 @@ pub struct Dropped {
     pub metric_points: DropCounts,
     /// Log records dropped.
     pub log_records: DropCounts,
+    /// Of `spans.queue_full`, the error spans: those of failed, retried,
+    /// panicked and abandoned attempts (an Error status or an `error.type`
+    /// attribute). The last tenth of the span queue is kept for them, so
+    /// they are dropped only when even that is full.
+    pub error_spans_queue_full: u64,
 }
 
 impl Dropped {
@@ -178,6 +183,8 @@ fn signal_index(signal: Signal) -> usize {
 #[derive(Debug)]
 pub(crate) struct DropCounter {
     counts: [[AtomicU64; REASONS]; SIGNALS],
+    /// Error spans among the spans dropped as `queue_full`.
+    error_spans: AtomicU64,
     reports: Reports,
     /// Set when the shutdown deadline passed and what was pending was
     /// counted as [`DropReason::ShutdownTimeout`]: exports that fail later
@@ -189,6 +196,7 @@ impl DropCounter {
     pub(crate) fn new(reports: Reports) -> Self {
         DropCounter {
             counts: Default::default(),
+            error_spans: AtomicU64::new(0),
             reports,
             sealed: Mutex::new(false),
         }
@@ -197,6 +205,12 @@ impl DropCounter {
     /// Where the one-line reports go.
     pub(crate) fn reports(&self) -> &Reports {
         &self.reports
+    }
+
+    /// Counts one error span among the spans dropped as `queue_full`
+    /// (counted there too, by [`record`](Self::record)).
+    pub(crate) fn record_error_span(&self) {
+        self.error_spans.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts `items` dropped. True for the first drop of this signal and
@@ -252,6 +266,7 @@ impl DropCounter {
             spans: counts(Signal::Traces),
             metric_points: counts(Signal::Metrics),
             log_records: counts(Signal::Logs),
+            error_spans_queue_full: self.error_spans.load(Ordering::Relaxed),
         }
     }
 }

@@ -12,12 +12,21 @@
 //! dropped here, at the door, and counted as `queue_full`, and every
 //! admitted span reaches the exporter. The job's thread pays one atomic add
 //! for it (measured by `benches/span_end.rs`).
+//!
+//! Errors are shed last: the last tenth of the queue ([`SpanQueue::reserve`])
+//! is kept for error spans — those with an Error status (failed, panicked
+//! and abandoned attempts) or an `error.type` attribute (attempts that
+//! failed and will be retried). A span without either is dropped once the
+//! queue holds `limit - reserve` spans; an error span only when the whole
+//! queue is full. The span is inspected only when the queue is past its
+//! share for other spans, so the common path stays one atomic add.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::Context;
+use opentelemetry::trace::Status;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Span, SpanData, SpanProcessor};
@@ -33,16 +42,29 @@ pub(crate) struct SpanQueue {
     /// Spans handed to an export that has not returned yet.
     in_export: AtomicU64,
     limit: u64,
+    /// Spans admitted while fewer than this many are queued, whatever they
+    /// hold; past it, only error spans, up to `limit`.
+    share: u64,
 }
 
 impl SpanQueue {
-    /// A queue that holds at most `limit` spans (at least 1).
+    /// A queue that holds at most `limit` spans (at least 1), the last
+    /// tenth of them (rounded up, none for a queue of 1) kept for error
+    /// spans.
     pub(crate) fn new(limit: usize) -> Self {
+        let limit = (limit as u64).max(1);
+        let reserve = if limit > 1 { limit.div_ceil(10) } else { 0 };
         SpanQueue {
             queued: AtomicU64::new(0),
             in_export: AtomicU64::new(0),
-            limit: (limit as u64).max(1),
+            limit,
+            share: limit - reserve,
         }
+    }
+
+    /// Places kept for error spans.
+    pub(crate) fn reserve(&self) -> u64 {
+        self.limit - self.share
     }
 
     /// The most spans the queue holds.
@@ -50,10 +72,13 @@ impl SpanQueue {
         self.limit
     }
 
-    /// Takes a place in the queue; false when it is full.
+    /// Takes a place in the queue for a span; `is_error` is asked only
+    /// when the queue is past the share of other spans. False when there is
+    /// no place for it.
     #[inline]
-    pub(crate) fn admit(&self) -> bool {
-        if self.queued.fetch_add(1, Ordering::AcqRel) < self.limit {
+    pub(crate) fn admit(&self, is_error: impl FnOnce() -> bool) -> bool {
+        let before = self.queued.fetch_add(1, Ordering::AcqRel);
+        if before < self.share || (before < self.limit && is_error()) {
             return true;
         }
         self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -102,11 +127,15 @@ impl CountedBatchProcessor {
     }
 
     #[cold]
-    fn queue_full(&self) {
+    fn queue_full(&self, span: &SpanData) {
+        if is_error_span(span) {
+            self.drops.record_error_span();
+        }
         if self.drops.record(Signal::Traces, DropReason::QueueFull, 1) {
-            self.drops
-                .reports()
-                .line(&queue_full_warning(self.queue.limit()));
+            self.drops.reports().line(&queue_full_warning(
+                self.queue.limit(),
+                self.queue.reserve(),
+            ));
         }
     }
 }
@@ -118,10 +147,10 @@ impl SpanProcessor for CountedBatchProcessor {
 
     #[inline]
     fn on_end(&self, span: SpanData) {
-        if self.queue.admit() {
+        if self.queue.admit(|| is_error_span(&span)) {
             self.inner.on_end(span);
         } else {
-            self.queue_full();
+            self.queue_full(&span);
         }
     }
 
@@ -138,11 +167,25 @@ impl SpanProcessor for CountedBatchProcessor {
     }
 }
 
+/// Whether `span` tells of an error: an Error status, or an `error.type`
+/// attribute (an attempt that failed and will be retried).
+fn is_error_span(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+        || span
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == ERROR_TYPE)
+}
+
+/// The attribute that marks a span as an error without an Error status.
+const ERROR_TYPE: &str = "error.type";
+
 /// The line printed at the first span dropped because the queue is full.
-fn queue_full_warning(limit: u64) -> String {
+fn queue_full_warning(limit: u64, reserve: u64) -> String {
     format!(
         "jobsight-otel: warning: the span queue is full ({limit} spans waiting for export, \
-         OTEL_BSP_MAX_QUEUE_SIZE): new spans are dropped, jobs do not wait. Dropped spans are \
+         OTEL_BSP_MAX_QUEUE_SIZE, the last {reserve} kept for error spans): new spans are \
+         dropped, error spans last, jobs do not wait. Dropped spans are \
          counted in jobsight.telemetry.dropped (Telemetry::dropped), not printed again."
     )
 }
@@ -248,13 +291,61 @@ mod tests {
     fn pending_counts_queued_and_exporting_spans() {
         let queue = SpanQueue::new(3);
         for _ in 0..3 {
-            assert!(queue.admit());
+            assert!(queue.admit(|| true));
         }
-        assert!(!queue.admit());
+        assert!(!queue.admit(|| true));
         queue.taken(2);
         assert_eq!(queue.pending(), 3);
-        assert!(queue.admit());
+        assert!(queue.admit(|| true));
         queue.settled(2);
         assert_eq!(queue.pending(), 2);
+    }
+
+    #[test]
+    fn the_last_tenth_of_the_queue_is_kept_for_error_spans() {
+        let queue = SpanQueue::new(20);
+        assert_eq!(queue.reserve(), 2);
+        let mut asked = 0;
+        for _ in 0..18 {
+            assert!(queue.admit(|| {
+                asked += 1;
+                false
+            }));
+        }
+        assert_eq!(asked, 0, "below its share a span is not inspected");
+        assert!(!queue.admit(|| false), "other spans stop at the share");
+        assert!(queue.admit(|| true));
+        assert!(queue.admit(|| true));
+        assert!(!queue.admit(|| true), "error spans stop at the limit");
+        assert_eq!(queue.pending(), 20);
+        queue.taken(20);
+        queue.settled(20);
+        assert!(queue.admit(|| false));
+        assert_eq!(SpanQueue::new(1).reserve(), 0);
+        assert_eq!(SpanQueue::new(65_536).reserve(), 6554);
+    }
+
+    #[test]
+    fn error_spans_are_those_with_an_error_status_or_an_error_type() {
+        use opentelemetry::trace::TraceContextExt as _;
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let kept = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let tracer = kept.tracer("test");
+        tracer.in_span("ok", |_| {});
+        tracer.in_span("failed", |cx| {
+            cx.span().set_status(Status::error("boom"));
+        });
+        tracer.in_span("retried", |cx| {
+            cx.span()
+                .set_attribute(opentelemetry::KeyValue::new("error.type", "Refused"));
+        });
+        let spans = exporter.get_finished_spans().unwrap();
+        let errors: Vec<_> = spans
+            .iter()
+            .map(|span| (span.name.as_ref(), is_error_span(span)))
+            .collect();
+        assert_eq!(errors, [("ok", false), ("failed", true), ("retried", true)]);
     }
 }
