@@ -115,7 +115,7 @@ pub struct Dropped {
     pub log_records: DropCounts,
     /// Of `spans.queue_full`, the error spans: those of failed, retried,
     /// panicked and abandoned attempts (an Error status or an `error.type`
-    /// attribute). The last tenth of the span queue is kept for them, so
+    /// attribute). A tenth more places than the span queue's size are kept for them, so
     /// they are dropped only when even that is full.
     pub error_spans_queue_full: u64,
 }

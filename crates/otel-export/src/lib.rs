@@ -396,7 +396,11 @@ pub mod bench_support {
             },
             queue: Arc::clone(&queue),
         };
-        CountedBatchProcessor::new(sdk_batch_processor(exporter, queue_size), queue, drops)
+        CountedBatchProcessor::new(
+            sdk_batch_processor(exporter, queue.capacity()),
+            queue,
+            drops,
+        )
     }
 
     /// A logger provider with the log processor `Builder::install` builds
@@ -434,7 +438,7 @@ pub mod bench_support {
             queue: Arc::clone(&queue),
         };
         let config = LogBatchConfigBuilder::default()
-            .with_max_queue_size(queue_size)
+            .with_max_queue_size(queue.capacity())
             .with_max_export_batch_size(crate::DEFAULT_LOG_BATCH_SIZE)
             .with_scheduled_delay(crate::DEFAULT_LOG_SCHEDULE_DELAY)
             .build();

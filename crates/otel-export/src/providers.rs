@@ -162,7 +162,7 @@ impl Plan<'_> {
                 queue: Arc::clone(&queue),
             };
             let config = BatchConfigBuilder::default()
-                .with_max_queue_size(queue_size)
+                .with_max_queue_size(queue.capacity())
                 .with_max_export_batch_size(
                     batch
                         .max_export_batch_size
@@ -239,7 +239,7 @@ impl Plan<'_> {
                     queue: Arc::clone(&queue),
                 };
                 let config = LogBatchConfigBuilder::default()
-                    .with_max_queue_size(queue_size)
+                    .with_max_queue_size(queue.capacity())
                     .with_max_export_batch_size(
                         batch
                             .max_export_batch_size

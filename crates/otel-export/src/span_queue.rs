@@ -13,12 +13,12 @@
 //! admitted span reaches the exporter. The job's thread pays one atomic add
 //! for it (measured by `benches/span_end.rs`).
 //!
-//! Errors are shed last: the last tenth of the queue ([`SpanQueue::reserve`])
-//! is kept for error spans — those with an Error status (failed, panicked
+//! Errors are shed last: a tenth more places than the configured queue size
+//! ([`SpanQueue::reserve`]) are kept for error spans — those with an Error status (failed, panicked
 //! and abandoned attempts) or an `error.type` attribute (attempts that
 //! failed and will be retried). A span without either is dropped once the
-//! queue holds `limit - reserve` spans; an error span only when the whole
-//! queue is full. The span is inspected only when the queue is past its
+//! queue holds the configured size, as without the reserve; an error span
+//! only when the reserve is full too. The SDK's channel is sized for both. The span is inspected only when the queue is past its
 //! share for other spans, so the common path stays one atomic add.
 
 use std::sync::Arc;
@@ -48,18 +48,23 @@ pub(crate) struct SpanQueue {
 }
 
 impl SpanQueue {
-    /// A queue that holds at most `limit` spans (at least 1), the last
-    /// tenth of them (rounded up, none for a queue of 1) kept for error
-    /// spans.
-    pub(crate) fn new(limit: usize) -> Self {
-        let limit = (limit as u64).max(1);
-        let reserve = if limit > 1 { limit.div_ceil(10) } else { 0 };
+    /// A queue that holds `size` spans of any kind (at least 1), and a
+    /// tenth more (rounded up, none for a queue of 1) for error spans only.
+    pub(crate) fn new(size: usize) -> Self {
+        let share = (size as u64).max(1);
+        let reserve = if share > 1 { share.div_ceil(10) } else { 0 };
         SpanQueue {
             queued: AtomicU64::new(0),
             in_export: AtomicU64::new(0),
-            limit,
-            share: limit - reserve,
+            limit: share + reserve,
+            share,
         }
+    }
+
+    /// The most spans the queue holds, reserve included: the size of the
+    /// SDK's channel behind it.
+    pub(crate) fn capacity(&self) -> usize {
+        usize::try_from(self.limit).unwrap_or(usize::MAX)
     }
 
     /// Places kept for error spans.
@@ -133,7 +138,7 @@ impl CountedBatchProcessor {
         }
         if self.drops.record(Signal::Traces, DropReason::QueueFull, 1) {
             self.drops.reports().line(&queue_full_warning(
-                self.queue.limit(),
+                self.queue.limit() - self.queue.reserve(),
                 self.queue.reserve(),
             ));
         }
@@ -184,7 +189,7 @@ const ERROR_TYPE: &str = "error.type";
 fn queue_full_warning(limit: u64, reserve: u64) -> String {
     format!(
         "jobsight-otel: warning: the span queue is full ({limit} spans waiting for export, \
-         OTEL_BSP_MAX_QUEUE_SIZE, the last {reserve} kept for error spans): new spans are \
+         OTEL_BSP_MAX_QUEUE_SIZE, {reserve} more places kept for error spans): new spans are \
          dropped, error spans last, jobs do not wait. Dropped spans are \
          counted in jobsight.telemetry.dropped (Telemetry::dropped), not printed again."
     )
@@ -247,7 +252,7 @@ mod tests {
         let inner = BatchSpanProcessor::builder(gate.clone())
             .with_batch_config(
                 BatchConfigBuilder::default()
-                    .with_max_queue_size(limit)
+                    .with_max_queue_size(queue.capacity())
                     .with_max_export_batch_size(batch)
                     .with_scheduled_delay(Duration::from_millis(10))
                     .build(),
@@ -290,23 +295,24 @@ mod tests {
     #[test]
     fn pending_counts_queued_and_exporting_spans() {
         let queue = SpanQueue::new(3);
-        for _ in 0..3 {
+        for _ in 0..4 {
             assert!(queue.admit(|| true));
         }
         assert!(!queue.admit(|| true));
         queue.taken(2);
-        assert_eq!(queue.pending(), 3);
+        assert_eq!(queue.pending(), 4);
         assert!(queue.admit(|| true));
         queue.settled(2);
-        assert_eq!(queue.pending(), 2);
+        assert_eq!(queue.pending(), 3);
     }
 
     #[test]
-    fn the_last_tenth_of_the_queue_is_kept_for_error_spans() {
+    fn a_tenth_more_is_kept_for_error_spans() {
         let queue = SpanQueue::new(20);
         assert_eq!(queue.reserve(), 2);
+        assert_eq!(queue.capacity(), 22);
         let mut asked = 0;
-        for _ in 0..18 {
+        for _ in 0..20 {
             assert!(queue.admit(|| {
                 asked += 1;
                 false
@@ -317,9 +323,9 @@ mod tests {
         assert!(queue.admit(|| true));
         assert!(queue.admit(|| true));
         assert!(!queue.admit(|| true), "error spans stop at the limit");
-        assert_eq!(queue.pending(), 20);
-        queue.taken(20);
-        queue.settled(20);
+        assert_eq!(queue.pending(), 22);
+        queue.taken(22);
+        queue.settled(22);
         assert!(queue.admit(|| false));
         assert_eq!(SpanQueue::new(1).reserve(), 0);
         assert_eq!(SpanQueue::new(65_536).reserve(), 6554);
