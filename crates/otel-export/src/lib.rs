@@ -257,14 +257,14 @@
 //!   Without `tls`, an `https://` endpoint is refused at install with an
 //!   error naming the feature, and the certificate variables are ignored.
 //! - `prometheus` (off): the scrape endpoint; adds `opentelemetry-prometheus`
-//!   and the `prometheus` crate (no HTTP framework: the server is a small
-//!   loop on `std::net`).
-//! - `log` (off by default): [`Telemetry::log_bridge`] and
-//!   [`Telemetry::install_log_bridge`]: `log` records become OTLP log
+//!   and the `prometheus` crate (the scrape server runs on `hyper`, already
+//!   in the tree for OTLP).
+//! - `log` (off by default): `Telemetry::log_bridge` and
+//!   `Telemetry::install_log_bridge`: `log` records become OTLP log
 //!   records (see the README's "Logs").
-//! - `tracing` (off by default): [`Telemetry::tracing_log_layer`] (events
+//! - `tracing` (off by default): `Telemetry::tracing_log_layer` (events
 //!   become OTLP log records), [`tracing_layer`] (usable before [`init`])
-//!   and [`Telemetry::tracing_layer`], a
+//!   and `Telemetry::tracing_layer`, a
 //!   `tracing-subscriber` layer through `tracing-opentelemetry`, so the
 //!   `tracing` spans a job makes are children of its `process {queue}` span
 //!   (see `tracing_bridge`, which says how the parent is picked).

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use opentelemetry::logs::AnyValue;
 
-/// Default [`LogLimits::body`]: 8 KiB.
+/// Default limit of a log record's body: 8 KiB.
 pub const DEFAULT_LOG_BODY_LIMIT: usize = 8 * 1024;
 /// Default attribute count when `OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT` is
 /// unset.

@@ -13,6 +13,9 @@
 //! ping the outer job's check; service credentials (ping key, Cronitor key,
 //! Sentry DSN) and the OpenTelemetry variables still apply. With
 //! `--inherit-check` it reads them all.
+// The doc comments here are clap's `--help` text, printed as written:
+// URLs and `<placeholders>` in them are for a terminal, not for rustdoc.
+#![allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 
 use std::ffi::OsString;
 use std::time::Duration;

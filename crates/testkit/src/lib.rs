@@ -3,17 +3,17 @@
 //!
 //! | You want | Use | Feature |
 //! | --- | --- | --- |
-//! | SDK providers that record spans and metrics in memory | [`MemoryTelemetry`] | — |
-//! | to read back a writer (jobsight-otel's reports, a logger) | [`LogCapture`] | — |
-//! | a name no parallel test or run uses; one global install at a time | [`unique`], [`serial`] | — |
-//! | an OTLP collector in the test process (gRPC or HTTP, on the official `opentelemetry-proto` types) | [`otlp::Receiver`] | `receiver` |
-//! | that collector behind TLS, mutual or not | [`otlp::Receiver::builder`] + [`tls`] | `tls` |
-//! | spans and metric series as they crossed the wire | [`otlp::Span`], [`otlp::MetricPoint`], [`otlp::series`] | `receiver` |
-//! | jobsight-otel installed against a receiver, and a monitor on its providers | [`jobs::telemetry_to`], [`jobs::monitor_of`] | `jobs` |
-//! | apalis workers running numbered jobs with known results | [`jobs::numbered`] | `jobs` |
-//! | an example binary as a child process exporting to a receiver | [`jobs::example_path`], [`jobs::example_command`] | `jobs` |
-//! | a Redis queue's keys deleted when the test ends (even on failure) | [`jobs::RedisKeys`] | `jobs` |
-//! | `jobsight.telemetry.dropped` as it arrived at the receiver | [`jobs::received_drop_count`] | `jobs` |
+//! | SDK providers that record spans and metrics in memory | `MemoryTelemetry` | — |
+//! | to read back a writer (jobsight-otel's reports, a logger) | `LogCapture` | — |
+//! | a name no parallel test or run uses; one global install at a time | `unique`, `serial` | — |
+//! | an OTLP collector in the test process (gRPC or HTTP, on the official `opentelemetry-proto` types) | `otlp::Receiver` | `receiver` |
+//! | that collector behind TLS, mutual or not | `otlp::Receiver::builder` + `tls` | `tls` |
+//! | spans and metric series as they crossed the wire | `otlp::Span`, `otlp::MetricPoint`, `otlp::series` | `receiver` |
+//! | jobsight-otel installed against a receiver, and a monitor on its providers | `jobs::telemetry_to`, `jobs::monitor_of` | `jobs` |
+//! | apalis workers running numbered jobs with known results | `jobs::numbered` | `jobs` |
+//! | an example binary as a child process exporting to a receiver | `jobs::example_path`, `jobs::example_command` | `jobs` |
+//! | a Redis queue's keys deleted when the test ends (even on failure) | `jobs::RedisKeys` | `jobs` |
+//! | `jobsight.telemetry.dropped` as it arrived at the receiver | `jobs::received_drop_count` | `jobs` |
 //!
 //! A receiver test, in full:
 //!

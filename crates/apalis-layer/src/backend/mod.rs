@@ -10,18 +10,18 @@
 //! - **on the producer's path** ([`QueueConfig`], implemented for the
 //!   storage's `BackendConfig::Config`): which queue a push goes to, so the
 //!   send span and the process span name the same queue;
-//! - **off both paths** ([`QueueStatsSource`]): how the queue gauges are
-//!   read, one round trip per poll for all queues (see [`stats`]).
+//! - **off both paths** (`QueueStatsSource`, with a backend feature): how the queue gauges are
+//!   read, one round trip per poll for all queues (see the `stats` module, with a backend feature).
 //!
 //! | backend (feature) | profile | queue gauges |
 //! |---|---|---|
-//! | apalis-redis (`redis`) | [`Redis`] | [`RedisQueueStats`](crate::RedisQueueStats) |
-//! | apalis-postgres (`postgres`) | [`Postgres`] | [`PostgresQueueStats`](crate::PostgresQueueStats) |
+//! | apalis-redis (`redis`) | [`Redis`] | `RedisQueueStats` |
+//! | apalis-postgres (`postgres`) | [`Postgres`] | `PostgresQueueStats` |
 //! | in-memory | [`Memory`] | none (the storage exposes no length) |
 //!
 //! Adding a backend is one module: a unit struct implementing [`Backend`],
-//! [`QueueConfig`] for its config type, and a [`QueueStatsSource`] with a
-//! small builder around [`stats`]'s poller. Worker registries (live workers,
+//! [`QueueConfig`] for its config type, and a `QueueStatsSource` with a
+//! small builder around the `stats` module's poller. Worker registries (live workers,
 //! heartbeat age, jobs held) belong on the same per-backend modules, next to
 //! the statistics they are read with.
 
